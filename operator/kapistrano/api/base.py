@@ -1,0 +1,33 @@
+"""Base model settings shared by every Release model: camelCase on the wire, strict keys."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class SpecModel(BaseModel):
+    """A part of the Release spec: unknown keys are an error, so typos do not pass silently."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=True,
+    )
+
+
+class StatusModel(BaseModel):
+    """A part of the Release status: tolerant of keys written by newer operators."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=True,
+    )
+
+    def wire(self) -> dict[str, object]:
+        """Return the JSON-ready dict with camelCase keys (pure)."""
+        return self.model_dump(mode="json", by_alias=True)

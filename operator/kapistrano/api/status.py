@@ -1,0 +1,139 @@
+"""The Release status: a cache of what was observed on the hosts, in kstatus form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from kapistrano.api.base import StatusModel
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes times (pure)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 time as written by format_time or by Kubernetes (pure)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class Phase(StrEnum):
+    """Phase of the whole Release."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+    PAUSED = "Paused"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+
+
+class HostPhase(StrEnum):
+    """Phase of one host."""
+
+    PENDING = "Pending"
+    UPDATING = "Updating"
+    UPDATED = "Updated"
+    PUBLISHING = "Publishing"
+    RESTARTING = "Restarting"
+    WAITING_READY = "WaitingReady"
+    READY = "Ready"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+    UNREACHABLE = "Unreachable"
+    CONFLICT = "Conflict"
+
+
+class ConditionStatus(StrEnum):
+    """metav1.Condition status values."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(StatusModel):
+    """A metav1.Condition."""
+
+    type: str = Field(description="Condition type, e.g. Ready, Reconciling, Stalled.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(default=None, description="metadata.generation this was computed for.")
+    last_transition_time: str = Field(
+        description="When status last changed.", json_schema_extra={"format": "date-time"}
+    )
+    reason: str = Field(description="CamelCase reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+
+
+class HostStatus(StatusModel):
+    """What was last observed on one host."""
+
+    name: str = Field(description="Host name from spec.hosts.")
+    phase: HostPhase = Field(default=HostPhase.PENDING, description="Where the host is in the rollout.")
+    version: str | None = Field(default=None, description="Version `current` points at on the host.")
+    release: str | None = Field(default=None, description="Release directory name `current` points at.")
+    ready: bool = Field(default=False, description="Every service passes readiness.")
+    ready_since: str | None = Field(
+        default=None, description="Since when the host is ready on its version.", json_schema_extra={"format": "date-time"}
+    )
+    attempts: int = Field(default=0, description="Rollout attempts of spec.version on this host.")
+    restarts: int = Field(default=0, description="Service restarts done by kapistrano on this host.")
+    message: str = Field(default="", description="Last progress or error message.")
+    last_transition_time: str | None = Field(
+        default=None, description="When phase last changed.", json_schema_extra={"format": "date-time"}
+    )
+
+
+class HistoryEntry(StatusModel):
+    """A version that was fully rolled out."""
+
+    version: str = Field(description="The version.")
+    completed_at: str = Field(description="When every host was ready on it.", json_schema_extra={"format": "date-time"})
+
+
+class ReleaseStatus(StatusModel):
+    """Observed state of a Release."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last acted on.")
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Progressing, Ready, Paused, Degraded or Failed.")
+    version: str | None = Field(default=None, description="spec.version being rolled out or done.")
+    current_version: str | None = Field(
+        default=None, description="Last version fully rolled out on every host (the rollback target)."
+    )
+    failed_version: str | None = Field(
+        default=None, description="A version that failed; not retried until spec.version changes."
+    )
+    hosts_total: int = Field(default=0, description="Number of hosts.")
+    hosts_updated: int = Field(default=0, description="Hosts on spec.version.")
+    hosts_ready: int = Field(default=0, description="Hosts whose services pass readiness.")
+    hosts_available: int = Field(default=0, description="Hosts ready for at least minReadySeconds.")
+    ready: str = Field(default="0/0", description="Updated-and-ready / total, for the printer column.")
+    message: str = Field(default="", description="What is happening now.")
+    last_progress_time: str | None = Field(
+        default=None, description="When a host last made progress.", json_schema_extra={"format": "date-time"}
+    )
+    restarted_at: str | None = Field(
+        default=None, description="Value of the restart request last completed (kubectl kapistrano restart)."
+    )
+    hosts: list[HostStatus] = Field(
+        default_factory=list,
+        description="Per-host progress.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="kstatus conditions: Ready, Reconciling, Stalled, Progressing, Available.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    history: list[HistoryEntry] = Field(default_factory=list, description="Completed versions, newest first.")
+
+    def host(self, name: str) -> HostStatus | None:
+        """The status entry of a host, if any (pure)."""
+        return next((h for h in self.hosts if h.name == name), None)
+
+    def condition(self, type_: str) -> Condition | None:
+        """The condition of a type, if any (pure)."""
+        return next((c for c in self.conditions if c.type == type_), None)
