@@ -13,12 +13,13 @@ from pydantic import Field, model_validator
 
 from kapistrano.api.base import SpecModel
 from kapistrano.api.types import (
+    HTTP_PATH_PATTERN,
+    UNIT_PATTERN,
     AbsPath,
     Address,
     DnsLabel,
     GitRef,
     HostName,
-    HTTP_PATH_PATTERN,
     IntOrPercent,
     PidPath,
     Port,
@@ -26,7 +27,6 @@ from kapistrano.api.types import (
     Sha256,
     ShellCommand,
     Signal,
-    UNIT_PATTERN,
     Url,
     UserName,
     Version,

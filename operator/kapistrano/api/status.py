@@ -77,7 +77,9 @@ class HostStatus(StatusModel):
     release: str | None = Field(default=None, description="Release directory name `current` points at.")
     ready: bool = Field(default=False, description="Every service passes readiness.")
     ready_since: str | None = Field(
-        default=None, description="Since when the host is ready on its version.", json_schema_extra={"format": "date-time"}
+        default=None,
+        description="Since when the host is ready on its version.",
+        json_schema_extra={"format": "date-time"},
     )
     attempts: int = Field(default=0, description="Rollout attempts of spec.version on this host.")
     restarts: int = Field(default=0, description="Service restarts done by kapistrano on this host.")

@@ -114,6 +114,6 @@ Address = Annotated[str, Field(pattern=ADDRESS_PATTERN, max_length=253), AfterVa
 UserName = Annotated[str, Field(pattern=USER_PATTERN, max_length=32)]
 Url = Annotated[str, Field(pattern=URL_PATTERN, max_length=2048)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, min_length=64, max_length=64)]
-IntOrPercent = Annotated[int | str, AfterValidator(lambda v: _int_or_percent(v))]
 Port = Annotated[int, Field(ge=1, le=65535)]
 ShellCommand = Annotated[str, Field(min_length=1, max_length=8192)]
+IntOrPercent = Annotated[int | str, AfterValidator(_int_or_percent)]

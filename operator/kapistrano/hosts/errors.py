@@ -1,0 +1,80 @@
+"""Every way talking to a host can fail, classified in one place.
+
+The engine only ever sees these: connection-level problems are retried with backoff (the host is
+Unreachable), command failures fail the host with the tail of stderr, key problems stall the Release.
+"""
+
+from __future__ import annotations
+
+STDERR_TAIL_CHARS = 800
+
+
+def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
+    """The last `limit` characters of a command's output, stripped (pure)."""
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+class HostError(Exception):
+    """Base of all host errors; `reason` is the CamelCase reason used in status and events."""
+
+    reason = "HostError"
+    #: Retrying later may help (network, timeouts); otherwise the failure is about the input.
+    transient = False
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.message = message
+
+
+class Unreachable(HostError):
+    """The host could not be connected to in time, or the connection dropped."""
+
+    reason = "Unreachable"
+    transient = True
+
+
+class AuthFailed(HostError):
+    """The host refused the client key."""
+
+    reason = "AuthFailed"
+
+
+class HostKeyMismatch(HostError):
+    """The host presented a key that known_hosts does not vouch for; no command ran."""
+
+    reason = "HostKeyMismatch"
+
+
+class CommandFailed(HostError):
+    """A remote command exited non-zero."""
+
+    reason = "CommandFailed"
+
+    def __init__(self, host: str, command: str, exit_status: int | None, stderr: str) -> None:
+        self.command = command
+        self.exit_status = exit_status
+        self.stderr_tail = tail(stderr)
+        detail = f": {self.stderr_tail}" if self.stderr_tail else ""
+        super().__init__(host, f"command exited with status {exit_status}{detail}")
+
+
+class CommandTimeout(HostError):
+    """A remote command did not finish within its timeout."""
+
+    reason = "CommandTimeout"
+    transient = True
+
+
+class LockConflict(HostError):
+    """Another Release holds the host lock on this deployTo."""
+
+    reason = "Conflict"
+    transient = True
+
+
+class SourceError(HostError):
+    """The release source could not be fetched or verified (bad ref, sha256 mismatch)."""
+
+    reason = "SourceFailed"
