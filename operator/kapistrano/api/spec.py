@@ -58,9 +58,7 @@ class GitSource(SpecModel):
     """A git repository, mirrored on each host in <deployTo>/repo like Capistrano's git strategy."""
 
     url: Url = Field(description="Repository URL (https, ssh, git, file, or scp-like user@host:path).")
-    ref: GitRef | None = Field(
-        default=None, description="Branch, tag or commit to deploy. Defaults to spec.version."
-    )
+    ref: GitRef | None = Field(default=None, description="Branch, tag or commit to deploy. Defaults to spec.version.")
 
 
 class ArchiveSource(SpecModel):
@@ -160,9 +158,7 @@ class Hooks(SpecModel):
     before_publish: list[Hook] = Field(
         default_factory=list, description="On each host right before `current` is switched."
     )
-    after_publish: list[Hook] = Field(
-        default_factory=list, description="On each host after its services are ready."
-    )
+    after_publish: list[Hook] = Field(default_factory=list, description="On each host after its services are ready.")
 
 
 class Manager(StrEnum):
@@ -201,9 +197,7 @@ class GracefulManager(SpecModel):
     pid_file: PidPath = Field(description="The master's pid file, relative to <deployTo>/shared/ unless absolute.")
     reload_signal: Signal = Field(default=Signal.USR2, description="Signal that makes the master re-exec.")
     quit_signal: Signal = Field(default=Signal.QUIT, description="Signal that makes the old master exit.")
-    start: ShellCommand | None = Field(
-        default=None, description="Command that starts the master when none is running."
-    )
+    start: ShellCommand | None = Field(default=None, description="Command that starts the master when none is running.")
     timeout_seconds: int = Field(
         default=60, ge=1, le=3600, description="How long to wait for the new master's pid file."
     )
@@ -366,13 +360,17 @@ class ReleaseSpec(SpecModel):
         default_factory=list, max_length=100, description="shared/<file> symlinked into each release."
     )
     hosts: list[Host] = Field(
-        min_length=1, max_length=1000, description="The hosts, in rollout order; names unique.",
+        min_length=1,
+        max_length=1000,
+        description="The hosts, in rollout order; names unique.",
         json_schema_extra=LIST_MAP_BY_NAME,
     )
     ssh: SshSpec = Field(default_factory=SshSpec, description="SSH settings.")
     hooks: Hooks = Field(default_factory=Hooks, description="Commands run at fixed points of the rollout.")
     services: list[Service] = Field(
-        default_factory=list, max_length=50, description="Services restarted on each host after publishing.",
+        default_factory=list,
+        max_length=50,
+        description="Services restarted on each host after publishing.",
         json_schema_extra=LIST_MAP_BY_NAME,
     )
     strategy: Strategy = Field(default_factory=Strategy, description="How the rollout moves across hosts.")

@@ -40,8 +40,6 @@ class Runner(Protocol):
         CommandTimeout past timeout, Unreachable when the connection is gone."""
         ...
 
-    async def open_tcp(
-        self, host: str, port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_tcp(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a TCP stream to host:port as seen FROM the host (SSH direct-tcpip)."""
         ...
