@@ -83,6 +83,18 @@ class HostStatus(StatusModel):
     )
     attempts: int = Field(default=0, description="Rollout attempts of spec.version on this host.")
     restarts: int = Field(default=0, description="Service restarts done by kapistrano on this host.")
+    restarted_for: str | None = Field(
+        default=None, description="The restart request this host last completed (kubectl kapistrano restart)."
+    )
+    action: str | None = Field(
+        default=None,
+        description="Action under way on this host (Publish, Rollback, Restart, Heal), recorded before acting "
+        "so that an interrupted action is resumed.",
+    )
+    failed_version: str | None = Field(default=None, description="The version that failed on this host.")
+    previous_release: str | None = Field(
+        default=None, description="Release `current` pointed at before the last publish (the rollback target)."
+    )
     message: str = Field(default="", description="Last progress or error message.")
     last_transition_time: str | None = Field(
         default=None, description="When phase last changed.", json_schema_extra={"format": "date-time"}

@@ -1,0 +1,68 @@
+"""kstatus conditions: built whole each time, with lastTransitionTime kept while status is unchanged (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from kapistrano.api.status import Condition, ConditionStatus, format_time
+
+TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
+
+#: Reasons that stop the rollout until the spec (or a Secret) changes.
+TERMINAL_REASONS = frozenset({"HostFailed", "InvalidSpec", "HostKeyMismatch", "AuthFailed", "CredentialsInvalid"})
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A condition as the planner wants it, before times are filled in."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+
+
+def merge_conditions(
+    previous: list[Condition], wanted: list[Wanted], generation: int, now: datetime
+) -> list[Condition]:
+    """Conditions to write: lastTransitionTime changes only when a condition's status flips (pure)."""
+    before = {c.type: c for c in previous}
+    out = []
+    for w in wanted:
+        old = before.get(w.type)
+        flipped = old is None or old.status != w.status
+        out.append(
+            Condition(
+                type=w.type,
+                status=w.status,
+                observed_generation=generation,
+                last_transition_time=format_time(now) if flipped or old is None else old.last_transition_time,
+                reason=w.reason,
+                message=w.message,
+            )
+        )
+    return out
+
+
+def first_sight(generation: int, now: datetime) -> list[Condition]:
+    """Ready=Unknown and Reconciling=True, written at once for a new object (kstatus) (pure)."""
+    return merge_conditions(
+        [],
+        [
+            Wanted("Ready", UNKNOWN, "Reconciling", "kapistrano is reading the hosts"),
+            Wanted("Reconciling", TRUE, "Reconciling", "kapistrano is reading the hosts"),
+            Wanted("Stalled", FALSE, "AsExpected"),
+        ],
+        generation,
+        now,
+    )
+
+
+def stalled_conditions(reason: str, message: str) -> list[Wanted]:
+    """Conditions for a rollout that cannot go on by itself (pure)."""
+    return [
+        Wanted("Ready", FALSE, reason, message),
+        Wanted("Reconciling", FALSE, reason, message),
+        Wanted("Stalled", TRUE, reason, message),
+    ]

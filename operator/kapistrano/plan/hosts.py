@@ -1,0 +1,143 @@
+"""How the planner sees each host: its phase, readiness, availability and what it needs (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from kapistrano.api.spec import ReleaseSpec
+from kapistrano.api.status import HostPhase, HostStatus, ReleaseStatus, format_time, parse_time
+from kapistrano.plan.model import HostObservation
+
+#: Actions the engine records on a host before acting; seeing one on a fresh start means the action
+#: was interrupted and the host must be published again (Rule 2: intent is recorded before acting).
+RESUMABLE_ACTIONS = frozenset({"Publish", "Restart", "Heal"})
+FAILED_PHASES = frozenset({HostPhase.FAILED, HostPhase.ROLLED_BACK})
+#: Host errors that retrying will not fix; they stall the Release.
+TERMINAL_HOST_ERRORS = frozenset({"HostKeyMismatch", "AuthFailed"})
+
+
+@dataclass(frozen=True)
+class HostView:
+    """One host as the planner reasons about it."""
+
+    name: str
+    obs: HostObservation
+    prev: HostStatus | None
+    phase: HostPhase
+    on_desired: bool
+    ready: bool
+    ready_since: datetime | None
+    available: bool
+    in_flight: bool
+    failed: bool
+
+    @property
+    def actionable(self) -> bool:
+        """The host can be acted on now (pure)."""
+        return self.obs.reachable and self.obs.error_reason is None
+
+    @property
+    def unavailable(self) -> bool:
+        """Counts against the maxUnavailable budget (pure)."""
+        return not self.available
+
+    @property
+    def done(self) -> bool:
+        """On spec.version, ready, and nothing left half-done (pure)."""
+        return self.on_desired and self.ready and not self.in_flight and self.obs.services_on_current is not False
+
+
+def _phase(obs: HostObservation, prev: HostStatus | None, keep_recorded: bool, on_desired: bool) -> HostPhase:
+    """The host's phase from what was observed and what was recorded (pure)."""
+    if not obs.reachable or obs.error_reason == "Unreachable":
+        return HostPhase.UNREACHABLE
+    if obs.error_reason == "Conflict":
+        return HostPhase.CONFLICT
+    if obs.error_reason is not None:
+        return HostPhase.FAILED
+    if prev is not None and keep_recorded:
+        return HostPhase(prev.phase)
+    if on_desired:
+        return HostPhase.READY if obs.ready else HostPhase.WAITING_READY
+    return HostPhase.UPDATED if obs.has_desired_release else HostPhase.PENDING
+
+
+def _ready_since(obs: HostObservation, prev: HostStatus | None, now: datetime) -> datetime | None:
+    """Since when the host is ready on its version; None when ready since before we knew it (pure)."""
+    if prev is None or (prev.ready and prev.version == obs.version and prev.ready_since is None):
+        return None  # first sight of a ready host: it counts as available, like a long-running pod
+    if prev.ready and prev.version == obs.version and prev.ready_since:
+        return parse_time(prev.ready_since)
+    return now
+
+
+def view_host(
+    spec: ReleaseSpec, obs: HostObservation, prev: HostStatus | None, same_rollout: bool, now: datetime
+) -> HostView:
+    """Build the planner's view of one host (pure)."""
+    if not obs.reachable and prev is not None:
+        # An unreachable host keeps what we last knew of it, but cannot count as ready.
+        obs = HostObservation(
+            name=obs.name, reachable=False, version=prev.version, release=prev.release,
+            ready=False, error_reason=obs.error_reason or "Unreachable", error_message=obs.error_message,
+        )  # fmt: skip
+    on_desired = obs.version == spec.version
+    failed = same_rollout and prev is not None and prev.failed_version == spec.version
+    in_flight = same_rollout and prev is not None and prev.action in RESUMABLE_ACTIONS and not failed
+    phase = _phase(obs, prev, failed or in_flight, on_desired)
+    ready = bool(obs.ready) and obs.reachable
+    since = _ready_since(obs, prev, now) if ready else None
+    min_ready = timedelta(seconds=spec.strategy.min_ready_seconds)
+    available = ready and (since is None or since + min_ready <= now)
+    return HostView(
+        name=obs.name,
+        obs=obs,
+        prev=prev,
+        phase=phase,
+        on_desired=on_desired,
+        ready=ready,
+        ready_since=since,
+        available=available,
+        in_flight=in_flight,
+        failed=failed,
+    )
+
+
+def view_hosts(
+    spec: ReleaseSpec, status: ReleaseStatus, observations: dict[str, HostObservation], now: datetime
+) -> list[HostView]:
+    """Views of every host in spec order (pure).
+
+    Spec order is the rollout order: it is deterministic across restarts (so a resumed rollout picks
+    the same next host) and it lets users put a canary first.
+    """
+    same_rollout = status.version == spec.version
+    views = []
+    for host in spec.hosts:
+        obs = observations.get(host.name) or HostObservation(name=host.name, reachable=False)
+        views.append(view_host(spec, obs, status.host(host.name), same_rollout, now))
+    return views
+
+
+def host_status(view: HostView, now: datetime) -> HostStatus:
+    """The status entry to write for a host (pure)."""
+    prev = view.prev
+    changed = prev is None or prev.phase != view.phase
+    message = view.obs.error_message or ("" if prev is None or view.phase == HostPhase.READY else prev.message)
+    return HostStatus(
+        name=view.name,
+        phase=view.phase,
+        version=view.obs.version,
+        release=view.obs.release,
+        ready=view.ready,
+        ready_since=format_time(view.ready_since) if view.ready_since else None,
+        attempts=prev.attempts if prev else 0,
+        restarts=prev.restarts if prev else 0,
+        restarted_for=prev.restarted_for if prev else None,
+        action=prev.action if prev and view.in_flight else None,
+        failed_version=prev.failed_version if prev and view.failed else None,
+        previous_release=prev.previous_release if prev else None,
+        message=message,
+        last_transition_time=format_time(now) if changed or prev is None else prev.last_transition_time,
+    )

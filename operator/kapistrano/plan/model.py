@@ -1,0 +1,83 @@
+"""Inputs and outputs of the planner: what was observed, what to do next.
+
+Everything here is plain data. The planner never reads a clock or a host; the engine gathers
+observations, passes `now`, and carries out the actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from kapistrano.api.spec import ReleaseSpec
+from kapistrano.api.status import ReleaseStatus
+
+
+@dataclass(frozen=True)
+class HostObservation:
+    """What the engine last saw on one host. Hosts are the source of truth; status only caches this."""
+
+    name: str
+    reachable: bool = True
+    #: Version `current` points at (from .kapistrano-version), None when unknown or no release yet.
+    version: str | None = None
+    #: Release directory `current` points at.
+    release: str | None = None
+    #: A release directory for spec.version exists on the host (fetched, linked).
+    has_desired_release: bool = False
+    #: Every service passes readiness. None when not checked (e.g. unreachable).
+    ready: bool | None = None
+    #: Running service processes belong to the `current` release (None when it cannot be told).
+    services_on_current: bool | None = None
+    #: CamelCase reason of the last error on this host (Unreachable, HostKeyMismatch, Conflict...).
+    error_reason: str | None = None
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """Everything the planner decides from."""
+
+    spec: ReleaseSpec
+    generation: int
+    status: ReleaseStatus
+    observations: dict[str, HostObservation]
+    now: datetime
+    #: Value of the restart request (kubectl kapistrano restart); None when there is none.
+    restart_token: str | None = None
+
+
+class ActionKind(StrEnum):
+    """What the engine can do to a host."""
+
+    UPDATE = "Update"  # fetch + link the release for spec.version (parallel, non-disruptive)
+    PUBLISH = "Publish"  # hooks, switch current, restart services, readiness, minReady, hooks
+    ROLLBACK = "Rollback"  # switch back to the previous release and restart, prove ready
+    RESTART = "Restart"  # rolling restart without a version change (restart request)
+    HEAL = "Heal"  # restart dead services on the current release (drift)
+    FINISH = "Finish"  # revisions.log, cleanup, unlock
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step for one host."""
+
+    kind: ActionKind
+    host: str
+    reason: str = ""
+
+
+@dataclass
+class Plan:
+    """The planner's answer: actions to run now, and the status to write."""
+
+    actions: list[Action]
+    status: ReleaseStatus
+    #: When there is nothing to do now but time will change that (minReadySeconds), seconds to wait.
+    wait_seconds: float | None = None
+    #: The rollout of spec.version is complete on every host.
+    complete: bool = False
+    #: A terminal problem stops the rollout until the spec changes (HostFailed, InvalidSpec...).
+    stalled_reason: str | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
