@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import ReleaseStatus
 from kapistrano.plan import HostObservation, plan
