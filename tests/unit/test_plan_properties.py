@@ -66,7 +66,8 @@ def test_ready_is_true_iff_every_host_is_updated_and_ready(n: int, data: st.Data
     observed = [replace(data.draw(observation), name=h.name) for h in spec.hosts]
     result = plan(make_input(spec, observed, generation=4))
     ready = result.status.condition("Ready")
-    assert ready is not None and ready.observed_generation == 4 == result.status.observed_generation
+    assert ready is not None
+    assert ready.observed_generation == 4 == result.status.observed_generation
     everything_done = all(
         o.reachable and o.version == "v2" and o.ready and o.services_on_current is not False for o in observed
     )
