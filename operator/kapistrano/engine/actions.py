@@ -1,0 +1,142 @@
+"""Carrying out one plan's actions on hosts, and writing their outcome into the status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from kapistrano.api.status import HostPhase, HostStatus, format_time
+from kapistrano.engine.driver import HostDriver
+from kapistrano.engine.events import EventSink, HostEvent
+from kapistrano.engine.store import StatusRecorder
+from kapistrano.hosts.errors import HostError
+from kapistrano.plan import Action, ActionKind
+
+if TYPE_CHECKING:
+    from kapistrano.engine.rollout import Desired
+
+#: The phase recorded before each disruptive action starts (Rule 2: intent before action).
+INTENT_PHASE = {
+    ActionKind.PUBLISH: HostPhase.PUBLISHING,
+    ActionKind.ROLLBACK: HostPhase.PUBLISHING,
+    ActionKind.RESTART: HostPhase.RESTARTING,
+    ActionKind.HEAL: HostPhase.RESTARTING,
+}
+UPDATE_CONCURRENCY = 10
+
+
+class ActionRunner:
+    """Runs the actions of one plan and records each host's outcome."""
+
+    def __init__(
+        self, desired: Desired, recorder: StatusRecorder, emit: EventSink, clock: Callable[[], datetime]
+    ) -> None:
+        self.desired = desired
+        self.spec = desired.spec
+        self.recorder = recorder
+        self.emit = emit
+        self.clock = clock
+
+    def host(self, name: str) -> HostStatus:
+        """The status entry of a host (the planner wrote one for every host)."""
+        entry = self.recorder.status.host(name)
+        assert entry is not None, name
+        return entry
+
+    def record_intent(self, actions: list[Action]) -> None:
+        """Write what is about to happen on each host before doing it (changes status in memory)."""
+        for action in actions:
+            phase = INTENT_PHASE.get(action.kind)
+            if phase is None:
+                continue
+            entry = self.host(action.host)
+            fields: dict[str, object] = {"action": action.kind.value}
+            if action.kind == ActionKind.PUBLISH:
+                fields["attempts"] = entry.attempts + 1
+                if entry.version != self.spec.version and entry.action is None:
+                    fields["previous_release"] = entry.release
+            self.recorder.apply(HostEvent(action.host, f"{action.kind.value.lower()} starting", phase, fields=fields))
+
+    async def run_all(self, actions: list[Action], drivers: dict[str, HostDriver]) -> None:
+        """Run actions concurrently; `once` hooks run on the first published host before the others (network I/O)."""
+        publishes = [a for a in actions if a.kind == ActionKind.PUBLISH]
+        first_ever = publishes and not any(h.version == self.spec.version for h in self.recorder.status.hosts)
+        rest = list(actions)
+        if first_ever:
+            first = publishes[0]
+            rest.remove(first)
+            await self.run_one(first, drivers[first.host], run_once_hooks=True)
+        gate = asyncio.Semaphore(UPDATE_CONCURRENCY)
+
+        async def bounded(action: Action) -> None:
+            if action.kind == ActionKind.UPDATE:
+                async with gate:
+                    await self.run_one(action, drivers[action.host])
+            else:
+                await self.run_one(action, drivers[action.host])
+
+        await asyncio.gather(*(bounded(a) for a in rest))
+
+    async def run_one(self, action: Action, driver: HostDriver, *, run_once_hooks: bool = False) -> None:
+        """Run one action and record its outcome; host errors are recorded, not raised (network I/O)."""
+        try:
+            await self._dispatch(action, driver, run_once_hooks)
+        except HostError as exc:
+            self._failed(action, exc)
+
+    async def _dispatch(self, action: Action, driver: HostDriver, run_once_hooks: bool) -> None:
+        """Call the driver method for an action and record success."""
+        name, spec = action.host, self.spec
+        if action.kind == ActionKind.UPDATE:
+            self.emit(HostEvent(name, f"fetching {spec.version}", HostPhase.UPDATING))
+            release = await driver.update(spec, self.emit)
+            self.emit(HostEvent(name, f"release {release} ready", HostPhase.UPDATED))
+        elif action.kind == ActionKind.PUBLISH:
+            await driver.publish(spec, self.emit, run_once_hooks=run_once_hooks)
+            self._ready(name, spec.version, f"ready on {spec.version}")
+        elif action.kind == ActionKind.ROLLBACK:
+            release = await driver.rollback(spec, self.emit, release=self.host(name).previous_release)
+            self._ready(name, None, f"rolled back to release {release}", phase=HostPhase.ROLLED_BACK)
+        else:
+            await driver.restart(spec, self.emit)
+            token = self.desired.restart_token if action.kind == ActionKind.RESTART else None
+            self._ready(name, spec.version, "services restarted", restarted_for=token)
+
+    def _ready(
+        self,
+        name: str,
+        version: str | None,
+        message: str,
+        *,
+        phase: HostPhase = HostPhase.READY,
+        restarted_for: str | None = None,
+    ) -> None:
+        """Record that a host finished an action and is ready (changes status in memory)."""
+        entry = self.host(name)
+        fields: dict[str, object] = {
+            "action": None,
+            "ready": True,
+            "ready_since": format_time(self.clock()),
+            "restarts": entry.restarts + 1,
+        }
+        if version is not None:
+            fields["version"] = version
+        if restarted_for is not None:
+            fields["restarted_for"] = restarted_for
+        self.emit(HostEvent(name, message, phase, reason="HostReady", fields=fields))
+
+    def _failed(self, action: Action, exc: HostError) -> None:
+        """Record a failed action: transient errors leave the intent for a retry (changes status in memory)."""
+        name = action.host
+        if exc.transient:
+            phase = HostPhase.UNREACHABLE
+            fields: dict[str, object] = {}
+        else:
+            phase = HostPhase.FAILED
+            fields = {"action": None, "ready": False}
+            if action.kind in (ActionKind.UPDATE, ActionKind.PUBLISH):
+                # The version itself is broken here (bad source, failing hook, never ready): stop the rollout.
+                fields["failed_version"] = self.spec.version
+        self.emit(HostEvent(name, exc.message, phase, reason=exc.reason, warning=True, fields=fields))

@@ -1,0 +1,49 @@
+"""What the rollout loop needs from one host. engine/ssh_driver.py implements it over SSH."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from kapistrano.api.spec import ReleaseSpec
+from kapistrano.engine.events import EventSink
+from kapistrano.plan import HostObservation
+
+
+class HostDriver(Protocol):
+    """Carries out plan actions on one host. Every method may raise a kapistrano.hosts.errors.HostError."""
+
+    name: str
+
+    async def observe(self, spec: ReleaseSpec) -> HostObservation:
+        """Read the host: where `current` points, which releases exist, whether services run and are ready."""
+        ...
+
+    async def lock(self, owner: str, ttl_seconds: int) -> None:
+        """Take or refresh the host lock; raises LockConflict when another owner holds it."""
+        ...
+
+    async def unlock(self, owner: str) -> None:
+        """Release the host lock if we hold it."""
+        ...
+
+    async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:
+        """Fetch and link the release for spec.version (or reuse one); returns the release name."""
+        ...
+
+    async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> str | None:
+        """Hooks, switch `current`, restart services, wait ready, hold minReadySeconds, hooks, finish.
+
+        Returns the release `current` pointed at before (the rollback target)."""
+        ...
+
+    async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
+        """Switch back to `release` (or the newest release older than current), restart, prove ready."""
+        ...
+
+    async def restart(self, spec: ReleaseSpec, emit: EventSink) -> None:
+        """Restart every service on the current release and wait until ready (restart request, heal)."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection."""
+        ...

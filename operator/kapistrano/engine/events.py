@@ -1,0 +1,37 @@
+"""Progress events the engine emits, for the status writer and for live displays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kapistrano.api.status import HostPhase
+
+
+@dataclass(frozen=True)
+class HostEvent:
+    """Something happened on one host.
+
+    `phase` changes the host's recorded phase; `message` is the one-line progress text
+    (e.g. "sneakers stopping (pid 4242)"); `warning` marks failures (Kubernetes Event type Warning).
+    """
+
+    host: str
+    message: str
+    phase: HostPhase | None = None
+    reason: str = ""
+    warning: bool = False
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+EventSink = Callable[[HostEvent], None]
+
+
+def fan_out(*sinks: EventSink) -> EventSink:
+    """One sink that forwards every event to all of `sinks` (pure)."""
+
+    def emit(event: HostEvent) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return emit

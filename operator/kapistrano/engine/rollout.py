@@ -1,0 +1,228 @@
+"""The rollout loop: observe every host, ask the planner, record intent, act, repeat.
+
+Shared by `kapistrano apply` and the operator. It re-reads the desired spec before every step, so a new
+version, `paused: true` or a changed strategy take effect at the next step. It keeps no state of its
+own between runs: a run started after a crash re-reads the hosts and the saved status and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from kapistrano.api.spec import Host, ReleaseSpec
+from kapistrano.api.status import ReleaseStatus
+from kapistrano.engine.actions import ActionRunner
+from kapistrano.engine.driver import HostDriver
+from kapistrano.engine.events import EventSink, HostEvent
+from kapistrano.engine.store import StatusRecorder, StatusStore
+from kapistrano.hosts.errors import HostError
+from kapistrano.plan import Action, HostObservation, Plan, PlanInput, plan
+from kapistrano.plan.conditions import first_sight
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The spec to reconcile toward, as last read."""
+
+    spec: ReleaseSpec
+    generation: int = 1
+    restart_token: str | None = None
+
+
+class Result(StrEnum):
+    """Why a run returned."""
+
+    READY = "Ready"
+    STALLED = "Stalled"
+    PAUSED = "Paused"
+    DEADLINE = "ProgressDeadlineExceeded"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, with the last status."""
+
+    result: Result
+    message: str
+    status: ReleaseStatus
+
+
+DriverFactory = Callable[[ReleaseSpec, Host], HostDriver]
+SpecSource = Callable[[], Awaitable[Desired]]
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (reads the clock)."""
+    return datetime.now(UTC)
+
+
+class Rollout:
+    """One Release's reconcile loop against its hosts."""
+
+    def __init__(
+        self,
+        *,
+        source: SpecSource,
+        drivers: DriverFactory,
+        store: StatusStore,
+        owner: str,
+        emit: EventSink | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.source = source
+        self.make_driver = drivers
+        self.store = store
+        self.owner = owner
+        self.user_emit = emit
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self._drivers: dict[tuple[str, str, int, str | None], HostDriver] = {}
+        self.recorder: StatusRecorder | None = None
+        self._flush = asyncio.Event()
+
+    def emit(self, event: HostEvent) -> None:
+        """Record a host event in the status and pass it on (side effects: status, display)."""
+        assert self.recorder is not None
+        if self.recorder.apply(event):
+            self._flush.set()
+        if self.user_emit is not None:
+            self.user_emit(event)
+
+    def driver(self, spec: ReleaseSpec, host: Host) -> HostDriver:
+        """The driver for a host, reused while its address stays the same."""
+        key = (host.name, host.address, host.port, host.user)
+        if key not in self._drivers:
+            self._drivers[key] = self.make_driver(spec, host)
+        return self._drivers[key]
+
+    async def observe(self, spec: ReleaseSpec, host: Host) -> HostObservation:
+        """Lock and read one host; errors become part of the observation (network I/O)."""
+        driver = self.driver(spec, host)
+        try:
+            await driver.lock(self.owner, lock_ttl(spec))
+            return await driver.observe(spec)
+        except HostError as exc:
+            reachable = exc.reason not in ("Unreachable", "CommandTimeout")
+            return HostObservation(
+                name=host.name, reachable=reachable, error_reason=exc.reason, error_message=exc.message
+            )
+
+    async def observe_all(self, spec: ReleaseSpec) -> dict[str, HostObservation]:
+        """Observe every host in parallel, at most 20 at once (network I/O)."""
+        gate = asyncio.Semaphore(20)
+
+        async def one(host: Host) -> HostObservation:
+            async with gate:
+                return await self.observe(spec, host)
+
+        found = await asyncio.gather(*(one(h) for h in spec.hosts))
+        return {o.name: o for o in found}
+
+    async def step(self, desired: Desired) -> Plan:
+        """Observe, plan and save the planned status (network I/O, writes status)."""
+        assert self.recorder is not None
+        observations = await self.observe_all(desired.spec)
+        result = plan(
+            PlanInput(
+                spec=desired.spec,
+                generation=desired.generation,
+                status=self.recorder.status,
+                observations=observations,
+                now=self.clock(),
+                restart_token=desired.restart_token,
+            )
+        )
+        await self.recorder.replace(result.status)
+        return result
+
+    async def run(self) -> Outcome:
+        """Reconcile until the rollout is done, stalled or paused (network I/O, writes status)."""
+        desired = await self.source()
+        saved = await self.store.load()
+        status = saved or ReleaseStatus(conditions=first_sight(desired.generation, self.clock()))
+        self.recorder = StatusRecorder(self.store, status, self.clock)
+        if saved is None:
+            await self.recorder.flush()
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            return await self._loop(desired)
+        finally:
+            flusher.cancel()
+            await self.recorder.flush()
+
+    async def _loop(self, desired: Desired) -> Outcome:
+        """The body of run(): one plan and its actions per turn."""
+        assert self.recorder is not None
+        while True:
+            result = await self.step(desired)
+            outcome = self._finished(desired, result)
+            if outcome is not None:
+                if outcome.result == Result.READY:
+                    await self._unlock_all(desired.spec)
+                return outcome
+            if result.actions:
+                await self._act(desired, result.actions)
+            else:
+                await asyncio.sleep(min(result.wait_seconds or self.poll_interval, self.poll_interval))
+            desired = await self.source()
+
+    def _finished(self, desired: Desired, result: Plan) -> Outcome | None:
+        """An outcome when nothing is left to do by ourselves, else None (pure)."""
+        status = result.status
+        if result.actions:
+            return None
+        if result.complete:
+            return Outcome(Result.READY, status.message, status)
+        if result.stalled_reason is not None:
+            return Outcome(Result.STALLED, f"{result.stalled_reason}: {status.message}", status)
+        stalled = status.condition("Stalled")
+        if stalled is not None and stalled.status == "True" and stalled.reason == Result.DEADLINE:
+            return Outcome(Result.DEADLINE, status.message, status)
+        if status.phase == "Paused":
+            return Outcome(Result.PAUSED, status.message, status)
+        return None
+
+    async def _act(self, desired: Desired, actions: list[Action]) -> None:
+        """Record intent, then run one plan's actions concurrently (network I/O, writes status)."""
+        assert self.recorder is not None
+        runner = ActionRunner(desired, self.recorder, self.emit, self.clock)
+        drivers = {h.name: self.driver(desired.spec, h) for h in desired.spec.hosts}
+        runner.record_intent(actions)
+        await self.recorder.flush()
+        await runner.run_all(actions, drivers)
+        await self.recorder.flush()
+
+    async def _unlock_all(self, spec: ReleaseSpec) -> None:
+        """Release our host locks; an unreachable host keeps its lock until it expires (network I/O)."""
+        for host in spec.hosts:
+            try:
+                await self.driver(spec, host).unlock(self.owner)
+            except HostError:
+                continue
+
+    async def _flush_loop(self) -> None:
+        """Save coalesced status changes about once per second, at once on phase changes (writes)."""
+        assert self.recorder is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._flush.wait(), timeout=self.recorder.min_interval)
+                self._flush.clear()
+                await self.recorder.flush()
+            except TimeoutError:
+                await self.recorder.maybe_flush()
+
+    async def close(self) -> None:
+        """Close every host connection (network I/O)."""
+        for driver in self._drivers.values():
+            await driver.close()
+        self._drivers.clear()
+
+
+def lock_ttl(spec: ReleaseSpec) -> int:
+    """How long a host lock lasts without refresh: longer than any single step may take (pure)."""
+    return max(900, 2 * spec.progress_deadline_seconds)

@@ -1,0 +1,124 @@
+"""Where the Release status lives between steps: a local file for the CLI, the resource for the operator.
+
+The recorder keeps the status in memory, applies host events to it, and saves it coalesced (at most
+about once per second) except at phase transitions, which are saved at once (Rule 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from kapistrano.api.status import ReleaseStatus, format_time
+from kapistrano.engine.events import HostEvent
+
+
+class StatusStore(Protocol):
+    """Loads and saves a Release status."""
+
+    async def load(self) -> ReleaseStatus | None:
+        """The last saved status, or None."""
+        ...
+
+    async def save(self, status: ReleaseStatus) -> None:
+        """Persist the whole status."""
+        ...
+
+
+class FileStatusStore:
+    """Status kept in a JSON file, in the same shape as the resource status (camelCase)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def load(self) -> ReleaseStatus | None:
+        """Read the file if it exists (reads the file)."""
+        return await asyncio.to_thread(self.load_sync)
+
+    async def save(self, status: ReleaseStatus) -> None:
+        """Write the file atomically (writes the file)."""
+        await asyncio.to_thread(self.save_sync, status)
+
+    def load_sync(self) -> ReleaseStatus | None:
+        """Read the file if it exists (reads the file)."""
+        if not self.path.exists():
+            return None
+        return ReleaseStatus.model_validate(json.loads(self.path.read_text()))
+
+    def save_sync(self, status: ReleaseStatus) -> None:
+        """Write the file atomically, so a kill at any instant leaves the old or the new status (writes)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.path.parent)
+        with os.fdopen(fd, "w") as out:
+            json.dump(status.wire(), out, indent=2)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(tmp).replace(self.path)
+
+
+class StatusRecorder:
+    """The live status of one rollout: applies events, saves through a store, coalescing writes."""
+
+    def __init__(
+        self,
+        store: StatusStore,
+        status: ReleaseStatus,
+        clock: Callable[[], datetime],
+        min_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.status = status
+        self.clock = clock
+        self.min_interval = min_interval
+        self._last_save: datetime | None = None
+        self._dirty = False
+        self.saves = 0
+
+    async def replace(self, status: ReleaseStatus) -> None:
+        """Take a whole new status (from the planner) and save it now (writes)."""
+        self.status = status
+        await self.flush()
+
+    def apply(self, event: HostEvent) -> bool:
+        """Apply a host event to the in-memory status; True when the host's phase changed (pure)."""
+        host = self.status.host(event.host)
+        if host is None:
+            return False
+        now = format_time(self.clock())
+        host.message = event.message
+        self.status.message = f"{event.host}: {event.message}"
+        changed = event.phase is not None and event.phase != host.phase
+        if event.phase is not None and changed:
+            host.phase = event.phase
+            host.last_transition_time = now
+            self.status.last_progress_time = now
+        for key, value in event.fields.items():
+            setattr(host, key, value)
+        self._dirty = True
+        return changed
+
+    async def record(self, event: HostEvent) -> None:
+        """Apply an event and save: at once on a phase change, else at most every min_interval (writes)."""
+        if self.apply(event):
+            await self.flush()
+        else:
+            await self.maybe_flush()
+
+    async def maybe_flush(self) -> None:
+        """Save if there are unsaved changes and the last save is old enough (writes)."""
+        now = self.clock()
+        if self._dirty and (self._last_save is None or (now - self._last_save).total_seconds() >= self.min_interval):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Save now (writes)."""
+        await self.store.save(self.status)
+        self.saves += 1
+        self._last_save = self.clock()
+        self._dirty = False
