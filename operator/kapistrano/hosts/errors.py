@@ -78,3 +78,27 @@ class SourceError(HostError):
     """The release source could not be fetched or verified (bad ref, sha256 mismatch)."""
 
     reason = "SourceFailed"
+
+
+class TcpConnectFailed(HostError, ConnectionRefusedError):
+    """A TCP stream opened through the host (direct-tcpip) was refused; also a ConnectionRefusedError."""
+
+    reason = "TcpConnectFailed"
+    transient = True
+
+
+class NotWritable(HostError):
+    """A directory under deployTo cannot be created or written to."""
+
+    reason = "NotWritable"
+
+    def __init__(self, host: str, path: str, detail: str = "") -> None:
+        self.path = path
+        suffix = f": {detail}" if detail else ""
+        super().__init__(host, f"{path} is not writable{suffix}")
+
+
+class LinkedFileMissing(HostError):
+    """A linkedFiles entry does not exist in shared/ (Capistrano refuses to deploy then too)."""
+
+    reason = "LinkedFileMissing"

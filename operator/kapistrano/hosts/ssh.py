@@ -1,0 +1,380 @@
+"""Hosts over SSH: one asyncssh connection per host, reused for every command (channels multiplexed).
+
+Host keys are verified against the known_hosts content from the Release's Secret;
+`insecureSkipHostKeyCheck` is the only bypass and it logs a warning. Every asyncssh, OS and timeout
+error is turned into a HostError by `classify`, the one place that knows asyncssh's exceptions.
+Private key material never appears in logs, exceptions or reprs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from kapistrano.api.spec import Host, ReleaseSpec
+from kapistrano.hosts.errors import (
+    AuthFailed,
+    CommandFailed,
+    CommandTimeout,
+    HostError,
+    HostKeyMismatch,
+    TcpConnectFailed,
+    Unreachable,
+)
+from kapistrano.hosts.runner import CommandResult
+from kapistrano.hosts.tcp import open_stream
+
+log = logging.getLogger(__name__)
+
+#: OpenSSH's default MaxSessions: channels one connection may have open at once.
+DEFAULT_MAX_SESSIONS = 10
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Everything needed to reach one host. `client_key` is a private key (bytes) or a key file path."""
+
+    name: str
+    address: str
+    client_key: bytes | Path = field(repr=False)
+    port: int = 22
+    user: str = "deploy"
+    #: known_hosts content (bytes/str) or a file path; None only with insecure_skip_host_key_check.
+    known_hosts: bytes | str | Path | None = field(default=None, repr=False)
+    insecure_skip_host_key_check: bool = False
+    connect_timeout: float = 10.0
+    command_timeout: float = 600.0
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 3
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    jump: SshTarget | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """user@address:port, for messages (pure)."""
+        return f"{self.user}@{self.address}:{self.port}"
+
+
+def targets_from_spec(
+    spec: ReleaseSpec, client_key: bytes | Path, known_hosts: bytes | str | Path | None
+) -> list[SshTarget]:
+    """One SshTarget per host of a Release, in rollout order (pure)."""
+    return [target_for_host(spec, host, client_key, known_hosts) for host in spec.hosts]
+
+
+def target_for_host(
+    spec: ReleaseSpec, host: Host, client_key: bytes | Path, known_hosts: bytes | str | Path | None
+) -> SshTarget:
+    """The SshTarget of one host of a Release, with the jump host if any (pure)."""
+    ssh = spec.ssh
+    base = SshTarget(
+        name=host.name,
+        address=host.address,
+        port=host.port,
+        user=spec.user_for(host),
+        client_key=client_key,
+        known_hosts=known_hosts,
+        insecure_skip_host_key_check=ssh.insecure_skip_host_key_check,
+        connect_timeout=float(ssh.connect_timeout_seconds),
+        command_timeout=float(ssh.command_timeout_seconds),
+    )
+    if ssh.jump_host is None:
+        return base
+    jump = replace(
+        base,
+        name=f"{host.name} (jump host)",
+        address=ssh.jump_host.address,
+        port=ssh.jump_host.port,
+        user=ssh.jump_host.user or ssh.user,
+    )
+    return replace(base, jump=jump)
+
+
+def classify(exc: BaseException, target: SshTarget, command: str | None = None) -> HostError:
+    """Map any asyncssh/OS/timeout error to the HostError the engine understands (pure).
+
+    The first matching row of _CLASSIFIERS wins; order matters: asyncssh's TimeoutError is a
+    ProcessError and an asyncio TimeoutError; HostKeyNotVerifiable and PermissionDenied are
+    DisconnectErrors.
+    """
+    if isinstance(exc, HostError):
+        return exc
+    for kind, build in _CLASSIFIERS:
+        if isinstance(exc, kind):
+            return build(exc, target, command)
+    return Unreachable(target.name, f"{target.endpoint}: {type(exc).__name__}")
+
+
+def _process_failed(exc: Any, target: SshTarget, command: str | None) -> HostError:
+    """CommandFailed from an asyncssh ProcessError (pure)."""
+    status = exc.exit_status if exc.exit_status is not None else exc.returncode
+    return CommandFailed(target.name, command or _short(exc.command), status, _text(exc.stderr))
+
+
+_Builder = Callable[[Any, SshTarget, "str | None"], HostError]
+_CLASSIFIERS: tuple[tuple[type[BaseException], _Builder], ...] = (
+    (
+        asyncssh.HostKeyNotVerifiable,
+        lambda e, t, _: HostKeyMismatch(t.name, f"host key of {t.address}:{t.port} not trusted: {e.reason}"),
+    ),
+    (asyncssh.PermissionDenied, lambda e, t, _: AuthFailed(t.name, f"{t.endpoint} refused the client key: {e.reason}")),
+    (
+        asyncssh.KeyImportError,
+        lambda e, t, _: AuthFailed(t.name, f"the client private key cannot be used: {type(e).__name__}"),
+    ),
+    (
+        asyncssh.TimeoutError,
+        lambda e, t, c: CommandTimeout(t.name, f"command did not finish within its timeout: {c or _short(e.command)}"),
+    ),
+    (asyncssh.ProcessError, _process_failed),
+    (
+        asyncssh.ChannelOpenError,
+        lambda e, t, _: Unreachable(t.name, f"{t.endpoint}: cannot open a channel: {e.reason}"),
+    ),
+    (asyncssh.DisconnectError, lambda e, t, _: Unreachable(t.name, f"{t.endpoint}: connection lost: {e.reason}")),
+    (TimeoutError, lambda e, t, _: Unreachable(t.name, f"{t.endpoint}: no connection within {t.connect_timeout:g}s")),
+    (OSError, lambda e, t, _: Unreachable(t.name, f"{t.endpoint}: {e.strerror or type(e).__name__}")),
+)
+
+
+def _short(command: str | None, limit: int = 200) -> str:
+    """A command line cut for messages (pure)."""
+    text = (command or "").replace("\n", "; ")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _text(data: object) -> str:
+    """Process output as text (pure)."""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data if isinstance(data, str) else ""
+
+
+def _load_client_key(target: SshTarget) -> asyncssh.SSHKey:
+    """Parse the client private key (pure; reads the key file when given a path)."""
+    key = target.client_key
+    try:
+        if isinstance(key, Path):
+            return asyncssh.read_private_key(key)
+        return asyncssh.import_private_key(key)
+    except (asyncssh.KeyImportError, ValueError, OSError):
+        # The original exception may quote key material: never chain it.
+        raise AuthFailed(target.name, "the client private key cannot be read or parsed") from None
+
+
+def _known_hosts_arg(target: SshTarget) -> asyncssh.SSHKnownHosts | None:
+    """The known_hosts to verify against, or None (logged) when checking is explicitly disabled."""
+    if target.insecure_skip_host_key_check:
+        log.warning("host key check DISABLED for %s (insecureSkipHostKeyCheck)", target.name)
+        return None
+    content = target.known_hosts
+    if content is None:
+        raise HostKeyMismatch(target.name, "no known_hosts given and insecureSkipHostKeyCheck is false")
+    try:
+        if isinstance(content, Path):
+            return asyncssh.read_known_hosts(str(content))
+        text = content.decode() if isinstance(content, bytes) else content
+        return asyncssh.import_known_hosts(text)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise HostKeyMismatch(target.name, f"known_hosts cannot be parsed: {exc}") from None
+
+
+def _connect_options(target: SshTarget) -> dict[str, Any]:
+    """asyncssh.connect keyword arguments for a target: key auth only, no user config (side effect: logs)."""
+    return {
+        "username": target.user,
+        "client_keys": [_load_client_key(target)],
+        "known_hosts": _known_hosts_arg(target),
+        "keepalive_interval": target.keepalive_interval,
+        "keepalive_count_max": target.keepalive_count_max,
+        "connect_timeout": target.connect_timeout,
+        "preferred_auth": "publickey",
+        "agent_path": None,
+        "password": None,
+        "kbdint_auth": False,
+        "gss_auth": False,
+        "config": [],
+    }
+
+
+class SshConnection:
+    """A Runner over one asyncssh connection, opened lazily and reopened once if it died idle."""
+
+    def __init__(self, target: SshTarget) -> None:
+        self.target = target
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._jump: SshConnection | None = None
+        self._connect_lock = asyncio.Lock()
+        self._sessions = asyncio.Semaphore(max(1, target.max_sessions))
+        self.connects = 0
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"SshConnection({self.target.name!r}, {self.target.endpoint}, {state})"
+
+    @property
+    def name(self) -> str:
+        """The host's name in the Release."""
+        return self.target.name
+
+    @property
+    def is_open(self) -> bool:
+        """True while the cached connection is usable (pure)."""
+        return self._conn is not None and not self._conn.is_closed()
+
+    @property
+    def connection(self) -> asyncssh.SSHClientConnection | None:
+        """The underlying asyncssh connection, if any (pure; for diagnostics and tests)."""
+        return self._conn
+
+    async def connect(self) -> asyncssh.SSHClientConnection:
+        """Open the connection unless it is open (side effect: network); one connect in flight."""
+        async with self._connect_lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return self._conn
+            self._conn = None
+            try:
+                async with asyncio.timeout(self.target.connect_timeout):
+                    self._conn = await self._open()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise classify(exc, self.target) from None
+            self.connects += 1
+            log.debug("connected to %s (%s)", self.target.name, self.target.endpoint)
+            return self._conn
+
+    async def _open(self) -> asyncssh.SSHClientConnection:
+        """Open the SSH connection, through the jump host if any (side effect: network)."""
+        options = _connect_options(self.target)
+        tunnel: asyncssh.SSHClientConnection | None = None
+        if self.target.jump is not None:
+            if self._jump is None:
+                self._jump = SshConnection(self.target.jump)
+            tunnel = await self._jump.connect()
+        if tunnel is not None:
+            options["tunnel"] = tunnel
+        return await asyncssh.connect(self.target.address, self.target.port, **options)
+
+    async def run(
+        self, command: str, *, timeout: float | None = None, check: bool = True, stdin: str | None = None
+    ) -> CommandResult:
+        """Run a command line on the host (side effect: whatever the command does)."""
+        limit = self.target.command_timeout if timeout is None else timeout
+        async with self._sessions:
+            process = await self._start(command, stdin)
+            try:
+                done = await process.wait(check=False, timeout=limit)
+            except asyncssh.TimeoutError as exc:
+                _abandon(process)
+                raise CommandTimeout(self.name, f"command did not finish within {limit:g}s: {_short(command)}") from exc
+            except (asyncssh.Error, OSError) as exc:
+                raise classify(exc, self.target, _short(command)) from None
+        if done.returncode is None:
+            raise Unreachable(self.name, f"connection lost while running: {_short(command)}")
+        result = CommandResult(done.returncode, _text(done.stdout), _text(done.stderr))
+        log.debug("%s: exit %s: %s", self.name, result.exit_status, _short(command))
+        if check and not result.ok:
+            raise CommandFailed(self.name, _short(command), result.exit_status, result.stderr)
+        return result
+
+    async def _start(self, command: str, stdin: str | None) -> asyncssh.SSHClientProcess[str]:
+        """Start a process, reconnecting once if the cached connection died before it started."""
+        for attempt in (1, 2):
+            conn = await self.connect()
+            try:
+                return await conn.create_process(command, input=stdin, encoding="utf-8", errors="replace")
+            except (asyncssh.ChannelOpenError, asyncssh.DisconnectError, OSError) as exc:
+                if attempt == 2 or not conn.is_closed():
+                    raise classify(exc, self.target, _short(command)) from None
+                log.info("connection to %s was lost; reconnecting", self.name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def open_tcp(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a TCP stream to host:port as seen from the host, over direct-tcpip (side effect: network)."""
+        for attempt in (1, 2):
+            conn = await self.connect()
+            try:
+                return await open_stream(conn, host, port)
+            except asyncssh.ChannelOpenError as exc:
+                if conn.is_closed() and attempt == 1:
+                    continue
+                if exc.code == asyncssh.OPEN_CONNECT_FAILED:
+                    raise TcpConnectFailed(self.name, f"{host}:{port} refused or unreachable: {exc.reason}") from None
+                raise classify(exc, self.target) from None
+            except (asyncssh.DisconnectError, OSError) as exc:
+                if attempt == 1 and conn.is_closed():
+                    continue
+                raise classify(exc, self.target) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        """Close the connection and the jump host's (side effect: network)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
+        if self._jump is not None:
+            await self._jump.close()
+
+
+def _abandon(process: asyncssh.SSHClientProcess[str]) -> None:
+    """Ask a timed-out remote command to stop, then close its channel (side effect: network)."""
+    with contextlib.suppress(asyncssh.Error, OSError, ValueError):
+        process.send_signal("TERM")
+    process.close()
+
+
+class SshPool:
+    """Connections keyed by host name; one connect in flight per host; safe to share between tasks."""
+
+    def __init__(self) -> None:
+        self._connections: dict[str, SshConnection] = {}
+        self._stale: list[SshConnection] = []
+
+    def connection(self, target: SshTarget) -> SshConnection:
+        """The (possibly not yet connected) connection for a target (pure apart from the cache)."""
+        current = self._connections.get(target.name)
+        if current is not None and current.target == target:
+            return current
+        if current is not None:
+            self._stale.append(current)
+        fresh = SshConnection(target)
+        self._connections[target.name] = fresh
+        return fresh
+
+    async def get(self, target: SshTarget) -> SshConnection:
+        """The connected connection for a target (side effect: connects if needed)."""
+        connection = self.connection(target)
+        await self.connect_stale_cleanup()
+        await connection.connect()
+        return connection
+
+    async def connect_stale_cleanup(self) -> None:
+        """Close connections replaced by a changed target (side effect: network)."""
+        stale, self._stale = self._stale, []
+        for old in stale:
+            await old.close()
+
+    def names(self) -> Iterable[str]:
+        """Host names with a cached connection (pure)."""
+        return list(self._connections)
+
+    async def drop(self, name: str) -> None:
+        """Close and forget one host's connection (side effect: network)."""
+        connection = self._connections.pop(name, None)
+        if connection is not None:
+            await connection.close()
+
+    async def close(self) -> None:
+        """Close every connection (side effect: network)."""
+        connections = list(self._connections.values()) + self._stale
+        self._connections, self._stale = {}, []
+        await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
