@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kapistrano.lab import HostLab, LabCommandError, LabHost, procs
+from kapistrano.lab import HostLab, LabCommandError, LabError, LabHost, procs
+from kapistrano.lab import hosts as hosts_module
 
 pytestmark = pytest.mark.hosts
 LabFactory = Callable[..., HostLab]
@@ -34,9 +35,8 @@ def names_in_root() -> set[str]:
     }
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    """Poll a zero-argument callable until it returns true."""
-    assert callable(condition)
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll `condition` until it returns something true."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -120,8 +120,7 @@ def test_exec_runs_inside_the_host_and_reports_failures_with_stderr(lab: HostLab
     with pytest.raises(LabCommandError, match="no-such-file"):
         host.exec(["ls", "/var/www/no-such-file"])
     host.exec("setsid nohup sleep 1000 > /dev/null 2>&1 &")
-    pids = host.pids_of(r"^sleep 1000$")
-    assert len(pids) == 1
+    wait_for(lambda: len(host.pids_of(r"^sleep 1000$")) == 1)
     assert lab.hosts[0].pids_of(r"^sleep 1000$") == []
     assert host.sshd_pid in host.processes()
 
@@ -181,10 +180,10 @@ def test_close_leaves_no_namespace_link_process_or_directory(lab_factory: LabFac
     lab = lab_factory(2)
     daemon = ssh(lab, lab.hosts[0], "setsid nohup sleep 1000 > /dev/null 2>&1 < /dev/null & echo $!")
     assert daemon.returncode == 0, daemon.stderr
-    worker = lab.hosts[1].exec("nohup sh -c 'sleep 1000' > /dev/null 2>&1 & echo $!").stdout
-    session = subprocess.Popen(lab.ssh_argv(lab.hosts[1], "sleep 1000"), stdout=subprocess.DEVNULL)
-    wait_for(lambda: lab.hosts[1].pids_of(r"^sleep 1000$") != [int(worker)])
-    started = [int(daemon.stdout), int(worker), *lab.hosts[1].pids_of("sleep 1000")]
+    worker = lab.hosts[1].exec("nohup sleep 1000 > /dev/null 2>&1 & echo $!").stdout
+    session = subprocess.Popen(lab.ssh_argv(lab.hosts[1], "sleep 1001"), stdout=subprocess.DEVNULL)
+    wait_for(lambda: lab.hosts[1].pids_of(r"^sleep 1001$"))
+    started = [int(daemon.stdout), int(worker), *lab.hosts[1].pids_of(r"^sleep 1001$")]
     started += [pid for host in lab.hosts for pid in (host.sshd_pid, host.holder_pid) if pid is not None]
     ids = set().union(*(host.namespace_ids for host in lab.hosts))
     ours = {name for host in lab.hosts for name in (host.netns, host.link)}
@@ -268,6 +267,32 @@ def test_a_lab_left_behind_by_a_killed_process_is_reaped_by_the_next_lab(lab_fac
     holders = report["holders"]
     assert isinstance(holders, list)
     assert [pid for pid in holders if procs.is_alive(pid)] == []
+
+
+def test_a_failed_start_cleans_up_everything_it_created(
+    lab_factory: LabFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hosts_module, "sshd_config", lambda *args: "NoSuchOption yes\n")
+    lab = HostLab(2)
+    with pytest.raises(LabError, match=r"sshd is not running.*NoSuchOption"):
+        lab.start()
+    assert lab.hosts
+    assert not {name for h in lab.hosts for name in (h.netns, h.link)} & names_in_root()
+    assert not lab.workdir.exists()
+    assert [h.holder_pid for h in lab.hosts if h.holder_pid and procs.is_alive(h.holder_pid)] == []
+    lab.close()  # still idempotent
+
+
+def test_extra_private_directories_are_private_too(lab_factory: LabFactory) -> None:
+    lab = lab_factory(2, private_dirs=["/tmp"])
+    first, second = lab.hosts
+    assert not lab.workdir.is_relative_to("/tmp")
+    first.exec("echo mine > /tmp/pidfile")
+    assert first.path("/tmp/pidfile").read_text() == "mine\n"
+    assert second.exec("ls -A /tmp").stdout == ""
+    assert ssh(lab, second, "true").returncode == 0
+    with pytest.raises(ValueError, match="hidden"):
+        HostLab(1, private_dirs=["/srv"], workdir=Path("/srv/lab"))
 
 
 def test_five_hosts_start_quickly(lab_factory: LabFactory) -> None:

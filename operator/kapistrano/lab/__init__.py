@@ -9,7 +9,8 @@
 Needs root; require_lab_support() says why the lab cannot run when it cannot.
 """
 
-from .hosts import HostLab, LabCommandError, LabHost, require_lab_support
+from .hosts import HostLab, reap_stale_labs, require_lab_support
+from .machine import LabCommandError, LabHost
 from .network import LabError
 
-__all__ = ["HostLab", "LabCommandError", "LabError", "LabHost", "require_lab_support"]
+__all__ = ["HostLab", "LabCommandError", "LabError", "LabHost", "reap_stale_labs", "require_lab_support"]

@@ -6,6 +6,7 @@ import functools
 import re
 import shlex
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
@@ -53,27 +54,28 @@ def sshd_config(address: str, port: int, host_key: Path, authorized_keys: Path) 
     return "\n".join(lines) + "\n"
 
 
-def holder_script(www: Path, run: Path, net_batch: Path, hostname: str) -> str:
+def holder_script(binds: Mapping[str, Path], net_batch: Path, hostname: str) -> str:
     """Shell script of a host's namespace holder (pure).
 
-    It runs in the host's fresh network, mount and UTS namespaces: configures the network, mounts a
-    private /var/www and /run (plus a sysfs showing the host's own interfaces), detaches the copies
-    of other labs' /run/netns mounts (they would keep those namespaces alive), sets the hostname,
-    reports readiness on stdout and then sleeps forever, keeping the namespaces alive for sshd and
-    everything started inside the host.
+    It runs in the host's fresh network, mount and UTS namespaces: configures the network, detaches
+    the copies of /run/netns mounts (they would keep other labs' namespaces alive), mounts a sysfs
+    that shows the host's own interfaces, bind-mounts each private directory (`binds`: host path ->
+    directory on the root filesystem, parents first), sets the hostname, reports readiness on stdout
+    and then sleeps forever, keeping the namespaces alive for sshd and everything started inside.
     """
     q = shlex.quote
-    return "\n".join(
-        [
-            "set -e",
-            f"ip -batch {q(str(net_batch))}",
-            "umount -l /run/netns 2>/dev/null || true",
-            "umount -l /sys && mount -t sysfs sysfs /sys",
-            f"mount --bind {q(str(www))} /var/www",
-            f"mount --bind {q(str(run))} /run",
-            "mkdir -p /run/sshd && chmod 0755 /run/sshd",
-            f"hostname {q(hostname)}",
-            f"echo {READY_LINE}",
-            "exec sleep infinity </dev/null >/dev/null 2>&1",
-        ]
-    )
+    lines = [
+        "set -e",
+        f"ip -batch {q(str(net_batch))}",
+        "umount -l /run/netns 2>/dev/null || true",
+        "if umount -l /sys 2>/dev/null; then mount -n -t sysfs sysfs /sys; fi",
+    ]
+    for target in sorted(binds, key=lambda path: (path.count("/"), path)):
+        lines.append(f"mkdir -p {q(target)} && mount -n --bind {q(str(binds[target]))} {q(target)}")
+    lines += [
+        "mkdir -p /run/sshd && chmod 0755 /run/sshd",
+        f"hostname {q(hostname)}",
+        f"echo {READY_LINE}",
+        "exec sleep infinity </dev/null >/dev/null 2>&1",
+    ]
+    return "\n".join(lines)
