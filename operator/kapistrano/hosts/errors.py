@@ -102,3 +102,20 @@ class LinkedFileMissing(HostError):
     """A linkedFiles entry does not exist in shared/ (Capistrano refuses to deploy then too)."""
 
     reason = "LinkedFileMissing"
+
+
+class ServiceError(HostError):
+    """A service could not be stopped, started or reloaded (the tail of its log is in the message)."""
+
+    reason = "ServiceFailed"
+
+    def __init__(self, host: str, service: str, message: str) -> None:
+        self.service = service
+        super().__init__(host, f"service {service}: {message}")
+
+
+class NotReady(HostError):
+    """A readiness probe reached its failureThreshold; `outcome` says how the attempts went."""
+
+    reason = "NotReady"
+    outcome: object = None

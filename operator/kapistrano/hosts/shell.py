@@ -40,3 +40,46 @@ def user_command(directory: str, command: str, env: Mapping[str, str] | None = N
 def script(lines: Iterable[str]) -> str:
     """A multi-line shell script that stops at the first failing line (pure)."""
     return "set -e\n" + "\n".join(lines) + "\n"
+
+
+#: Words that make a command line more than one plain program invocation when they come first.
+_SHELL_WORDS = frozenset(
+    {"!", "{", "}", "(", ")", "[[", "case", "do", "done", "elif", "else", "esac", "fi", "for", "function", "if"}
+    | {"in", "select", "then", "until", "while", "exec", "cd", "export", "set", "unset", "eval", "trap", "."}
+    | {"source", "alias", "readonly", "local", "return", "exit"}
+)
+_OPERATOR_CHARS = frozenset("();<>|&")
+
+
+def is_simple_command(command: str) -> bool:
+    """True when a user command is one program invocation that `exec` can replace the shell with (pure).
+
+    Conservative: pipelines, lists, redirections, subshells, assignments, several lines or anything
+    shlex cannot split count as not simple.
+    """
+    if "\n" in command or "\r" in command:
+        return False
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:
+        return False
+    if not words or words[0] in _SHELL_WORDS or "=" in words[0]:
+        return False
+    return not any(word and set(word) <= _OPERATOR_CHARS for word in words)
+
+
+def exec_if_simple(command: str) -> str:
+    """Prefix a simple user command with `exec` so the shell's pid becomes the program's (pure)."""
+    return f"exec {command}" if is_simple_command(command) else command
+
+
+def detached(command: str, env: Mapping[str, str], log_file: str) -> str:
+    """Start a user command in the background in its own session (pure).
+
+    stdin is /dev/null and output is appended to `log_file`; `$!` after it is the pid of the
+    session's shell, which is the program itself when the command is simple (see exec_if_simple).
+    """
+    launched = with_env(env, cmd("setsid", "sh", "-c", exec_if_simple(command)))
+    return f"{launched} </dev/null >>{quote(log_file)} 2>&1 &"

@@ -1,0 +1,206 @@
+"""What every service manager shares: the context, progress events, results and the remote wait loop."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kapistrano.hosts.errors import ServiceError
+from kapistrano.hosts.runner import CommandResult, Runner
+from kapistrano.hosts.shell import cmd, quote
+
+#: Extra time a remote wait loop gets from the client beyond its own deadline (round trip, shell start).
+REMOTE_SLACK_SECONDS = 30.0
+#: How long a process may take to vanish after the kill signal before it counts as stuck.
+KILL_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """Where a host's release lives and how long remote steps may take."""
+
+    deploy_to: str
+    #: Directory services start in; `<deploy_to>/current` unless a resolved release dir is given.
+    current_dir: str | None = None
+    command_timeout: float = 600.0
+    #: Extra environment for every user command and systemctl call (e.g. a PATH override).
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: Period of the remote wait loops (pid exit, pid file appearance).
+    poll_interval: float = 0.05
+    #: How long a started process that stays in the foreground gets to write its own pid file.
+    start_grace: float = 0.5
+    #: How long a command that daemonized (its launcher exited 0) gets to write its pid file.
+    daemon_timeout: float = 30.0
+
+    @property
+    def current(self) -> str:
+        """The directory services and user commands run in (pure)."""
+        return self.current_dir or posixpath.join(self.deploy_to, "current")
+
+    @property
+    def shared(self) -> str:
+        """<deploy_to>/shared (pure)."""
+        return posixpath.join(self.deploy_to, "shared")
+
+    def log_file(self, service: str) -> str:
+        """shared/log/<service>.log, where a service's output is appended (pure)."""
+        return posixpath.join(self.shared, "log", f"{service}.log")
+
+    def shared_path(self, path: str) -> str:
+        """A path relative to shared/ made absolute; absolute paths stay as they are (pure)."""
+        return path if path.startswith("/") else posixpath.join(self.shared, path)
+
+
+EventKind = Literal[
+    "stopping",
+    "exited",
+    "killing",
+    "killed",
+    "not-running",
+    "starting",
+    "started",
+    "reloading",
+    "new-master",
+    "quitting",
+    "rolling-back",
+    "lingering",
+]
+
+
+@dataclass(frozen=True)
+class ServiceEvent:
+    """One step of a restart, for status messages such as "sneakers[0] stopping (pid 4242)"."""
+
+    kind: EventKind
+    service: str
+    instance: str
+    pid: int | None = None
+    seconds: float | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        parts = [f"{self.service}[{self.instance}] {self.kind}"]
+        if self.pid is not None:
+            parts.append(f"(pid {self.pid})")
+        if self.seconds is not None:
+            parts.append(f"after {self.seconds:.2f}s")
+        if self.detail:
+            parts.append(self.detail)
+        return " ".join(parts)
+
+
+EventSink = Callable[[ServiceEvent], None]
+#: Called once the new processes run (and, for graceful, before the old master is retired); raises if not ready.
+ReadyCheck = Callable[[], Awaitable[None]]
+
+
+def ignore_event(event: ServiceEvent) -> None:
+    """The default event sink: drop the event (pure)."""
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """One process (or unit) of a service as observed on the host; alive None means unknown."""
+
+    instance: str
+    pid: int | None
+    alive: bool | None
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """Every instance of a service as observed on the host."""
+
+    service: str
+    instances: tuple[InstanceState, ...]
+
+    @property
+    def running(self) -> bool | None:
+        """True when every instance is alive, None when that cannot be told (pure)."""
+        if any(i.alive is None for i in self.instances):
+            return None
+        return bool(self.instances) and all(i.alive for i in self.instances)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Pids of the live instances (pure)."""
+        return tuple(i.pid for i in self.instances if i.alive and i.pid is not None)
+
+
+@dataclass(frozen=True)
+class InstanceRestart:
+    """What restarting one instance did."""
+
+    instance: str
+    old_pid: int | None
+    new_pid: int | None
+    stop_seconds: float | None = None
+    killed: bool = False
+
+
+@dataclass(frozen=True)
+class RestartResult:
+    """What restarting a service did, instance by instance."""
+
+    service: str
+    instances: tuple[InstanceRestart, ...]
+
+
+# -- the remote shell functions every wait loop uses ----------------------------------------------
+# Static shell text (no values): `now` reads a monotonic clock in centiseconds from /proc/uptime,
+# `alive` treats zombies as gone (a detached process whose reaper never reaps it still answers
+# kill -0), `readpid` prints the pid in a pid file if it holds one, and `wait_gone PID CS` polls on
+# the host every $POLL seconds until PID is gone or CS centiseconds passed, so a wait costs one
+# round trip instead of one per poll.
+SHELL_FUNCTIONS = r"""now() { read -r _u _r < /proc/uptime; echo $(( ${_u%.*} * 100 + 1${_u#*.} - 100 )); }
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  _s=; { read -r _s < "/proc/$1/stat"; } 2>/dev/null; _s=${_s##*) }; _s=${_s%% *}
+  [ "$_s" != Z ] && [ "$_s" != X ]
+}
+readpid() {
+  _p=; [ -f "$1" ] && { read -r _p < "$1"; } 2>/dev/null
+  case $_p in ''|*[!0-9]*|0|1) ;; *) echo "$_p" ;; esac
+}
+wait_gone() {
+  _d=$(( $(now) + $2 ))
+  while alive "$1"; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$POLL"; done
+  return 0
+}"""
+
+
+def centis(seconds: float) -> int:
+    """Seconds as whole centiseconds, the unit of the remote clock (pure)."""
+    return max(0, round(seconds * 100))
+
+
+def remote_script(ctx: ServiceContext, lines: list[str]) -> str:
+    """A command line running a POSIX sh script with the shared functions defined (pure).
+
+    Scripts run under `sh -c` whatever the login shell is, so they behave the same everywhere.
+    """
+    body = "\n".join([f"POLL={quote(f'{ctx.poll_interval:g}')}", SHELL_FUNCTIONS, *lines])
+    return cmd("sh", "-c", body)
+
+
+def marker_lines(output: str, markers: tuple[str, ...]) -> list[list[str]]:
+    """The whitespace-split stdout lines whose first word is one of `markers` (pure)."""
+    rows = [line.split() for line in output.splitlines()]
+    return [row for row in rows if row and row[0] in markers]
+
+
+async def run_script(
+    runner: Runner, ctx: ServiceContext, service: str, lines: list[str], *, wait: float = 0.0
+) -> CommandResult:
+    """Run a service script on the host, allowing `wait` seconds of remote waiting (side effects: remote).
+
+    Raises ServiceError when the script itself fails (it reports outcomes on stdout and exits 0).
+    """
+    timeout = min(ctx.command_timeout, REMOTE_SLACK_SECONDS) + wait
+    result = await runner.run(remote_script(ctx, lines), timeout=timeout, check=False)
+    if not result.ok:
+        detail = (result.stderr or result.stdout).strip()[-800:]
+        raise ServiceError(runner.name, service, f"remote script exited {result.exit_status}: {detail}")
+    return result

@@ -1,0 +1,285 @@
+"""Manager `pidfile`: processes kapistrano starts detached and tracks by one pid file per instance.
+
+Stopping sends quietSignal (if any) and stopSignal, then waits ON THE HOST until the pid has really
+exited (one round trip, polled every few tens of milliseconds, bounded by stopTimeoutSeconds), then
+escalates to killSignal and waits again. Never a fixed sleep.
+
+Starting runs the user's command in the current release directory in its own session (setsid),
+stdin from /dev/null, output appended to shared/log/<service>.log, with {index}/{pidfile}
+substituted and exported as KAPISTRANO_INSTANCE / KAPISTRANO_PIDFILE. A command that writes its own
+pid file (a daemon such as `sidekiq -d -P {pidfile}`) is trusted; a foreground command that writes
+none within ctx.start_grace gets the pid kapistrano started written for it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from kapistrano.api.spec import PidfileManager, Service
+from kapistrano.hosts.errors import ServiceError
+from kapistrano.hosts.managers.base import (
+    KILL_WAIT_SECONDS,
+    EventSink,
+    InstanceRestart,
+    InstanceState,
+    ReadyCheck,
+    RestartResult,
+    ServiceContext,
+    ServiceEvent,
+    ServiceState,
+    centis,
+    ignore_event,
+    marker_lines,
+    run_script,
+)
+from kapistrano.hosts.runner import Runner
+from kapistrano.hosts.shell import cmd, detached, quote
+
+
+def pidfile_path(ctx: ServiceContext, template: str, index: int) -> str:
+    """The absolute pid file of one instance: {index} substituted, relative paths under shared/ (pure)."""
+    return ctx.shared_path(template.replace("{index}", str(index)))
+
+
+def start_command(command: str, index: int, pidfile: str) -> str:
+    """The user's start command with {index} and {pidfile} (quoted) substituted (pure)."""
+    return command.replace("{index}", str(index)).replace("{pidfile}", quote(pidfile))
+
+
+# -- reading pid files ------------------------------------------------------------------------------
+
+
+def read_lines(pidfiles: list[str]) -> list[str]:
+    """Script lines printing `pid <n> <pid|-> <1|0>` for each pid file: its pid and whether it lives (pure)."""
+    lines = []
+    for n, path in enumerate(pidfiles):
+        lines.append(f'p=$(readpid {quote(path)}); a=0; [ -n "$p" ] && alive "$p" && a=1')
+        lines.append(f'echo pid {n} "${{p:--}}" "$a"')
+    return lines
+
+
+def parse_pids(output: str, count: int) -> list[tuple[int | None, bool]]:
+    """(pid or None, alive) per pid file from read_lines output; a missing line means no pid (pure)."""
+    found: list[tuple[int | None, bool]] = [(None, False)] * count
+    for row in marker_lines(output, ("pid",)):
+        if len(row) != 4 or not row[1].isdigit() or int(row[1]) >= count:
+            continue
+        pid = int(row[2]) if row[2].isdigit() else None
+        found[int(row[1])] = (pid, pid is not None and row[3] == "1")
+    return found
+
+
+async def read_pids(runner: Runner, ctx: ServiceContext, service: str, pidfiles: list[str]) -> list[InstanceState]:
+    """Which pid each pid file names and whether it is alive, in one round trip (side effects: none)."""
+    result = await run_script(runner, ctx, service, read_lines(pidfiles))
+    return [
+        InstanceState(str(n), pid, alive) for n, (pid, alive) in enumerate(parse_pids(result.stdout, len(pidfiles)))
+    ]
+
+
+# -- stopping -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    """How a stop ended: gone (was not running), exited, killed or stuck; seconds since the first signal."""
+
+    how: str
+    seconds: float | None
+
+
+def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
+    """Script lines that signal `pid`, wait on the host for it to exit, escalate, and report (pure).
+
+    The pid file is removed once its pid is gone (only if it still names that pid).
+    """
+    quiet = [cmd("kill", "-s", str(settings.quiet_signal), pid) + " 2>/dev/null"] if settings.quiet_signal else []
+    return [
+        f"p={quote(pid)}; pf={quote(pidfile)}; t0=$(now)",
+        'if ! alive "$p"; then echo stop gone; else',
+        *quiet,
+        cmd("kill", "-s", str(settings.stop_signal), pid) + " 2>/dev/null",
+        f'if wait_gone "$p" {centis(settings.stop_timeout_seconds)}; then echo stop exited $(( $(now) - t0 )); else',
+        cmd("kill", "-s", str(settings.kill_signal), pid) + " 2>/dev/null",
+        f'if wait_gone "$p" {centis(KILL_WAIT_SECONDS)}; then echo stop killed $(( $(now) - t0 ));',
+        "else echo stop stuck $(( $(now) - t0 )); fi",
+        "fi",
+        "fi",
+        '[ "$(readpid "$pf")" = "$p" ] && ! alive "$p" && rm -f "$pf"',
+        "true",
+    ]
+
+
+def parse_stop(output: str) -> StopOutcome | None:
+    """The outcome reported by stop_lines, None if the output has none (pure)."""
+    for row in marker_lines(output, ("stop",)):
+        if len(row) >= 2 and row[1] in ("gone", "exited", "killed", "stuck"):
+            seconds = int(row[2]) / 100 if len(row) >= 3 and row[2].isdigit() else None
+            return StopOutcome(row[1], seconds)
+    return None
+
+
+async def stop_pid(
+    runner: Runner, ctx: ServiceContext, service: str, settings: PidfileManager, *, pid: int, pidfile: str
+) -> StopOutcome:
+    """Stop one process and wait until it has exited (side effects: signals on the host)."""
+    budget = settings.stop_timeout_seconds + KILL_WAIT_SECONDS
+    result = await run_script(runner, ctx, service, stop_lines(settings, pid, pidfile), wait=budget)
+    outcome = parse_stop(result.stdout)
+    if outcome is None:
+        raise ServiceError(runner.name, service, f"stopping pid {pid} reported nothing: {result.stdout[-400:]}")
+    if outcome.how == "stuck":
+        raise ServiceError(runner.name, service, f"pid {pid} survived {settings.kill_signal!s}")
+    return outcome
+
+
+# -- starting -----------------------------------------------------------------------------------------
+
+
+def launch_lines(
+    ctx: ServiceContext, command: str, pidfile: str, log_file: str, env: dict[str, str], *, write_pid: bool = True
+) -> list[str]:
+    """Script lines that start a user command detached and report the pid that runs it (pure).
+
+    Bounded poll: a pid file written by the process itself wins; a launcher still alive after
+    ctx.start_grace is a foreground process and its pid is written (only when write_pid); a launcher
+    that exited 0 daemonized and has until ctx.daemon_timeout to write its pid file; one that exited
+    non-zero failed.
+    """
+    grace = f"$(( $(now) + {centis(ctx.start_grace)} ))" if write_pid else ""
+    return [
+        f"pf={quote(pidfile)}; log={quote(log_file)}",
+        cmd("mkdir", "-p", posixpath.dirname(pidfile), posixpath.dirname(log_file)) + " || exit 1",
+        cmd("cd", ctx.current) + " || exit 1",
+        'rm -f "$pf"',
+        detached(command, env, log_file),
+        f"c=$!; st=; own=; grace={grace}; dd=$(( $(now) + {centis(ctx.daemon_timeout)} ))",
+        "while :; do",
+        '  own=$(readpid "$pf"); [ -n "$own" ] && alive "$own" && break; own=',
+        '  if [ -z "$st" ] && ! alive "$c"; then wait "$c"; st=$?; [ "$st" -ne 0 ] && break; fi',
+        '  [ -z "$st" ] && [ -n "$grace" ] && [ "$(now)" -ge "$grace" ] && break',
+        '  [ "$(now)" -ge "$dd" ] && break',
+        '  sleep "$POLL"',
+        "done",
+        'if [ -n "$own" ]; then echo start own "$own"',
+        'elif [ -n "$grace" ] && [ -z "$st" ] && alive "$c"; then echo "$c" > "$pf" && echo start written "$c"',
+        'else echo start failed "${st:--}"; echo ---; tail -n 20 "$log" 2>/dev/null; fi',
+    ]
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """How a start ended: `own` (the process wrote its pid file), `written` (kapistrano did) or `failed`."""
+
+    how: str
+    pid: int | None
+    status: int | None = None
+    log_tail: str = ""
+
+
+def parse_start(output: str) -> StartOutcome | None:
+    """The outcome reported by launch_lines, None if the output has none (pure)."""
+    head, _, tail = output.partition("\n---\n")
+    for row in marker_lines(head, ("start",)):
+        if len(row) == 3 and row[1] in ("own", "written") and row[2].isdigit():
+            return StartOutcome(row[1], int(row[2]))
+        if len(row) == 3 and row[1] == "failed":
+            status = int(row[2]) if row[2].isdigit() else None
+            return StartOutcome("failed", None, status, tail.strip())
+    return None
+
+
+def launch_env(ctx: ServiceContext, index: int | None, pidfile: str) -> dict[str, str]:
+    """The environment a started process gets: ctx.env plus KAPISTRANO_INSTANCE/KAPISTRANO_PIDFILE (pure)."""
+    env = dict(ctx.env)
+    if index is not None:
+        env["KAPISTRANO_INSTANCE"] = str(index)
+    env["KAPISTRANO_PIDFILE"] = pidfile
+    return env
+
+
+async def launch(
+    runner: Runner,
+    ctx: ServiceContext,
+    service: str,
+    command: str,
+    *,
+    pidfile: str,
+    index: int | None,
+    write_pid: bool = True,
+) -> int:
+    """Start a user command detached and return the live pid that runs it (side effects: a process)."""
+    env = launch_env(ctx, index, pidfile)
+    lines = launch_lines(ctx, command, pidfile, ctx.log_file(service), env, write_pid=write_pid)
+    result = await run_script(runner, ctx, service, lines, wait=ctx.start_grace + ctx.daemon_timeout)
+    outcome = parse_start(result.stdout)
+    if outcome is None:
+        raise ServiceError(runner.name, service, f"start reported nothing: {result.stdout[-400:]}")
+    if outcome.pid is None:
+        why = f"exited with status {outcome.status}" if outcome.status else "wrote no pid file in time"
+        raise ServiceError(runner.name, service, f"start command {why}; log: {outcome.log_tail[-600:]}")
+    return outcome.pid
+
+
+# -- the manager ----------------------------------------------------------------------------------------
+
+
+def _settings(service: Service) -> PidfileManager:
+    """The pidfile block of a service (pure); the spec guarantees it for manager pidfile."""
+    if service.pidfile is None:
+        raise ValueError(f"service {service.name} has no pidfile settings")
+    return service.pidfile
+
+
+def pidfiles(ctx: ServiceContext, service: Service) -> list[str]:
+    """Absolute pid file of every instance (pure)."""
+    template = _settings(service).path
+    return [pidfile_path(ctx, template, n) for n in range(service.instances)]
+
+
+async def status(runner: Runner, ctx: ServiceContext, service: Service) -> ServiceState:
+    """Which instance pids are alive; a stale or missing pid file means not running (side effects: none)."""
+    return ServiceState(service.name, tuple(await read_pids(runner, ctx, service.name, pidfiles(ctx, service))))
+
+
+async def restart_instance(
+    runner: Runner, ctx: ServiceContext, service: Service, index: int, on_event: EventSink
+) -> InstanceRestart:
+    """Stop one instance, wait for it to exit, start it again (side effects: processes on the host)."""
+    settings, name, pidfile = _settings(service), service.name, pidfiles(ctx, service)[index]
+    (state,) = await read_pids(runner, ctx, name, [pidfile])
+    instance = str(index)
+    outcome = StopOutcome("gone", None)
+    if state.alive and state.pid is not None:
+        on_event(ServiceEvent("stopping", name, instance, state.pid))
+        outcome = await stop_pid(runner, ctx, name, settings, pid=state.pid, pidfile=pidfile)
+        killed = outcome.how == "killed"
+        on_event(ServiceEvent("killed" if killed else "exited", name, instance, state.pid, outcome.seconds))
+    else:
+        on_event(ServiceEvent("not-running", name, instance, state.pid, detail="stale pid file" if state.pid else ""))
+    on_event(ServiceEvent("starting", name, instance))
+    command = start_command(settings.start, index, pidfile)
+    pid = await launch(runner, ctx, name, command, pidfile=pidfile, index=index)
+    on_event(ServiceEvent("started", name, instance, pid))
+    old = state.pid if state.alive else None
+    return InstanceRestart(instance, old, pid, outcome.seconds, outcome.how == "killed")
+
+
+async def restart(
+    runner: Runner,
+    ctx: ServiceContext,
+    service: Service,
+    *,
+    on_event: EventSink = ignore_event,
+    check_ready: ReadyCheck | None = None,
+) -> RestartResult:
+    """Restart every instance, one after the other, then check readiness (side effects: processes).
+
+    Instances go stop 0, start 0, stop 1, start 1...: the host keeps consuming with the other
+    instances while one restarts, and never runs two processes of the same instance at once.
+    """
+    done = [await restart_instance(runner, ctx, service, n, on_event) for n in range(service.instances)]
+    if check_ready is not None:
+        await check_ready()
+    return RestartResult(service.name, tuple(done))
