@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from kapistrano.lab import HostLab, require_lab_support
+from kapistrano.lab import HostLab, LabError, require_lab_support
 
 # ------------------------------------------------------------------------------------------------
 # Test-host lab (kapistrano.lab): real sshd hosts in network + mount namespaces.
@@ -38,8 +38,14 @@ def lab_factory() -> Iterator[LabFactory]:
         return lab.start()
 
     yield start
+    errors = []
     for lab in reversed(labs):
-        lab.close()
+        try:
+            lab.close()
+        except LabError as error:  # close every lab before reporting
+            errors.append(error)
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture
