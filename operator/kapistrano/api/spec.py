@@ -7,9 +7,9 @@ Kubernetes-only schema keywords (list maps, CEL rules, int-or-string) that crd.p
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kapistrano.api.base import SpecModel
 from kapistrano.api.types import (
@@ -46,6 +46,13 @@ def _exactly_one(fields: tuple[str, ...]) -> str:
 def _count_set(model: SpecModel, fields: tuple[str, ...]) -> int:
     """How many of the named optional fields are set on a model (pure)."""
     return sum(getattr(model, f) is not None for f in fields)
+
+
+class _Named(Protocol):
+    """Anything with a name (hosts, services)."""
+
+    @property
+    def name(self) -> str: ...
 
 
 LIST_MAP_BY_NAME: dict[str, Any] = {
@@ -386,15 +393,15 @@ class ReleaseSpec(SpecModel):
     )
     revision_history_limit: int = Field(default=10, ge=0, le=1000, description="History entries kept in status.")
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Self:
-        for what, names in (("hosts", [h.name for h in self.hosts]), ("services", [s.name for s in self.services])):
-            seen: set[str] = set()
-            for name in names:
-                if name in seen:
-                    raise ValueError(f"{what}: duplicate name {name!r}")
-                seen.add(name)
-        return self
+    @field_validator("hosts", "services")
+    @classmethod
+    def _unique_names(cls, items: list[_Named]) -> list[_Named]:
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if item.name in seen:
+                raise ValueError(f"duplicate name {item.name!r} at [{index}]; names must be unique")
+            seen.add(item.name)
+        return items
 
     @property
     def deploy_path(self) -> str:

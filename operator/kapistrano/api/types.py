@@ -106,7 +106,17 @@ def _valid_address(value: str) -> str:
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=63)]
 HostName = Annotated[str, Field(pattern=HOST_NAME_PATTERN, max_length=253)]
 Version = Annotated[str, Field(pattern=VERSION_PATTERN, max_length=128)]
-GitRef = Annotated[str, Field(pattern=GIT_REF_PATTERN, max_length=255), AfterValidator(_no_dotdot)]
+GitRef = Annotated[
+    str,
+    Field(
+        pattern=GIT_REF_PATTERN,
+        max_length=255,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "!self.contains('..')", "message": "must not contain '..'"}]
+        },
+    ),
+    AfterValidator(_no_dotdot),
+]
 RelPath = Annotated[str, Field(pattern=REL_PATH_PATTERN, max_length=1024)]
 AbsPath = Annotated[str, Field(pattern=ABS_PATH_PATTERN, max_length=1024)]
 PidPath = Annotated[str, Field(pattern=PID_PATH_PATTERN, max_length=1024)]
