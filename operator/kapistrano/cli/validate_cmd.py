@@ -1,0 +1,108 @@
+"""`kapistrano validate -f FILE`: check every Release in a file offline, with the operator's own models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kapistrano.api.release import KIND, Release, ReleaseFileError, parse_release
+from kapistrano.api.spec import SOURCE_KINDS
+
+
+def _plural(count: int, noun: str) -> str:
+    """'1 host', '3 hosts' (pure)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _label(document: Any, index: int) -> str:
+    """How a document is named in messages: namespace/name, or its position in the file (pure)."""
+    meta = document.get("metadata") if isinstance(document, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        return f"document {index + 1}"
+    namespace = meta.get("namespace") if isinstance(meta, dict) else None
+    return f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+
+
+def summary(release: Release, label: str) -> str:
+    """The one-line summary of a valid Release (pure)."""
+    spec = release.spec
+    source = next(kind for kind in SOURCE_KINDS if getattr(spec.source, kind) is not None)
+    return (
+        f"release {label}: valid ({_plural(len(spec.hosts), 'host')}, "
+        f"{_plural(len(spec.services), 'service')}, source {source})"
+    )
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line, as file:line:column: problem (pure)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{path}:{mark.line + 1}:{mark.column + 1}: {exc.problem}"
+    return f"{path}: {' '.join(str(exc).split())}"
+
+
+def read_documents(path: Path) -> list[Any]:
+    """Every non-empty YAML document of a file (reads the file); raises ReleaseFileError."""
+    try:
+        return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except OSError as exc:
+        raise ReleaseFileError([f"{path}: {exc.strerror or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ReleaseFileError([_yaml_problem(path, exc)]) from None
+
+
+def check_documents(documents: list[Any], path: Path) -> tuple[list[str], list[str]]:
+    """Validate each Release document (pure); returns (summaries, problems), one line each."""
+    summaries: list[str] = []
+    problems: list[str] = []
+    releases = [(i, d) for i, d in enumerate(documents) if isinstance(d, dict) and d.get("kind") == KIND]
+    if not releases:
+        return [], [f"{path}: no document of kind {KIND}"]
+    for index, document in releases:
+        label = _label(document, index)
+        try:
+            summaries.append(summary(parse_release(document), label))
+        except ReleaseFileError as exc:
+            problems.extend(f"release {label}: {line}" for line in exc.problems)
+    return summaries, problems
+
+
+def check_file(path: Path) -> tuple[list[str], list[str]]:
+    """Validate every Release in a file (reads the file); returns (summaries, problems)."""
+    try:
+        documents = read_documents(path)
+    except ReleaseFileError as exc:
+        return [], exc.problems
+    return check_documents(documents, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check each file, print summaries to stdout and problems to stderr (side effects); 0 if all valid."""
+    failed = False
+    for filename in args.filename:
+        summaries, problems = check_file(Path(filename))
+        for line in summaries:
+            print(line)
+        for line in problems:
+            print(line, file=sys.stderr)
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the `validate` subcommand to the parser (side effect: mutates subparsers)."""
+    parser = subparsers.add_parser(
+        "validate",
+        help="check Release files offline",
+        description="Check every Release in the given files with the operator's models; no cluster needed. "
+        "Exits 1 and prints one line per problem (with its field path) when any Release is invalid.",
+    )
+    parser.add_argument(
+        "-f", "--filename", action="append", required=True, metavar="FILE", help="a YAML file (repeatable)"
+    )
+    parser.set_defaults(func=run)

@@ -1,0 +1,98 @@
+"""`kapistrano validate -f FILE`, run as a command: a summary per valid Release, a line per problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .crdcheck import EXAMPLE_FILE, ROOT
+
+
+def validate(*files: Path) -> subprocess.CompletedProcess[str]:
+    """Run `kapistrano validate` on files in a subprocess."""
+    args = [arg for f in files for arg in ("-f", str(f))]
+    return subprocess.run(
+        [sys.executable, "-m", "kapistrano.cli.main", "validate", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def write_documents(path: Path, *documents: object) -> Path:
+    """Write YAML documents to a file and return its path."""
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return path
+
+
+def example() -> dict[str, object]:
+    """The example Release as a dict."""
+    return dict(yaml.safe_load(EXAMPLE_FILE.read_text()))
+
+
+def test_valid_file_exits_0_with_one_summary_per_release() -> None:
+    result = validate(EXAMPLE_FILE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "release deploy/billing-workers: valid (2 hosts, 3 services, source git)\n"
+    assert result.stderr == ""
+
+
+def test_every_release_of_a_multi_document_file_is_summarised(tmp_path: Path) -> None:
+    second = example()
+    second["metadata"] = {"name": "single"}
+    second["spec"] = {
+        "application": "single",
+        "version": "1",
+        "source": {"path": "/opt/build"},
+        "hosts": [{"name": "only", "address": "10.0.0.1"}],
+    }
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    result = validate(write_documents(tmp_path / "two.yaml", example(), secret, second))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "release deploy/billing-workers: valid (2 hosts, 3 services, source git)",
+        "release single: valid (1 host, 0 services, source path)",
+    ]
+
+
+def test_bad_file_exits_1_with_one_line_per_problem_naming_the_field(tmp_path: Path) -> None:
+    bad = example()
+    spec = bad["spec"]
+    assert isinstance(spec, dict)
+    spec["version"] = "1.0; rm -rf /"
+    spec["hosts"][1]["name"] = "worker 2"
+    spec["source"]["path"] = "/opt/builds/billing"
+    result = validate(write_documents(tmp_path / "bad.yaml", bad))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("release deploy/billing-workers: spec.version: must be letters, digits")
+    assert lines[1].startswith("release deploy/billing-workers: spec.source: exactly one of git, archive or path")
+    assert lines[2].startswith("release deploy/billing-workers: spec.hosts[1].name: must be letters, digits")
+
+
+def test_a_bad_release_does_not_hide_the_good_ones(tmp_path: Path) -> None:
+    bad = example()
+    bad["metadata"] = {"name": "broken", "namespace": "deploy"}
+    bad["spec"] = {**bad["spec"], "keepReleases": -1}  # type: ignore[dict-item]
+    result = validate(write_documents(tmp_path / "mixed.yaml", example(), bad))
+    assert result.returncode == 1
+    assert result.stdout.startswith("release deploy/billing-workers: valid")
+    assert result.stderr.startswith("release deploy/broken: spec.keepReleases: Input should be greater than or equal")
+
+
+def test_unreadable_and_release_less_files_are_problems(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("spec: [unclosed\n")
+    empty = write_documents(tmp_path / "secret.yaml", {"apiVersion": "v1", "kind": "Secret"})
+    result = validate(broken, empty, tmp_path / "missing.yaml")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{broken}:2:1: expected ',' or ']', but got '<stream end>'"
+    assert lines[-2] == f"{empty}: no document of kind Release"
+    assert lines[-1].startswith(f"{tmp_path / 'missing.yaml'}: ")
