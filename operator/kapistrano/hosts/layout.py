@@ -1,0 +1,429 @@
+"""Capistrano's directory layout on deployTo: releases/, shared/, current, revisions.log, repo/.
+
+Each operation is split pyinfra-style: a pure `*_command()` that builds the remote command line (all
+values quoted by kapistrano.hosts.shell), a pure `parse_*()` that reads its output, and an async
+function that runs the one through a Runner and applies the other. Scripts always run under `sh -c`
+so the login shell of the deploy user does not matter.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
+
+from kapistrano.hosts.errors import CommandFailed, HostError, LinkedFileMissing, NotWritable
+from kapistrano.hosts.lock import LockOutcome, acquire_lock, release_lock
+from kapistrano.hosts.runner import Runner
+from kapistrano.hosts.shell import cmd, quote
+
+__all__ = ["LockOutcome", "acquire_lock", "release_lock"]
+
+RELEASE_FORMAT = "%Y%m%d%H%M%S"
+RELEASE_NAME = re.compile(r"^\d{14}$")
+VERSION_MARKER = ".kapistrano-version"
+REVISION_FILE = "REVISION"
+EXIT_NOT_WRITABLE = 73
+EXIT_LINKED_FILE_MISSING = 74
+EXIT_NO_SUCH_RELEASE = 75
+#: rm -rf takes this many release directories per command line, as Capistrano does.
+REMOVE_BATCH = 100
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things live under one deployTo (pure)."""
+
+    deploy_to: str
+
+    @property
+    def releases(self) -> str:
+        """releases/ (pure)."""
+        return posixpath.join(self.deploy_to, "releases")
+
+    @property
+    def shared(self) -> str:
+        """shared/ (pure)."""
+        return posixpath.join(self.deploy_to, "shared")
+
+    @property
+    def current(self) -> str:
+        """The current symlink (pure)."""
+        return posixpath.join(self.deploy_to, "current")
+
+    @property
+    def repo(self) -> str:
+        """The git mirror, as Capistrano's git strategy keeps it (pure)."""
+        return posixpath.join(self.deploy_to, "repo")
+
+    @property
+    def revisions_log(self) -> str:
+        """revisions.log (pure)."""
+        return posixpath.join(self.deploy_to, "revisions.log")
+
+    def release(self, name: str) -> str:
+        """releases/<name>; rejects names that are not one plain path segment (pure)."""
+        if not name or "/" in name or name in (".", "..") or "\n" in name:
+            raise ValueError(f"not a release name: {name!r}")
+        return posixpath.join(self.releases, name)
+
+
+def _sh(body: str, *args: str | int) -> str:
+    """A script run by POSIX sh with values as $1.. (pure)."""
+    return cmd("sh", "-c", body, "sh", *args)
+
+
+def _fail(result_status: int, stderr: str, host: str, command: str) -> CommandFailed:
+    """The CommandFailed for an unexpected exit status (pure)."""
+    return CommandFailed(host, command, result_status, stderr)
+
+
+# -- prepare -----------------------------------------------------------------------------------------
+
+_PREPARE = r"""
+nw() { printf 'not-writable\t%s\t%s\n' "$1" "$2" >&2; exit 73; }
+for d in "$@"; do
+  case $d in
+    --files) break ;;
+  esac
+  err=$(mkdir -p -- "$d" 2>&1) || nw "$d" "$err"
+done
+for d in "$DEPLOY" "$DEPLOY/releases" "$DEPLOY/shared"; do
+  t="$d/.kapistrano-write-check.$$"
+  err=$( { true > "$t"; } 2>&1) || nw "$d" "$err"
+  rm -f -- "$t"
+done
+files=no
+for f in "$@"; do
+  if [ "$files" = yes ] && [ ! -e "$f" ]; then printf 'missing\t%s\n' "$f" >&2; exit 74; fi
+  [ "$f" = --files ] && files=yes
+done
+exit 0
+"""
+
+
+def prepare_command(deploy_to: str, linked_dirs: Sequence[str], linked_files: Sequence[str]) -> str:
+    """Create releases/, shared/, linked dirs and parents of linked files; check writability (pure)."""
+    paths = Paths(deploy_to)
+    dirs = [deploy_to, paths.releases, paths.shared]
+    dirs += [posixpath.join(paths.shared, d) for d in linked_dirs]
+    dirs += [posixpath.dirname(posixpath.join(paths.shared, f)) for f in linked_files]
+    files = [posixpath.join(paths.shared, f) for f in linked_files]
+    unique = list(dict.fromkeys(dirs))
+    return cmd("env", f"DEPLOY={deploy_to}", "sh", "-c", _PREPARE, "sh", *unique, "--files", *files)
+
+
+def parse_prepare_failure(host: str, exit_status: int, stderr: str) -> HostError | None:
+    """The error a failed prepare reported, None for an unrecognised failure (pure)."""
+    for line in stderr.splitlines():
+        kind, _, rest = line.partition("\t")
+        if kind == "not-writable" and exit_status == EXIT_NOT_WRITABLE:
+            path, _, detail = rest.partition("\t")
+            return NotWritable(host, path, detail.strip())
+        if kind == "missing" and exit_status == EXIT_LINKED_FILE_MISSING:
+            return LinkedFileMissing(host, f"linked file {rest} does not exist (create it in shared/ first)")
+    return None
+
+
+async def prepare(runner: Runner, deploy_to: str, linked_dirs: Sequence[str], linked_files: Sequence[str]) -> None:
+    """Create the layout and check deployTo is writable (side effects: directories on the host)."""
+    command = prepare_command(deploy_to, linked_dirs, linked_files)
+    result = await runner.run(command, check=False)
+    if result.ok:
+        return
+    error = parse_prepare_failure(runner.name, result.exit_status, result.stderr)
+    raise error or _fail(result.exit_status, result.stderr, runner.name, "prepare " + deploy_to)
+
+
+# -- release names and directories -------------------------------------------------------------------
+
+
+def new_release_name(now: datetime, existing: Iterable[str]) -> str:
+    """A fresh UTC YYYYmmddHHMMSS name, later than every existing release name (pure).
+
+    A clash (or a release dir from a clock running ahead) bumps the name past the newest one by a
+    second, so names stay unique and sort in deploy order, which cleanup relies on.
+    """
+    moment = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).replace(microsecond=0)
+    names = [n for n in existing if RELEASE_NAME.fullmatch(n)]
+    if names:
+        newest = datetime.strptime(max(names), RELEASE_FORMAT).replace(tzinfo=UTC)
+        moment = max(moment, newest + timedelta(seconds=1))
+    return moment.strftime(RELEASE_FORMAT)
+
+
+def list_releases_command(deploy_to: str) -> str:
+    """List release directory names, one a line (pure)."""
+    body = 'cd -- "$1" 2>/dev/null || exit 0\nfor d in */; do [ -d "$d" ] && printf "%s\\n" "${d%/}"; done; exit 0'
+    return _sh(body, Paths(deploy_to).releases)
+
+
+def parse_releases(stdout: str) -> list[str]:
+    """Release names sorted oldest first (pure)."""
+    return sorted({line for line in stdout.splitlines() if line})
+
+
+async def list_releases(runner: Runner, deploy_to: str) -> list[str]:
+    """Names of every directory in releases/, oldest first (side effects: none)."""
+    return parse_releases((await runner.run(list_releases_command(deploy_to))).stdout)
+
+
+async def create_release(runner: Runner, deploy_to: str, name: str) -> str:
+    """Create releases/<name> (must not exist yet) and return its path (side effect: a directory)."""
+    path = Paths(deploy_to).release(name)
+    await runner.run(cmd("mkdir", "--", path))
+    return path
+
+
+async def remove_release(runner: Runner, deploy_to: str, name: str) -> None:
+    """Delete releases/<name> (side effect: removes a directory)."""
+    await runner.run(cmd("rm", "-rf", "--", Paths(deploy_to).release(name)))
+
+
+# -- linking and markers -----------------------------------------------------------------------------
+
+
+def link_shared_command(
+    deploy_to: str, release_dir: str, linked_dirs: Sequence[str], linked_files: Sequence[str]
+) -> str:
+    """Symlink shared/<x> into the release, replacing what the source put there (pure).
+
+    Like Capistrano: parents are created, an existing symlink is left alone, anything else at the
+    target is removed first.
+    """
+    shared = Paths(deploy_to).shared
+    lines = ["set -e"]
+    for item in [*linked_dirs, *linked_files]:
+        target = posixpath.join(release_dir, item)
+        source = posixpath.join(shared, item)
+        lines.append(
+            f"mkdir -p -- {quote(posixpath.dirname(target))}; "
+            f"if [ ! -L {quote(target)} ]; then rm -rf -- {quote(target)}; ln -s -- {quote(source)} {quote(target)}; fi"
+        )
+    return _sh("\n".join(lines))
+
+
+async def link_shared(
+    runner: Runner, deploy_to: str, release_dir: str, linked_dirs: Sequence[str], linked_files: Sequence[str]
+) -> None:
+    """Link linkedDirs and linkedFiles from shared/ into a release (side effects: symlinks)."""
+    if linked_dirs or linked_files:
+        await runner.run(link_shared_command(deploy_to, release_dir, linked_dirs, linked_files))
+
+
+def write_markers_command(release_dir: str, revision: str, version: str) -> str:
+    """Write REVISION and .kapistrano-version into a release (pure)."""
+    body = 'printf "%s\\n" "$2" > "$1/REVISION"\nprintf "%s\\n" "$3" > "$1/.kapistrano-version"'
+    return _sh("set -e\n" + body, release_dir, revision, version)
+
+
+async def write_markers(runner: Runner, release_dir: str, revision: str, version: str) -> None:
+    """Record the release's revision and version; written last, so a marker means complete (side effect)."""
+    await runner.run(write_markers_command(release_dir, revision, version))
+
+
+# -- reading releases --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """A release directory with its markers."""
+
+    name: str
+    version: str | None
+    revision: str | None
+
+
+_MARKERS = r"""
+cd -- "$1" 2>/dev/null || exit 0
+for d in */; do
+  [ -f "$d.kapistrano-version" ] || continue
+  rev=""
+  [ -f "${d}REVISION" ] && rev=$(head -n 1 -- "${d}REVISION")
+  printf '%s\t%s\t%s\n' "${d%/}" "$(head -n 1 -- "$d.kapistrano-version")" "$rev"
+done
+exit 0
+"""
+
+
+def release_markers_command(deploy_to: str) -> str:
+    """Print name, version and revision of every release with a version marker, in ONE command (pure)."""
+    return _sh(_MARKERS, Paths(deploy_to).releases)
+
+
+def parse_release_markers(stdout: str) -> list[ReleaseInfo]:
+    """ReleaseInfo per output line, oldest first; versions may contain tabs (pure)."""
+    infos = []
+    for line in stdout.splitlines():
+        name, sep, rest = line.partition("\t")
+        if not sep:
+            continue
+        version, _, revision = rest.rpartition("\t")
+        infos.append(ReleaseInfo(name, version, revision or None))
+    return sorted(infos, key=lambda info: info.name)
+
+
+def pick_release_for_version(infos: Iterable[ReleaseInfo], version: str) -> ReleaseInfo | None:
+    """The newest release whose marker holds `version` (pure)."""
+    matches = [info for info in infos if info.version == version]
+    return max(matches, key=lambda info: info.name) if matches else None
+
+
+async def find_release_for_version(runner: Runner, deploy_to: str, version: str) -> ReleaseInfo | None:
+    """The newest complete release of `version` on the host, if any (side effects: none)."""
+    result = await runner.run(release_markers_command(deploy_to))
+    return pick_release_for_version(parse_release_markers(result.stdout), version)
+
+
+@dataclass(frozen=True)
+class CurrentRelease:
+    """Where `current` points. version is None for a release made by Capistrano (no marker)."""
+
+    release: str
+    version: str | None
+    revision: str | None
+    target: str
+    exists: bool
+
+
+_CURRENT = r"""
+[ -L "$1" ] || exit 0
+printf 'target\t%s\n' "$(readlink -- "$1")"
+[ -d "$1" ] && printf 'exists\tyes\n'
+[ -f "$1/.kapistrano-version" ] && printf 'version\t%s\n' "$(head -n 1 -- "$1/.kapistrano-version")"
+[ -f "$1/REVISION" ] && printf 'revision\t%s\n' "$(head -n 1 -- "$1/REVISION")"
+exit 0
+"""
+
+
+def read_current_command(deploy_to: str) -> str:
+    """Print current's target, markers and whether it resolves, in ONE command (pure)."""
+    return _sh(_CURRENT, Paths(deploy_to).current)
+
+
+def parse_current(stdout: str) -> CurrentRelease | None:
+    """The CurrentRelease described by read_current's output; None when there is no current (pure)."""
+    fields: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("\t")
+        if sep and key not in fields:
+            fields[key] = value
+    target = fields.get("target")
+    if not target:
+        return None
+    name = PurePosixPath(target.rstrip("/") or "/").name
+    return CurrentRelease(
+        release=name,
+        version=fields.get("version"),
+        revision=fields.get("revision") or None,
+        target=target,
+        exists=fields.get("exists") == "yes",
+    )
+
+
+async def read_current(runner: Runner, deploy_to: str) -> CurrentRelease | None:
+    """Which release `current` points to, with its markers (side effects: none)."""
+    return parse_current((await runner.run(read_current_command(deploy_to))).stdout)
+
+
+# -- publishing, revision log, cleanup ---------------------------------------------------------------
+
+_PUBLISH = r"""
+[ -d "$1" ] || { printf 'no such release: %s\n' "$1" >&2; exit 75; }
+ln -sfn -- "$1" "$2"
+mv -fT -- "$2" "$3"
+"""
+
+
+def publish_command(deploy_to: str, release: str, suffix: str) -> str:
+    """Point current at a release atomically: symlink to a temp name, rename over current (pure).
+
+    The link target is absolute, as Capistrano writes it, so `cap deploy:cleanup` and other
+    Capistrano tasks keep recognising the current release.
+    """
+    paths = Paths(deploy_to)
+    temp = posixpath.join(deploy_to, f"current_tmp_{suffix}")
+    return _sh("set -e" + _PUBLISH, paths.release(release), temp, paths.current)
+
+
+async def publish(runner: Runner, deploy_to: str, release: str) -> None:
+    """Switch `current` to releases/<release> atomically (side effect: the current symlink)."""
+    result = await runner.run(publish_command(deploy_to, release, secrets.token_hex(6)), check=False)
+    if not result.ok:
+        raise CommandFailed(runner.name, f"publish {release}", result.exit_status, result.stderr)
+
+
+def deploy_log_line(branch: str, sha: str, release: str, user: str) -> str:
+    """Capistrano's revision_log_message (pure)."""
+    return _one_line(f"Branch {branch} (at {sha}) deployed as release {release} by {user}")
+
+
+def rollback_log_line(user: str, release: str) -> str:
+    """Capistrano's rollback_log_message (pure)."""
+    return _one_line(f"{user} rolled back to release {release}")
+
+
+def _one_line(text: str) -> str:
+    """Newlines flattened so one message stays one log line (pure)."""
+    return " ".join(text.splitlines())
+
+
+_DEPLOY_LINE = re.compile(
+    r"^Branch (?P<branch>.*) \(at (?P<sha>.*)\) deployed as release (?P<release>\S+) by (?P<user>.*)$"
+)
+_ROLLBACK_LINE = re.compile(r"^(?P<user>.*) rolled back to release (?P<release>\S+)$")
+
+
+def parse_revision_log_line(line: str) -> dict[str, str] | None:
+    """The fields of one revisions.log line (kind deploy or rollback), None if unrecognised (pure)."""
+    for kind, pattern in (("deploy", _DEPLOY_LINE), ("rollback", _ROLLBACK_LINE)):
+        match = pattern.match(line.rstrip("\n"))
+        if match:
+            return {"kind": kind, **match.groupdict()}
+    return None
+
+
+def append_revision_log_command(deploy_to: str, message: str) -> str:
+    """Append one line to revisions.log, like Capistrano's `echo MESSAGE >> revisions.log` (pure)."""
+    return _sh('printf "%s\\n" "$1" >> "$2"', _one_line(message), Paths(deploy_to).revisions_log)
+
+
+async def append_revision_log(runner: Runner, deploy_to: str, message: str) -> None:
+    """Append a line to revisions.log (side effect: the log file)."""
+    await runner.run(append_revision_log_command(deploy_to, message))
+
+
+def previous_release(releases: Iterable[str], current: str | None) -> str | None:
+    """The release before `current` by name (pure)."""
+    if current is None:
+        return None
+    older = [n for n in releases if RELEASE_NAME.fullmatch(n) and n < current]
+    return max(older) if older else None
+
+
+def select_for_cleanup(releases: Iterable[str], keep: int, current: str | None) -> list[str]:
+    """The oldest releases beyond `keep`, never current nor the one before it (pure).
+
+    Only Capistrano-style names (14 digits) are considered, as `cap deploy:cleanup` does.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    valid = sorted({n for n in releases if RELEASE_NAME.fullmatch(n)})
+    protected = {current, previous_release(valid, current)}
+    return [n for n in valid[: max(0, len(valid) - keep)] if n not in protected]
+
+
+async def cleanup(runner: Runner, deploy_to: str, keep: int) -> list[str]:
+    """Delete releases beyond `keep`; returns the names removed (side effect: removes directories)."""
+    releases = await list_releases(runner, deploy_to)
+    current = await read_current(runner, deploy_to)
+    doomed = select_for_cleanup(releases, keep, current.release if current else None)
+    paths = Paths(deploy_to)
+    for start in range(0, len(doomed), REMOVE_BATCH):
+        batch = doomed[start : start + REMOVE_BATCH]
+        await runner.run(cmd("rm", "-rf", "--", *(paths.release(n) for n in batch)))
+    return doomed
