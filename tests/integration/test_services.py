@@ -1,0 +1,164 @@
+"""Service managers against real lab hosts over SSH, with real worker processes.
+
+The sample worker (tests/workers/slow_worker.py) takes --drain seconds to exit after TERM and
+logs start/exit times per pid, so the tests can see that a new process starts only once the old
+one has exited, without any fixed sleep between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from kapistrano.hosts import services
+from kapistrano.hosts.errors import ServiceError
+
+from tests.integration.servicekit import App, app, cwd_of, dead_pid, environ_of, pidfile_service, session_of
+
+__all__ = ["app"]
+
+PIDFILE0 = "/var/www/app/shared/tmp/pids/worker.0.pid"
+
+
+async def test_a_draining_worker_is_replaced_only_after_it_exited_and_without_a_gap(app: App) -> None:
+    service = pidfile_service(app.worker("--drain", "5"))
+    first = await services.restart(app.runner, app.ctx, service, on_event=app.record)
+    old = first.instances[0].new_pid
+    assert old is not None
+    assert app.alive(old)
+    app.seen.clear()
+
+    second = await services.restart(app.runner, app.ctx, service, on_event=app.record)
+
+    new = second.instances[0].new_pid
+    assert new is not None
+    assert new != old
+    term, exited, started = app.event("sigterm", old), app.event("exit", old), app.event("start", new)
+    assert exited.at - term.at >= 5.0
+    assert started.at >= exited.at
+    assert started.at - exited.at < 1.0
+    assert second.instances[0].old_pid == old
+    assert second.instances[0].stop_seconds is not None
+    assert second.instances[0].stop_seconds >= 5.0
+    assert not second.instances[0].killed
+    assert app.kinds() == [("stopping", "0"), ("exited", "0"), ("starting", "0"), ("started", "0")]
+    assert str(app.seen[0]) == f"worker[0] stopping (pid {old})"
+    assert not app.alive(old)
+    assert app.alive(new)
+    state = await services.status(app.runner, app.ctx, service)
+    assert state.pids == (new,)
+    assert state.running
+
+
+async def test_the_kill_signal_ends_a_worker_that_outlives_stop_timeout(app: App) -> None:
+    service = pidfile_service(app.worker("--drain", "30"), stopTimeoutSeconds=1)
+    old = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
+    assert old is not None
+
+    result = await services.restart(app.runner, app.ctx, service, on_event=app.record)
+
+    restarted = result.instances[0]
+    assert restarted.killed
+    assert restarted.stop_seconds is not None
+    assert 1.0 <= restarted.stop_seconds < 3.0
+    assert [e.kind for e in app.events() if e.pid == old] == ["start", "sigterm"]
+    new = restarted.new_pid
+    assert new is not None
+    assert app.event("start", new).at >= app.event("sigterm", old).at + 1.0
+    assert ("killed", "0") in app.kinds()
+    assert not app.alive(old)
+
+
+async def test_quiet_signal_comes_before_the_stop_signal(app: App) -> None:
+    service = pidfile_service(app.worker(), quietSignal="TSTP")
+    old = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
+    assert old is not None
+    await services.restart(app.runner, app.ctx, service)
+    kinds = [e.kind for e in app.events() if e.pid == old]
+    assert set(kinds) == {"start", "sigtstp", "sigterm", "exit"}
+    assert kinds[-1] == "exit"
+
+
+@pytest.mark.parametrize("content", ["dead", "garbage\n", ""])
+async def test_a_stale_or_unreadable_pid_file_means_not_running(app: App, content: str) -> None:
+    if content == "dead":
+        content = f"{dead_pid()}\n"
+    app.write(PIDFILE0, content)
+    service = pidfile_service(app.worker())
+
+    assert not (await services.status(app.runner, app.ctx, service)).running
+    result = await services.restart(app.runner, app.ctx, service, on_event=app.record)
+
+    assert app.kinds()[0] == ("not-running", "0")
+    assert result.instances[0].old_pid is None
+    new = result.instances[0].new_pid
+    assert new is not None
+    assert app.host.path(PIDFILE0).read_text().strip() == str(new)
+    assert [e.kind for e in app.events()] == ["start"]
+
+
+async def test_a_foreground_worker_gets_its_pid_written_and_runs_detached_in_current(app: App) -> None:
+    service = pidfile_service(app.worker())
+    result = await services.restart(app.runner, app.ctx, service)
+    pid = result.instances[0].new_pid
+    assert pid is not None
+    assert app.host.path(PIDFILE0).read_text().strip() == str(pid)
+    assert app.event("start", pid).instance == "0"
+    assert session_of(pid) == pid  # its own session, not the SSH session's
+    assert cwd_of(pid).endswith("/releases/20260101000000")
+    environ = environ_of(pid)
+    assert f"KAPISTRANO_PIDFILE={PIDFILE0}".encode() in environ
+    assert b"KAPISTRANO_INSTANCE=0" in environ
+
+
+async def test_a_daemon_that_writes_its_own_pid_file_is_tracked_by_it(app: App) -> None:
+    service = pidfile_service(app.worker("--daemonize", "--pidfile", "{pidfile}", "--drain", "1"))
+    first = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
+    assert first is not None
+    assert app.event("start", first).pid == first  # the daemon's pid, not its launcher's
+
+    second = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
+
+    assert second is not None
+    assert app.event("start", second).at >= app.event("exit", first).at
+    assert app.host.path(PIDFILE0).read_text().strip() == str(second)
+
+
+async def test_instances_restart_one_after_the_other_and_never_overlap(app: App) -> None:
+    service = pidfile_service(app.worker("--drain", "1"), instances=2)
+    before = await services.restart(app.runner, app.ctx, service)
+    app.seen.clear()
+
+    after = await services.restart(app.runner, app.ctx, service, on_event=app.record)
+
+    assert [k for k in app.kinds() if k[0] in ("stopping", "started")] == [
+        ("stopping", "0"),
+        ("started", "0"),
+        ("stopping", "1"),
+        ("started", "1"),
+    ]
+    for old, new in zip(before.instances, after.instances, strict=True):
+        assert old.new_pid is not None
+        assert new.new_pid is not None
+        assert app.event("start", new.new_pid).at >= app.event("exit", old.new_pid).at
+        assert app.event("start", new.new_pid).instance == new.instance
+    # instance 1 kept consuming while instance 0 restarted
+    assert (
+        app.event("exit", before.instances[1].new_pid or 0).at > app.event("start", after.instances[0].new_pid or 0).at
+    )
+    state = await services.status(app.runner, app.ctx, service)
+    assert state.running
+    assert len(state.pids) == 2
+
+
+async def test_a_start_command_that_fails_reports_its_status_and_log(app: App) -> None:
+    service = pidfile_service(app.worker("--exit-status", "3"))
+    with pytest.raises(ServiceError, match=r"exited with status 3.*refusing to start"):
+        await services.restart(app.runner, app.ctx, service)
+
+
+async def test_a_daemon_that_never_writes_its_pid_file_fails_in_time(app: App) -> None:
+    ctx = replace(app.ctx, daemon_timeout=1.0)
+    service = pidfile_service(app.worker("--daemonize", "--drain", "0"))
+    with pytest.raises(ServiceError, match="wrote no pid file"):
+        await services.restart(app.runner, ctx, service)

@@ -1,0 +1,1 @@
+"""Sample processes the service-manager tests run on lab hosts."""
