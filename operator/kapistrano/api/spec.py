@@ -267,7 +267,12 @@ class Probe(SpecModel):
     http_get: HttpGetAction | None = Field(default=None, description="HTTP GET through the SSH connection.")
     tcp_socket: TcpSocketAction | None = Field(default=None, description="TCP connect through the SSH connection.")
     initial_delay_seconds: int = Field(default=0, ge=0, le=3600, description="Wait before the first probe.")
-    period_seconds: int = Field(default=1, ge=1, le=3600, description="Time between probes.")
+    period_seconds: float = Field(
+        default=1,
+        ge=0.05,
+        le=3600,
+        description="Time between probes; fractions allowed (e.g. 0.1) so a restart wastes no whole seconds.",
+    )
     timeout_seconds: int = Field(default=5, ge=1, le=3600, description="Timeout of one probe.")
     success_threshold: int = Field(default=1, ge=1, le=100, description="Consecutive successes to be ready.")
     failure_threshold: int = Field(default=30, ge=1, le=10000, description="Consecutive failures to give up.")

@@ -81,7 +81,7 @@ class Rollout:
         self.user_emit = emit
         self.clock = clock
         self.poll_interval = poll_interval
-        self._drivers: dict[tuple[str, str, int, str | None], HostDriver] = {}
+        self._drivers: dict[tuple[str, str, int, str, str], HostDriver] = {}
         self.recorder: StatusRecorder | None = None
         self._flush = asyncio.Event()
 
@@ -95,7 +95,7 @@ class Rollout:
 
     def driver(self, spec: ReleaseSpec, host: Host) -> HostDriver:
         """The driver for a host, reused while its address stays the same."""
-        key = (host.name, host.address, host.port, host.user)
+        key = (host.name, host.address, host.port, spec.user_for(host), spec.deploy_path)
         if key not in self._drivers:
             self._drivers[key] = self.make_driver(spec, host)
         return self._drivers[key]

@@ -24,7 +24,9 @@ STOP_TIMEOUT = 10.0
 POLL_SECONDS = 0.005
 LOG_TAIL_CHARS = 2000
 #: Host paths that are always private; maps the host path to its directory under LabHost.root.
-DEFAULT_PRIVATE = {"/var/www": "www", "/run": "run"}
+#: /root is private too: a host starts with an empty home, like a fresh machine, so no shell start-up
+#: file of this machine (e.g. a slow .bashrc) runs with every SSH command.
+DEFAULT_PRIVATE = {"/var/www": "www", "/run": "run", "/root": "root"}
 #: Aliases resolved by path(): on Debian /var/run is a symlink to /run.
 PATH_ALIASES = {"/var/run": "/run"}
 #: The environment of commands and sshd inside a host, like a fresh login rather than the caller's.

@@ -1,0 +1,119 @@
+"""A sample application on the lab hosts: versions of the sample worker, Release specs, event logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kapistrano.api.release import Release, parse_release
+from kapistrano.api.spec import ReleaseSpec
+from kapistrano.engine.rollout import Desired, Outcome, Rollout
+from kapistrano.engine.ssh_driver import driver_factory
+from kapistrano.engine.store import FileStatusStore
+from kapistrano.lab import HostLab, sample_worker
+
+WORKER = Path(sample_worker.__file__)
+
+
+@dataclass
+class App:
+    """Versions of the sample worker in a directory every lab host sees (only /var/www and /run are private)."""
+
+    lab: HostLab
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kapapp-")))
+    drain: float = 1.0
+    boot: float = 0.3
+
+    def __post_init__(self) -> None:
+        self.events = self.root / "events.jsonl"
+        self.events.touch()
+        self.state = self.root / "state.json"
+
+    def version(self, name: str, *, healthy: bool = True) -> str:
+        """Create the source directory of a version; returns its path."""
+        path = self.root / "src" / name
+        path.mkdir(parents=True, exist_ok=True)
+        shutil.copy(WORKER, path / "worker.py")
+        (path / "VERSION").write_text(name + "\n")
+        (path / "HEALTHY").write_text("yes\n" if healthy else "no\n")
+        return str(path)
+
+    def manifest(self, version: str, **spec: Any) -> dict[str, Any]:
+        """A Release document for `version` of the sample app on every lab host."""
+        readiness = {"httpGet": {"path": "/health", "port": 9100}, "periodSeconds": 0.1, "failureThreshold": 50}
+        readiness |= spec.pop("readiness", {})
+        start = (
+            f"exec env DRAIN_SECONDS={self.drain} READY_SECONDS={self.boot} EVENTS_LOG={self.events} python3 worker.py"
+        )
+        service = {
+            "name": "worker",
+            "manager": "pidfile",
+            "instances": spec.pop("instances", 1),
+            "pidfile": {"path": "tmp/pids/worker.{index}.pid", "start": start, "stopTimeoutSeconds": 60},
+            "readiness": readiness,
+        }
+        body = {
+            "application": "app",
+            "version": version,
+            "source": {"path": self.version(version, healthy=spec.pop("healthy", True))},
+            "linkedDirs": ["log", "tmp/pids"],
+            "hosts": self.lab.release_yaml_hosts(),
+            "ssh": {"user": "root", "connectTimeoutSeconds": 3},
+            "services": [service],
+            **spec,
+        }
+        return {"apiVersion": "kapistrano.dev/v1alpha1", "kind": "Release", "metadata": {"name": "app"}, "spec": body}
+
+    def release(self, version: str, **spec: Any) -> Release:
+        """The validated Release for `version`."""
+        return parse_release(self.manifest(version, **spec))
+
+    def write(self, version: str, **spec: Any) -> Path:
+        """Write the Release to release.yaml in the app root; returns its path."""
+        path = self.root / "release.yaml"
+        path.write_text(yaml.safe_dump(self.manifest(version, **spec), sort_keys=False))
+        return path
+
+    def rollout(self, spec: ReleaseSpec) -> Rollout:
+        """An engine run for `spec` against the lab, keeping status in the app's state file."""
+
+        async def desired() -> Desired:
+            return Desired(spec)
+
+        return Rollout(
+            source=desired,
+            drivers=driver_factory(self.lab.client_key, self.lab.known_hosts),
+            store=FileStatusStore(self.state),
+            owner="test:app",
+            poll_interval=0.2,
+        )
+
+    async def apply(self, version: str, **spec: Any) -> Outcome:
+        """Run the engine to the end for `version`."""
+        rollout = self.rollout(self.release(version, **spec).spec)
+        try:
+            return await rollout.run()
+        finally:
+            await rollout.close()
+
+    def read_events(self) -> list[dict[str, Any]]:
+        """Every worker event so far, in order of writing."""
+        return [json.loads(line) for line in self.events.read_text().splitlines() if line.strip()]
+
+    def close(self) -> None:
+        """Remove the app directory."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def by_pid(events: list[dict[str, Any]]) -> Iterator[tuple[int, dict[str, dict[str, Any]]]]:
+    """Events grouped per process: pid -> {event name: event}."""
+    groups: dict[int, dict[str, dict[str, Any]]] = {}
+    for e in events:
+        groups.setdefault(int(e["pid"]), {})[str(e["event"])] = e
+    yield from groups.items()

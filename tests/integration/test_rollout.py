@@ -1,0 +1,43 @@
+"""The rolling restart engine against real SSH hosts and real worker processes."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from kapistrano.engine.rollout import Result
+from kapistrano.lab import HostLab
+
+from .appkit import App, by_pid
+
+
+@pytest.fixture
+def app(lab: HostLab) -> Any:
+    made = App(lab, drain=1.0, boot=0.3)
+    yield made
+    made.close()
+
+
+async def test_a_release_rolls_across_every_host_one_at_a_time(app: App) -> None:
+    first = await app.apply("v1", strategy={"maxUnavailable": "100%"})
+    assert first.result == Result.READY, first.message
+    before = len(app.read_events())
+    second = await app.apply("v2")
+    assert second.result == Result.READY, second.message
+    status = second.status
+    assert status.ready == "3/3"
+    assert status.current_version == "v2"
+    assert [h.version for h in status.hosts] == ["v2", "v2", "v2"]
+    events = app.read_events()[before:]
+    starts = [e for e in events if e["event"] == "start" and e["version"] == "v2"]
+    assert [e["host"] for e in starts] == [h.name for h in app.lab.hosts], "one host after the other, in spec order"
+    exits = {e["host"]: e for e in events if e["event"] == "exit" and e["version"] == "v1"}
+    readies = {e["host"]: e for e in events if e["event"] == "ready" and e["version"] == "v2"}
+    names = [h.name for h in app.lab.hosts]
+    for previous, following in itertools.pairwise(names):
+        assert readies[previous]["time"] <= exits[following]["time"], (
+            f"{following} was stopped before {previous} was ready"
+        )
+    per_pid = dict(by_pid(app.read_events()))
+    assert all("exit" in e or e.get("start", {}).get("version") == "v2" for e in per_pid.values())
