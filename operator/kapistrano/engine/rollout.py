@@ -100,11 +100,12 @@ class Rollout:
             self._drivers[key] = self.make_driver(spec, host)
         return self._drivers[key]
 
-    async def observe(self, spec: ReleaseSpec, host: Host) -> HostObservation:
-        """Lock and read one host; errors become part of the observation (network I/O)."""
+    async def observe(self, spec: ReleaseSpec, host: Host, *, lock: bool = True) -> HostObservation:
+        """Lock (unless told not to) and read one host; errors become part of the observation (network I/O)."""
         driver = self.driver(spec, host)
         try:
-            await driver.lock(self.owner, lock_ttl(spec))
+            if lock:
+                await driver.lock(self.owner, lock_ttl(spec))
             return await driver.observe(spec)
         except HostError as exc:
             reachable = exc.reason not in ("Unreachable", "CommandTimeout")
@@ -112,13 +113,13 @@ class Rollout:
                 name=host.name, reachable=reachable, error_reason=exc.reason, error_message=exc.message
             )
 
-    async def observe_all(self, spec: ReleaseSpec) -> dict[str, HostObservation]:
+    async def observe_all(self, spec: ReleaseSpec, *, lock: bool = True) -> dict[str, HostObservation]:
         """Observe every host in parallel, at most 20 at once (network I/O)."""
         gate = asyncio.Semaphore(20)
 
         async def one(host: Host) -> HostObservation:
             async with gate:
-                return await self.observe(spec, host)
+                return await self.observe(spec, host, lock=lock)
 
         found = await asyncio.gather(*(one(h) for h in spec.hosts))
         return {o.name: o for o in found}
