@@ -18,7 +18,7 @@ from kapistrano.hosts.ssh import SshTarget, classify, target_for_host, targets_f
 
 # -- quoting -----------------------------------------------------------------------------------------
 
-shell_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=80)
+shell_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=80)
 
 
 @settings(max_examples=150, deadline=None)
