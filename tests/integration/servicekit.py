@@ -15,7 +15,7 @@ from kapistrano.hosts.managers.base import ServiceContext, ServiceEvent
 from kapistrano.hosts.ssh import SshConnection
 from kapistrano.lab import HostLab, LabHost
 
-from tests.integration.hostkit import target_for
+from tests.integration.hostkit import target_for, wait_until
 
 WORKERS = Path(__file__).resolve().parent.parent / "workers"
 DEPLOY_TO = "/var/www/app"
@@ -65,6 +65,15 @@ class App:
         found = [e for e in self.events() if e.kind == kind and e.pid == pid]
         assert len(found) == 1, f"expected one {kind} for {pid}: {self.events()}"
         return found[0]
+
+    async def wait_event(self, kind: str, pid: int, timeout: float = 10.0) -> Event:
+        """The event of a kind for a pid once the process has logged it (polls the host's file)."""
+
+        async def logged() -> bool:
+            return any(e.kind == kind and e.pid == pid for e in self.events())
+
+        await wait_until(logged, timeout=timeout)
+        return self.event(kind, pid)
 
     def write(self, remote: str, text: str) -> Path:
         """Write a file on the host, creating its directory (side effect: host filesystem)."""

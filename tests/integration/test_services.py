@@ -33,7 +33,8 @@ async def test_a_draining_worker_is_replaced_only_after_it_exited_and_without_a_
     new = second.instances[0].new_pid
     assert new is not None
     assert new != old
-    term, exited, started = app.event("sigterm", old), app.event("exit", old), app.event("start", new)
+    started = await app.wait_event("start", new)
+    term, exited = app.event("sigterm", old), app.event("exit", old)
     assert exited.at - term.at >= 5.0
     assert started.at >= exited.at
     assert started.at - exited.at < 1.0
@@ -64,7 +65,7 @@ async def test_the_kill_signal_ends_a_worker_that_outlives_stop_timeout(app: App
     assert [e.kind for e in app.events() if e.pid == old] == ["start", "sigterm"]
     new = restarted.new_pid
     assert new is not None
-    assert app.event("start", new).at >= app.event("sigterm", old).at + 1.0
+    assert (await app.wait_event("start", new)).at >= app.event("sigterm", old).at + 1.0
     assert ("killed", "0") in app.kinds()
     assert not app.alive(old)
 
@@ -103,7 +104,7 @@ async def test_a_foreground_worker_gets_its_pid_written_and_runs_detached_in_cur
     pid = result.instances[0].new_pid
     assert pid is not None
     assert app.host.path(PIDFILE0).read_text().strip() == str(pid)
-    assert app.event("start", pid).instance == "0"
+    assert (await app.wait_event("start", pid)).instance == "0"
     assert session_of(pid) == pid  # its own session, not the SSH session's
     assert cwd_of(pid).endswith("/releases/20260101000000")
     environ = environ_of(pid)
@@ -115,12 +116,12 @@ async def test_a_daemon_that_writes_its_own_pid_file_is_tracked_by_it(app: App) 
     service = pidfile_service(app.worker("--daemonize", "--pidfile", "{pidfile}", "--drain", "1"))
     first = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
     assert first is not None
-    assert app.event("start", first).pid == first  # the daemon's pid, not its launcher's
+    assert (await app.wait_event("start", first)).pid == first  # the daemon's pid, not its launcher's
 
     second = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
 
     assert second is not None
-    assert app.event("start", second).at >= app.event("exit", first).at
+    assert (await app.wait_event("start", second)).at >= app.event("exit", first).at
     assert app.host.path(PIDFILE0).read_text().strip() == str(second)
 
 
@@ -140,12 +141,12 @@ async def test_instances_restart_one_after_the_other_and_never_overlap(app: App)
     for old, new in zip(before.instances, after.instances, strict=True):
         assert old.new_pid is not None
         assert new.new_pid is not None
-        assert app.event("start", new.new_pid).at >= app.event("exit", old.new_pid).at
-        assert app.event("start", new.new_pid).instance == new.instance
+        started = await app.wait_event("start", new.new_pid)
+        assert started.at >= app.event("exit", old.new_pid).at
+        assert started.instance == new.instance
     # instance 1 kept consuming while instance 0 restarted
-    assert (
-        app.event("exit", before.instances[1].new_pid or 0).at > app.event("start", after.instances[0].new_pid or 0).at
-    )
+    new_0 = await app.wait_event("start", after.instances[0].new_pid or 0)
+    assert app.event("exit", before.instances[1].new_pid or 0).at > new_0.at
     state = await services.status(app.runner, app.ctx, service)
     assert state.running
     assert len(state.pids) == 2
