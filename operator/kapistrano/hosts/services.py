@@ -26,7 +26,7 @@ from kapistrano.hosts.managers.base import (
     ServiceState,
     ignore_event,
 )
-from kapistrano.hosts.probes import AttemptSink, ProbeOutcome, ignore_attempt, wait_ready
+from kapistrano.hosts.probes import AttemptSink, ignore_attempt, wait_ready
 from kapistrano.hosts.runner import Runner
 
 __all__ = [
@@ -86,7 +86,7 @@ def readiness(
         return None
 
     async def check() -> None:
-        outcome: ProbeOutcome = await wait_ready(runner, ctx, probe, on_attempt=on_attempt)
-        del outcome
+        """Wait for readiness; raises NotReady after failureThreshold failures (side effects: the probe's)."""
+        await wait_ready(runner, ctx, probe, on_attempt=on_attempt)
 
     return check
