@@ -132,8 +132,9 @@ def test_launch_runs_detached_in_current_with_quoted_environment_and_log() -> No
 
 
 def test_launch_only_writes_the_pid_file_when_asked() -> None:
-    writes = script_body(pidfile.launch_lines(CTX, "w", "/p", "/l", {}))
-    never = script_body(pidfile.launch_lines(CTX, "w", "/p", "/l", {}, write_pid=False))
+    ctx = ServiceContext("/d", start_grace=0.5)
+    writes = script_body(pidfile.launch_lines(ctx, "w", "/p", "/l", {}))
+    never = script_body(pidfile.launch_lines(ctx, "w", "/p", "/l", {}, write_pid=False))
     assert "grace=$(( $(now) + 50 ))" in writes
     assert "grace=;" in never
 
