@@ -52,7 +52,8 @@ class ActionRunner:
             if phase is None:
                 continue
             entry = self.host(action.host)
-            fields: dict[str, object] = {"action": action.kind.value}
+            # The host stops counting as ready the moment its restart may begin.
+            fields: dict[str, object] = {"action": action.kind.value, "ready": False}
             if action.kind == ActionKind.PUBLISH:
                 fields["attempts"] = entry.attempts + 1
                 if entry.version != self.spec.version and entry.action is None:

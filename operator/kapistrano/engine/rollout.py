@@ -55,6 +55,10 @@ DriverFactory = Callable[[ReleaseSpec, Host], HostDriver]
 SpecSource = Callable[[], Awaitable[Desired]]
 
 
+#: During a rollout, hosts not acted on are re-read at least this often.
+FULL_OBSERVE_SECONDS = 5.0
+
+
 def utcnow() -> datetime:
     """The current time in UTC (reads the clock)."""
     return datetime.now(UTC)
@@ -83,6 +87,9 @@ class Rollout:
         self.poll_interval = poll_interval
         self._drivers: dict[tuple[str, str, int, str, str], HostDriver] = {}
         self.recorder: StatusRecorder | None = None
+        self._seen: dict[str, tuple[float, HostObservation]] = {}
+        self._seen_spec: ReleaseSpec | None = None
+        self._touched: set[str] = set()
         self._flush = asyncio.Event()
 
     def emit(self, event: HostEvent) -> None:
@@ -113,21 +120,48 @@ class Rollout:
                 name=host.name, reachable=reachable, error_reason=exc.reason, error_message=exc.message
             )
 
-    async def observe_all(self, spec: ReleaseSpec, *, lock: bool = True) -> dict[str, HostObservation]:
-        """Observe every host in parallel, at most 20 at once (network I/O)."""
+    async def observe_all(
+        self, spec: ReleaseSpec, *, lock: bool = True, hosts: list[Host] | None = None
+    ) -> dict[str, HostObservation]:
+        """Observe every host (or those given) in parallel, at most 20 at once (network I/O)."""
         gate = asyncio.Semaphore(20)
 
         async def one(host: Host) -> HostObservation:
             async with gate:
                 return await self.observe(spec, host, lock=lock)
 
-        found = await asyncio.gather(*(one(h) for h in spec.hosts))
+        found = await asyncio.gather(*(one(h) for h in (spec.hosts if hosts is None else hosts)))
         return {o.name: o for o in found}
+
+    async def observe_due(self, spec: ReleaseSpec) -> dict[str, HostObservation]:
+        """Re-read the hosts whose last observation may be stale; reuse the rest (network I/O).
+
+        Every host is read on the first step, after a spec change and at least every
+        FULL_OBSERVE_SECONDS; a host we acted on, or could not read, is read again at every step. This
+        keeps "hosts are the source of truth" while a step between two hosts costs one host's reads,
+        not all of them.
+        """
+        now = asyncio.get_running_loop().time()
+        if spec != self._seen_spec:
+            self._seen.clear()
+            self._seen_spec = spec
+        due = [h for h in spec.hosts if self._is_due(h.name, now)]
+        for name, found in (await self.observe_all(spec, hosts=due)).items():
+            self._seen[name] = (now, found)
+        self._touched.clear()
+        return {h.name: self._seen[h.name][1] for h in spec.hosts}
+
+    def _is_due(self, name: str, now: float) -> bool:
+        """Whether a host must be read again before the next plan (pure)."""
+        seen = self._seen.get(name)
+        if seen is None or name in self._touched or now - seen[0] >= FULL_OBSERVE_SECONDS:
+            return True
+        return not seen[1].reachable or seen[1].error_reason is not None
 
     async def step(self, desired: Desired) -> Plan:
         """Observe, plan and save the planned status (network I/O, writes status)."""
         assert self.recorder is not None
-        observations = await self.observe_all(desired.spec)
+        observations = await self.observe_due(desired.spec)
         result = plan(
             PlanInput(
                 spec=desired.spec,
@@ -193,6 +227,7 @@ class Rollout:
         assert self.recorder is not None
         runner = ActionRunner(desired, self.recorder, self.emit, self.clock)
         drivers = {h.name: self.driver(desired.spec, h) for h in desired.spec.hosts}
+        self._touched.update(a.host for a in actions)
         runner.record_intent(actions)
         await self.recorder.flush()
         await runner.run_all(actions, drivers)

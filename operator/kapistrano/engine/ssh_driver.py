@@ -136,8 +136,10 @@ class SshHostDriver:
         await self._hooks(spec, spec.hooks.after_publish, release_dir, emit, run_once=run_once_hooks)
         branch = spec.git_ref or spec.version
         message = layout.deploy_log_line(branch, target.revision or spec.version, target.name, self.user)
-        await layout.append_revision_log(self.conn, deploy_to, message)
-        await layout.cleanup(self.conn, deploy_to, spec.keep_releases)
+        await asyncio.gather(
+            layout.append_revision_log(self.conn, deploy_to, message),
+            layout.cleanup(self.conn, deploy_to, spec.keep_releases),
+        )
         return before.release if before else None
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:

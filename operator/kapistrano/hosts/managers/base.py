@@ -29,8 +29,10 @@ class ServiceContext:
     env: Mapping[str, str] = field(default_factory=dict)
     #: Period of the remote wait loops (pid exit, pid file appearance).
     poll_interval: float = 0.05
-    #: How long a started process that stays in the foreground gets to write its own pid file.
-    start_grace: float = 0.5
+    #: How long a started process that stays in the foreground gets to write its own pid file. Short,
+    #: because it is paid on every restart: a daemon that writes its pid file later still overwrites
+    #: the pid kapistrano wrote, and readiness proves the process works either way.
+    start_grace: float = 0.1
     #: How long a command that daemonized (its launcher exited 0) gets to write its pid file.
     daemon_timeout: float = 30.0
 
