@@ -57,6 +57,8 @@ SpecSource = Callable[[], Awaitable[Desired]]
 
 #: During a rollout, hosts not acted on are re-read at least this often.
 FULL_OBSERVE_SECONDS = 5.0
+#: Host locks last lock_ttl(); they are refreshed this often, far more often than they expire.
+LOCK_REFRESH_SECONDS = 30.0
 
 
 def utcnow() -> datetime:
@@ -90,6 +92,7 @@ class Rollout:
         self._seen: dict[str, tuple[float, HostObservation]] = {}
         self._seen_spec: ReleaseSpec | None = None
         self._touched: set[str] = set()
+        self._locked_at: dict[str, float] = {}
         self._flush = asyncio.Event()
 
     def emit(self, event: HostEvent) -> None:
@@ -111,8 +114,10 @@ class Rollout:
         """Lock (unless told not to) and read one host; errors become part of the observation (network I/O)."""
         driver = self.driver(spec, host)
         try:
-            if lock:
+            now = asyncio.get_running_loop().time()
+            if lock and now - self._locked_at.get(host.name, -LOCK_REFRESH_SECONDS) >= LOCK_REFRESH_SECONDS:
                 await driver.lock(self.owner, lock_ttl(spec))
+                self._locked_at[host.name] = now
             return await driver.observe(spec)
         except HostError as exc:
             reachable = exc.reason not in ("Unreachable", "CommandTimeout")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from kapistrano.hosts.shell import cmd, user_command
 from kapistrano.hosts.ssh import SshConnection, target_for_host
 from kapistrano.plan import HostObservation
 
+#: Start grace for services with a readiness probe: just long enough to catch a command that fails at once.
+NO_GRACE_SECONDS = 0.02
 #: Readiness is re-checked this often while a host holds minReadySeconds.
 HOLD_CHECK_SECONDS = 1.0
 
@@ -123,8 +126,10 @@ class SshHostDriver:
     async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> str | None:
         """Hooks, atomic switch, restart, readiness, minReadySeconds, hooks, revisions.log, cleanup (network I/O)."""
         deploy_to = spec.deploy_path
-        before = await layout.read_current(self.conn, deploy_to)
-        target = await layout.find_release_for_version(self.conn, deploy_to, spec.version)
+        before, target = await asyncio.gather(
+            layout.read_current(self.conn, deploy_to),
+            layout.find_release_for_version(self.conn, deploy_to, spec.version),
+        )
         if target is None:
             raise SourceError(self.name, f"no release for version {spec.version} on the host")
         release_dir = layout.Paths(deploy_to).release(target.name)
@@ -184,6 +189,10 @@ class SshHostDriver:
             emit(HostEvent(self.name, f"{service.name} readiness #{number}: {state}", HostPhase.WAITING_READY))
 
         check = services.readiness(self.conn, ctx, service, on_attempt=on_attempt)
+        if check is not None:
+            # Readiness proves the new process works, so a foreground process need not be watched
+            # for a grace period first: that wait would be paid on every host.
+            ctx = replace(ctx, start_grace=NO_GRACE_SECONDS)
         await services.restart(self.conn, ctx, service, on_event=on_event, check_ready=check)
 
     async def _hold(self, spec: ReleaseSpec, release: str, emit: EventSink) -> None:

@@ -56,9 +56,9 @@ class FileStatusStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.path.parent)
         with os.fdopen(fd, "w") as out:
+            # No fsync: the rename is atomic against a killed process, which is what resuming needs;
+            # an fsync per status save would cost more than a whole step between two hosts.
             json.dump(status.wire(), out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
         Path(tmp).replace(self.path)
 
 
