@@ -5,8 +5,9 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
+from kapistrano.api.spec import Service
 from kapistrano.hosts.errors import ServiceError
 from kapistrano.hosts.runner import CommandResult, Runner
 from kapistrano.hosts.shell import cmd, quote
@@ -94,8 +95,20 @@ class ServiceEvent:
 
 
 EventSink = Callable[[ServiceEvent], None]
+_Block = TypeVar("_Block")
 #: Called once the new processes run (and, for graceful, before the old master is retired); raises if not ready.
 ReadyCheck = Callable[[], Awaitable[None]]
+
+
+def settings_of(service: Service, kind: type[_Block]) -> _Block:
+    """The block of a service's manager, e.g. service.pidfile for manager pidfile (pure).
+
+    The spec's validation guarantees the block is there; a ValueError names the service otherwise.
+    """
+    block = getattr(service, str(service.manager), None)
+    if not isinstance(block, kind):
+        raise ValueError(f"service {service.name} has no {service.manager} settings")
+    return block
 
 
 def ignore_event(event: ServiceEvent) -> None:

@@ -21,18 +21,12 @@ from kapistrano.hosts.managers.base import (
     ServiceEvent,
     ServiceState,
     ignore_event,
+    settings_of,
 )
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import chain, cmd, quote, user_command
 
 INSTANCE = "command"
-
-
-def _settings(service: Service) -> CommandManager:
-    """The command block of a service (pure); the spec guarantees it for manager command."""
-    if service.command is None:
-        raise ValueError(f"service {service.name} has no command settings")
-    return service.command
 
 
 def logged_command(ctx: ServiceContext, service: str, command: str) -> str:
@@ -60,7 +54,7 @@ async def _run(runner: Runner, ctx: ServiceContext, service: str, what: str, com
 
 async def status(runner: Runner, ctx: ServiceContext, service: Service) -> ServiceState:
     """Whether the status command says the service runs; unknown without one (side effects: the command's)."""
-    settings = _settings(service)
+    settings = settings_of(service, CommandManager)
     if settings.status is None:
         return ServiceState(service.name, (InstanceState(INSTANCE, None, None),))
     result = await runner.run(status_command(ctx, settings.status), timeout=ctx.command_timeout, check=False)
@@ -76,7 +70,7 @@ async def restart(
     check_ready: ReadyCheck | None = None,
 ) -> RestartResult:
     """Run stop, then start, then require status to pass when given (side effects: the commands')."""
-    settings = _settings(service)
+    settings = settings_of(service, CommandManager)
     on_event(ServiceEvent("stopping", service.name, INSTANCE))
     await _run(runner, ctx, service.name, "stop", settings.stop)
     on_event(ServiceEvent("exited", service.name, INSTANCE))

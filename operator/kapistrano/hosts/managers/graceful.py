@@ -26,6 +26,7 @@ from kapistrano.hosts.managers.base import (
     ignore_event,
     marker_lines,
     run_script,
+    settings_of,
 )
 from kapistrano.hosts.managers.pidfile import launch, read_pids, start_command
 from kapistrano.hosts.runner import Runner
@@ -34,16 +35,9 @@ from kapistrano.hosts.shell import cmd, quote
 MASTER = "master"
 
 
-def _settings(service: Service) -> GracefulManager:
-    """The graceful block of a service (pure); the spec guarantees it for manager graceful."""
-    if service.graceful is None:
-        raise ValueError(f"service {service.name} has no graceful settings")
-    return service.graceful
-
-
 def master_pidfile(ctx: ServiceContext, service: Service) -> str:
     """The master's absolute pid file (pure)."""
-    return ctx.shared_path(_settings(service).pid_file)
+    return ctx.shared_path(settings_of(service, GracefulManager).pid_file)
 
 
 def reload_lines(settings: GracefulManager, old: int, pidfile: str) -> list[str]:
@@ -128,7 +122,7 @@ async def _retire(
     restore: int | None = None,
 ) -> float | None:
     """Send quitSignal to a master and wait for it to exit (side effects: signals on the host)."""
-    settings = _settings(service)
+    settings = settings_of(service, GracefulManager)
     on_event(ServiceEvent("quitting", service.name, MASTER, pid))
     lines = retire_lines(
         str(settings.quit_signal), pid, settings.timeout_seconds, master_pidfile(ctx, service), restore
@@ -149,7 +143,7 @@ async def _start_master(
     check_ready: ReadyCheck | None,
 ) -> RestartResult:
     """Start a master when none runs; its own pid file is awaited, never written (side effects: a process)."""
-    settings, pidfile = _settings(service), master_pidfile(ctx, service)
+    settings, pidfile = settings_of(service, GracefulManager), master_pidfile(ctx, service)
     if settings.start is None:
         raise ServiceError(runner.name, service.name, f"no master running ({pidfile}) and no start command")
     on_event(ServiceEvent("not-running", service.name, MASTER, old, detail="stale pid file" if old else ""))
@@ -171,7 +165,7 @@ async def restart(
     check_ready: ReadyCheck | None = None,
 ) -> RestartResult:
     """Reload the master without downtime, or start it if none runs (side effects: processes on the host)."""
-    settings, pidfile = _settings(service), master_pidfile(ctx, service)
+    settings, pidfile = settings_of(service, GracefulManager), master_pidfile(ctx, service)
     (state,) = await read_pids(runner, ctx, service.name, [pidfile])
     if not state.alive or state.pid is None:
         return await _start_master(runner, ctx, service, state.pid, on_event=on_event, check_ready=check_ready)

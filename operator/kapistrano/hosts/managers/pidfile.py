@@ -32,6 +32,7 @@ from kapistrano.hosts.managers.base import (
     ignore_event,
     marker_lines,
     run_script,
+    settings_of,
 )
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import cmd, detached, quote
@@ -225,16 +226,9 @@ async def launch(
 # -- the manager ----------------------------------------------------------------------------------------
 
 
-def _settings(service: Service) -> PidfileManager:
-    """The pidfile block of a service (pure); the spec guarantees it for manager pidfile."""
-    if service.pidfile is None:
-        raise ValueError(f"service {service.name} has no pidfile settings")
-    return service.pidfile
-
-
 def pidfiles(ctx: ServiceContext, service: Service) -> list[str]:
     """Absolute pid file of every instance (pure)."""
-    template = _settings(service).path
+    template = settings_of(service, PidfileManager).path
     return [pidfile_path(ctx, template, n) for n in range(service.instances)]
 
 
@@ -247,7 +241,7 @@ async def restart_instance(
     runner: Runner, ctx: ServiceContext, service: Service, index: int, on_event: EventSink
 ) -> InstanceRestart:
     """Stop one instance, wait for it to exit, start it again (side effects: processes on the host)."""
-    settings, name, pidfile = _settings(service), service.name, pidfiles(ctx, service)[index]
+    settings, name, pidfile = settings_of(service, PidfileManager), service.name, pidfiles(ctx, service)[index]
     (state,) = await read_pids(runner, ctx, name, [pidfile])
     instance = str(index)
     outcome = StopOutcome("gone", None)

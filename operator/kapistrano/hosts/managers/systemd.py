@@ -18,19 +18,13 @@ from kapistrano.hosts.managers.base import (
     ServiceEvent,
     ServiceState,
     ignore_event,
+    settings_of,
 )
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import cmd, with_env
 
 GLOB_CHARS = frozenset("*?[")
 SHOW_PROPERTIES = "Id,MainPID,ActiveState"
-
-
-def _settings(service: Service) -> SystemdManager:
-    """The systemd block of a service (pure); the spec guarantees it for manager systemd."""
-    if service.systemd is None:
-        raise ValueError(f"service {service.name} has no systemd settings")
-    return service.systemd
 
 
 def systemctl(ctx: ServiceContext, settings: SystemdManager, *args: str) -> str:
@@ -85,7 +79,7 @@ def parse_show(output: str) -> list[InstanceState]:
 
 async def units(runner: Runner, ctx: ServiceContext, service: Service) -> list[str]:
     """The unit, or the loaded units its glob matches (side effects: none)."""
-    settings = _settings(service)
+    settings = settings_of(service, SystemdManager)
     if not is_glob(settings.unit):
         return [settings.unit]
     result = await runner.run(list_units_command(ctx, settings), timeout=ctx.command_timeout)
@@ -97,7 +91,9 @@ async def status(runner: Runner, ctx: ServiceContext, service: Service) -> Servi
     names = await units(runner, ctx, service)
     if not names:
         return ServiceState(service.name, ())
-    result = await runner.run(show_command(ctx, _settings(service), names), timeout=ctx.command_timeout)
+    result = await runner.run(
+        show_command(ctx, settings_of(service, SystemdManager), names), timeout=ctx.command_timeout
+    )
     return ServiceState(service.name, tuple(parse_show(result.stdout)))
 
 
@@ -117,7 +113,7 @@ async def restart(
     check_ready: ReadyCheck | None = None,
 ) -> RestartResult:
     """Restart each unit in turn and require it to be active (side effects: units restarted)."""
-    settings, done = _settings(service), []
+    settings, done = settings_of(service, SystemdManager), []
     names = await units(runner, ctx, service)
     if not names:
         raise ServiceError(runner.name, service.name, f"no loaded unit matches {settings.unit}")
