@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
 
 from kapistrano.api.release import Release
 from kapistrano.api.status import ReleaseStatus
-from kapistrano.cli.common import load_credentials, owner_of, state_path
+from kapistrano.cli.common import CliError, add_release_args, load_credentials, owner_of, pick_release, state_path
 from kapistrano.engine.rollout import Desired, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
 from kapistrano.plan import ActionKind, HostObservation, Plan, PlanInput, plan
+
+ReaderReport = Callable[[Console, Release, dict[str, HostObservation], ReleaseStatus], int]
+
+
+def register_reader(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, report: ReaderReport
+) -> None:
+    """Add a subcommand that reads the hosts of a Release file and reports (changes the parser)."""
+    parser = subparsers.add_parser(name, help=help_text)
+    add_release_args(parser)
+    parser.add_argument("--state", type=Path, help="status file (default: next to the Release file)")
+
+    def run(args: argparse.Namespace) -> int:
+        console = Console()
+        try:
+            release = pick_release(args.filename, args.name)
+            observed, status = asyncio.run(observe(release, args))
+        except CliError as exc:
+            console.print(f"error: {exc}", style="red", highlight=False)
+            return 1
+        return report(console, release, observed, status)
+
+    parser.set_defaults(func=run)
 
 
 async def observe(release: Release, args: argparse.Namespace) -> tuple[dict[str, HostObservation], ReleaseStatus]:

@@ -3,35 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-from pathlib import Path
 
 from rich.console import Console
 
-from kapistrano.cli.common import CliError, add_release_args, pick_release
+from kapistrano.api.release import Release
+from kapistrano.api.status import ReleaseStatus
 from kapistrano.cli.display import status_table
-from kapistrano.cli.inspect import next_plan, observe
+from kapistrano.cli.inspect import next_plan, register_reader
 from kapistrano.engine.rollout import utcnow
+from kapistrano.plan import HostObservation
+
+#: Exit status when the hosts are readable but not all ready on spec.version.
+NOT_READY = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the status subcommand (changes the parser)."""
-    parser = subparsers.add_parser("status", help="read the hosts and print where each one is")
-    add_release_args(parser)
-    parser.add_argument("--state", type=Path, help="status file (default: next to the Release file)")
-    parser.set_defaults(func=run)
+    register_reader(subparsers, "status", "read the hosts and print where each one is", report)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Entry point of `kapistrano status`: exit 0 when every host is ready on spec.version (network I/O)."""
-    console = Console()
-    try:
-        release = pick_release(args.filename, args.name)
-        observed, saved = asyncio.run(observe(release, args))
-    except CliError as exc:
-        console.print(f"error: {exc}", style="red", highlight=False)
-        return 1
+def report(console: Console, release: Release, observed: dict[str, HostObservation], saved: ReleaseStatus) -> int:
+    """Print the status the hosts show now; 0 when every host is ready on the version (writes to the terminal)."""
     # The same status the operator would write, computed from what the hosts say now.
     status = next_plan(release, observed, saved, utcnow()).status
     console.print(status_table(status, f"release {release.metadata.name}"))
-    return 0 if status.phase == "Ready" else 3
+    return 0 if status.phase == "Ready" else NOT_READY

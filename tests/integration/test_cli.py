@@ -1,0 +1,86 @@
+"""The kapistrano command against real SSH test hosts: plan, apply, status and the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kapistrano.lab import HostLab, require_lab_support
+
+from .appkit import App
+
+
+def kapistrano(*argv: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the kapistrano command as a user would."""
+    command = [sys.executable, "-m", "kapistrano.cli.main", *map(str, argv)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def app(lab_factory: object) -> Iterator[App]:
+    lab: HostLab = lab_factory(2)  # type: ignore[operator]
+    made = App(lab, drain=0.3, boot=0.2)
+    yield made
+    made.close()
+
+
+def ssh_args(app: App) -> list[str | Path]:
+    return ["--ssh-key", app.lab.client_key, "--known-hosts", app.lab.known_hosts]
+
+
+def test_plan_apply_status_round_trip(app: App) -> None:
+    release = app.write("v1")
+    planned = kapistrano("plan", "-f", release, *ssh_args(app))
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.count("fetch v1") == 2, planned.stdout
+    assert not (app.lab.hosts[0].path("/var/www/app/releases")).exists(), "plan changed a host"
+
+    applied = kapistrano("apply", "-f", release, *ssh_args(app))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "2/2 hosts ready" in applied.stdout
+    state = json.loads(release.with_name("release.app.kapistrano-state.json").read_text())
+    assert state["ready"] == "2/2"
+    assert {c["type"]: c["status"] for c in state["conditions"]}["Ready"] == "True"
+
+    status = kapistrano("status", "-f", release, *ssh_args(app))
+    assert status.returncode == 0, status.stdout
+    assert "v1" in status.stdout
+    again = kapistrano("plan", "-f", release, *ssh_args(app))
+    assert again.stdout.count("nothing: up to date") == 2, again.stdout
+
+
+def test_status_exits_non_zero_before_the_release_is_there(app: App) -> None:
+    result = kapistrano("status", "-f", app.write("v1"), *ssh_args(app))
+    assert result.returncode == 3, result.stdout
+
+
+def test_apply_reports_a_failed_version_and_exits_non_zero(app: App) -> None:
+    assert kapistrano("apply", "-f", app.write("v1"), *ssh_args(app)).returncode == 0
+    bad = app.write("v2", healthy=False, readiness={"failureThreshold": 3})
+    result = kapistrano("apply", "-f", bad, *ssh_args(app))
+    assert result.returncode == 1, result.stdout
+    assert "HostFailed" in result.stdout
+
+
+def test_an_unknown_host_key_is_refused_by_apply(app: App, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    result = kapistrano("apply", "-f", app.write("v1"), "--ssh-key", app.lab.client_key, "--known-hosts", empty)
+    assert result.returncode == 1
+    assert "HostKeyMismatch" in result.stdout
+    assert not app.lab.hosts[0].path("/var/www/app").exists(), "a command ran on a host with an unverified key"
+
+
+@pytest.mark.hosts
+def test_the_demo_rolls_a_release_and_cleans_up() -> None:
+    reason = require_lab_support()
+    if reason is not None:
+        pytest.skip(reason)
+    result = kapistrano("demo", "--hosts", "2", "--drain", "0.5", "--boot", "0.2", timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "v2 rolled across 2 hosts" in result.stdout
+    assert "at most 0 host(s) had no live worker" in result.stdout
