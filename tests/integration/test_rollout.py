@@ -41,3 +41,38 @@ async def test_a_release_rolls_across_every_host_one_at_a_time(app: App) -> None
         )
     per_pid = dict(by_pid(app.read_events()))
     assert all("exit" in e or e.get("start", {}).get("version") == "v2" for e in per_pid.values())
+
+
+async def test_hooks_run_in_the_release_and_once_hooks_on_the_first_host_only(app: App) -> None:
+    marks = app.root / "hooks.log"
+    hooks = {
+        "afterUpdate": [{"name": "bundle", "run": f"echo update $(cat VERSION) $(hostname) >> {marks}"}],
+        "beforePublish": [{"name": "migrate", "run": f"echo migrate $(hostname) >> {marks}", "once": True}],
+        "afterPublish": [{"name": "notify", "run": f"echo published $(hostname) >> {marks}"}],
+    }
+    outcome = await app.apply("v1", hooks=hooks)
+    assert outcome.result == Result.READY, outcome.message
+    lines = marks.read_text().splitlines()
+    names = [h.name for h in app.lab.hosts]
+    assert sorted(line for line in lines if line.startswith("update")) == [f"update v1 {n}" for n in names]
+    assert [line for line in lines if line.startswith("migrate")] == [f"migrate {names[0]}"]
+    assert [line for line in lines if line.startswith("published")] == [f"published {n}" for n in names]
+
+
+async def test_a_canary_pause_stops_after_its_hosts_and_raising_it_finishes(app: App) -> None:
+    assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
+    paused = await app.apply("v2", strategy={"pauseAfterHosts": 1})
+    assert paused.result == Result.PAUSED, paused.message
+    assert [h.version for h in paused.status.hosts] == ["v2", "v1", "v1"]
+    assert paused.status.phase == "Paused"
+    done = await app.apply("v2")
+    assert done.result == Result.READY, done.message
+    assert [h.version for h in done.status.hosts] == ["v2", "v2", "v2"]
+
+
+async def test_a_paused_release_starts_no_host(app: App) -> None:
+    assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
+    before = len(app.read_events())
+    outcome = await app.apply("v2", paused=True)
+    assert outcome.result == Result.PAUSED
+    assert len(app.read_events()) == before, "a worker was restarted while paused"
