@@ -1,0 +1,575 @@
+"""`kubectl kapistrano`: rollout commands for kapistrano.dev Releases (`kubectl rollout` ignores custom resources).
+
+Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PATH as a plugin::
+
+    kubectl kapistrano status  RELEASE [-n NS]      hosts, conditions; exit 0 only when Ready=True for the current spec
+    kubectl kapistrano pause   RELEASE [-n NS]      spec.paused=true: no further host starts publishing
+    kubectl kapistrano resume  RELEASE [-n NS]      spec.paused=false and clears spec.strategy.pauseAfterHosts
+                                                    (that releases a canary stop)
+    kubectl kapistrano undo    RELEASE [--to-version V]
+                                                    spec.version back to status.currentVersion, or to the newest
+                                                    history entry before spec.version
+    kubectl kapistrano restart RELEASE [-n NS]      rolling restart of every host's services, same version
+    kubectl kapistrano wait    RELEASE [--for ready|complete] [--timeout 300s]
+
+Common options: -n/--namespace (default: the kubeconfig context's namespace, else `default`), --kubeconfig (default:
+$KUBECONFIG, else ~/.kube/config; in a pod, the service account), --context. RELEASE may be written `NAME`,
+`release/NAME` or `releases.kapistrano.dev/NAME`.
+
+Every change is a JSON merge patch of the Release (so it needs `patch` on releases.kapistrano.dev).
+
+`restart` sets the annotation `kapistrano.dev/restartedAt` to the current UTC time (RFC 3339). The operator treats
+each new value as a restart request: it restarts the services host by host, within maxUnavailable and with the
+same readiness checks as a rollout, without changing the release; status.restartedAt records the request it
+completed. `wait --for complete` also waits for that.
+
+`undo` is for emergencies: with a GitOps tool (Argo CD, Flux) syncing the Release, the next sync sets spec.version
+back, so revert the commit in git instead (the plugin warns when it sees such a tool's markers).
+
+`wait --for ready` returns once Ready=True for the current generation; `--for complete` also needs every host
+available (minReadySeconds held), Reconciling not True and the last restart request done. Both exit 1 at once
+when the operator reports Stalled=True for the current generation, with the Stalled message.
+
+Exit codes: 0 done, 1 not ready / failed / nothing to do / API error, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from kapistrano.api.release import GROUP, KIND, PLURAL, VERSION
+from kapistrano.api.status import Condition, ReleaseStatus, format_time
+
+#: Annotation whose every new value asks the operator for a rolling restart without a version change.
+RESTART_ANNOTATION = f"{GROUP}/restartedAt"
+MERGE_PATCH = "application/merge-patch+json"
+#: Markers of a GitOps tool owning the object: an undo made here would be reverted by its next sync.
+GITOPS_MARKERS = (
+    "argocd.argoproj.io/tracking-id",
+    "argocd.argoproj.io/instance",
+    "kustomize.toolkit.fluxcd.io/name",
+    "helm.toolkit.fluxcd.io/name",
+)
+
+Obj = dict[str, Any]
+Patch = dict[str, Any]
+
+
+class PluginError(Exception):
+    """A problem to print as one line (`error: ...`) and exit 1 with."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure: parsing arguments
+# ------------------------------------------------------------------------------------------------
+
+_RESOURCE_PREFIXES = {"release", "releases", "rel", f"release.{GROUP}", f"releases.{GROUP}", f"rel.{GROUP}"}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def release_name(arg: str) -> str:
+    """The Release name from NAME, release/NAME or releases.kapistrano.dev/NAME (pure)."""
+    kind, slash, name = arg.rpartition("/")
+    if not slash:
+        return arg
+    if kind.lower() not in _RESOURCE_PREFIXES or not name:
+        raise argparse.ArgumentTypeError(f"{arg!r} is not a Release: use NAME or release/NAME")
+    return name
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a kubectl-style duration: 300, 300s, 5m, 1h30m, 1.5s, 500ms (pure)."""
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 300s, 5m, 1h30m)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure: reading a Release object
+# ------------------------------------------------------------------------------------------------
+
+
+def status_of(obj: Obj) -> ReleaseStatus | None:
+    """The parsed status, or None when the operator has not written one yet (pure)."""
+    raw = obj.get("status")
+    if not raw:
+        return None
+    try:
+        return ReleaseStatus.model_validate(raw)
+    except ValidationError as exc:
+        raise PluginError(f"status of the Release is not understood by this plugin: {exc}") from None
+
+
+def spec_of(obj: Obj) -> Obj:
+    """The spec as a dict ({} when absent) (pure)."""
+    spec = obj.get("spec") or {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def generation_of(obj: Obj) -> int | None:
+    """metadata.generation, if set (pure)."""
+    value = (obj.get("metadata") or {}).get("generation")
+    return value if isinstance(value, int) else None
+
+
+def observed(obj: Obj, status: ReleaseStatus | None) -> bool:
+    """Whether the status was computed for the current spec (pure)."""
+    if status is None or status.observed_generation is None:
+        return False
+    generation = generation_of(obj)
+    return generation is None or status.observed_generation >= generation
+
+
+def is_true(status: ReleaseStatus, kind: str) -> bool:
+    """Whether a condition is present with status True (pure)."""
+    condition = status.condition(kind)
+    return condition is not None and condition.status == "True"
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure: patches
+# ------------------------------------------------------------------------------------------------
+
+
+def pause_patch() -> Patch:
+    """Merge patch that pauses the rollout (pure)."""
+    return {"spec": {"paused": True}}
+
+
+def resume_patch() -> Patch:
+    """Merge patch that resumes the rollout and releases a canary stop (null deletes the field) (pure)."""
+    return {"spec": {"paused": False, "strategy": {"pauseAfterHosts": None}}}
+
+
+def restart_patch(now: datetime) -> Patch:
+    """Merge patch that asks for a rolling restart at `now` (pure)."""
+    return {"metadata": {"annotations": {RESTART_ANNOTATION: format_time(now)}}}
+
+
+def undo_patch(spec: Obj, target: str) -> Patch:
+    """Merge patch that rolls spec.version back to `target` (pure).
+
+    A git ref pinned to the current version is moved along, so that a host that has to fetch `target` again
+    gets that version's code.
+    """
+    patch: Patch = {"spec": {"version": target}}
+    git = (spec.get("source") or {}).get("git") or {}
+    if git.get("ref") is not None and git.get("ref") == spec.get("version"):
+        patch["spec"]["source"] = {"git": {"ref": target}}
+    return patch
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure: choosing what to undo to
+# ------------------------------------------------------------------------------------------------
+
+
+def known_versions(status: ReleaseStatus | None) -> list[str]:
+    """Versions that were fully rolled out: currentVersion, then history newest first, no repeats (pure)."""
+    if status is None:
+        return []
+    found = [status.current_version] if status.current_version else []
+    found += [h.version for h in status.history]
+    return list(dict.fromkeys(found))
+
+
+def previous_in_history(status: ReleaseStatus, version: str) -> str | None:
+    """The newest history entry older than the newest entry of `version` (any entry if it is absent) (pure)."""
+    versions = [h.version for h in status.history]
+    start = versions.index(version) + 1 if version in versions else 0
+    return next((v for v in versions[start:] if v != version), None)
+
+
+def undo_target(spec_version: str, status: ReleaseStatus | None, to_version: str | None = None) -> str:
+    """The version `undo` rolls back to; raises PluginError when there is nothing to undo (pure)."""
+    if to_version is not None:
+        return _checked_choice(spec_version, status, to_version)
+    if status is not None and status.current_version and status.current_version != spec_version:
+        return status.current_version
+    target = previous_in_history(status, spec_version) if status is not None else None
+    if target is None:
+        raise PluginError(f"nothing to undo: no version was rolled out before {spec_version}")
+    return target
+
+
+def _checked_choice(spec_version: str, status: ReleaseStatus | None, to_version: str) -> str:
+    """`--to-version`: a version different from spec.version that was rolled out before (pure)."""
+    if to_version == spec_version:
+        raise PluginError(f"nothing to undo: spec.version is already {to_version}")
+    known = known_versions(status)
+    if to_version not in known:
+        listed = ", ".join(known) if known else "none"
+        raise PluginError(f"{to_version} was never rolled out by this Release (known versions: {listed})")
+    return to_version
+
+
+def undo_warnings(obj: Obj, target: str) -> list[str]:
+    """Things the user should know before an undo takes effect (pure)."""
+    warnings: list[str] = []
+    metadata = obj.get("metadata") or {}
+    marks = {**(metadata.get("labels") or {}), **(metadata.get("annotations") or {})}
+    if any(marker in marks for marker in GITOPS_MARKERS):
+        warnings.append("this Release is managed by a GitOps tool: its next sync sets spec.version back; revert in git")
+    source = spec_of(obj).get("source") or {}
+    kind = next((k for k in ("archive", "path") if source.get(k)), None)
+    if kind is not None:
+        warnings.append(
+            f"spec.source.{kind} is unchanged: hosts that no longer keep a release of {target} "
+            f"would deploy what spec.source.{kind} names"
+        )
+    return warnings
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure: verdicts for status and wait
+# ------------------------------------------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    """Where a rollout stands, for `status` and `wait`."""
+
+    DONE = "done"
+    FAILED = "failed"
+    WAITING = "waiting"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An outcome and the message that explains it."""
+
+    outcome: Outcome
+    message: str
+
+
+def verdict(obj: Obj, goal: str = "ready") -> Verdict:
+    """Whether the Release reached `goal` (ready or complete), failed, or is still on its way (pure)."""
+    status = status_of(obj)
+    if status is None or not observed(obj, status):
+        return Verdict(Outcome.WAITING, f"waiting for the operator to observe generation {generation_of(obj)}")
+    stalled = status.condition("Stalled")
+    if stalled is not None and stalled.status == "True":
+        return Verdict(Outcome.FAILED, f"{stalled.reason}: {stalled.message}" if stalled.message else stalled.reason)
+    if not is_true(status, "Ready"):
+        return Verdict(Outcome.WAITING, _progress_message(status))
+    if goal == "complete":
+        missing = _incomplete(obj, status)
+        if missing:
+            return Verdict(Outcome.WAITING, missing)
+    return Verdict(Outcome.DONE, f"{status.version or spec_of(obj).get('version')} is ready on {status.ready} hosts")
+
+
+def _progress_message(status: ReleaseStatus) -> str:
+    """What the operator says it is doing (pure)."""
+    ready = status.condition("Ready")
+    return status.message or (ready.message if ready is not None else "") or f"phase {status.phase}"
+
+
+def _incomplete(obj: Obj, status: ReleaseStatus) -> str:
+    """Why a ready Release is not complete yet, or "" (pure)."""
+    if status.hosts_available < status.hosts_total:
+        return f"{status.hosts_available}/{status.hosts_total} hosts available"
+    if is_true(status, "Reconciling"):
+        return _progress_message(status)
+    requested = ((obj.get("metadata") or {}).get("annotations") or {}).get(RESTART_ANNOTATION)
+    if requested is not None and requested != status.restarted_at:
+        return f"restart requested at {requested} is not done yet"
+    return ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure: formatting
+# ------------------------------------------------------------------------------------------------
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded like kubectl's tables, no trailing spaces (pure)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _condition_row(condition: Condition) -> list[str]:
+    """One line of the conditions table (pure)."""
+    return [condition.type, condition.status, condition.reason, condition.message]
+
+
+def format_status(obj: Obj) -> str:
+    """The `status` report: summary, hosts, conditions and history (pure)."""
+    metadata = obj.get("metadata") or {}
+    spec = spec_of(obj)
+    where = f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
+    status = status_of(obj)
+    if status is None:
+        return f"Release {where}: version {spec.get('version')}, no status yet (waiting for the operator)"
+    lines = [_summary(where, spec, status), *_notes(obj, spec, status)]
+    if status.hosts:
+        rows = [[h.name, h.phase, h.version or "-", "yes" if h.ready else "no", h.message] for h in status.hosts]
+        lines += ["", format_table(["HOST", "PHASE", "VERSION", "READY", "MESSAGE"], rows)]
+    if status.conditions:
+        rows = [_condition_row(c) for c in status.conditions]
+        lines += ["", format_table(["CONDITION", "STATUS", "REASON", "MESSAGE"], rows)]
+    if status.history:
+        lines += ["", "History: " + ", ".join(f"{h.version} ({h.completed_at})" for h in status.history)]
+    return "\n".join(lines)
+
+
+def _summary(where: str, spec: Obj, status: ReleaseStatus) -> str:
+    """First line of the status report (pure)."""
+    current = f" (current {status.current_version})" if status.current_version else ""
+    return f"Release {where}: version {spec.get('version')}{current}, phase {status.phase}, ready {status.ready}"
+
+
+def _notes(obj: Obj, spec: Obj, status: ReleaseStatus) -> list[str]:
+    """Lines under the summary: message, staleness, pause, failed version (pure)."""
+    notes = [status.message] if status.message else []
+    if not observed(obj, status):
+        notes.append(
+            f"status is for generation {status.observed_generation}, spec is at generation {generation_of(obj)} "
+            "(waiting for the operator)"
+        )
+    if spec.get("paused"):
+        notes.append("paused (spec.paused); `kubectl kapistrano resume` continues")
+    elif (spec.get("strategy") or {}).get("pauseAfterHosts") is not None and status.phase == "Paused":
+        notes.append("stopped at the canary (spec.strategy.pauseAfterHosts); `kubectl kapistrano resume` continues")
+    if status.failed_version:
+        notes.append(f"failed version: {status.failed_version} (not retried until spec.version changes)")
+    return notes
+
+
+# ------------------------------------------------------------------------------------------------
+# The API server
+# ------------------------------------------------------------------------------------------------
+
+
+class Releases:
+    """Release objects in one namespace, read and merge-patched through the official client."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+
+    def get(self, name: str) -> Obj:
+        """The Release as a dict (calls the API)."""
+        return self._call(
+            name, lambda: self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        )
+
+    def patch(self, name: str, patch: Patch) -> Obj:
+        """Apply a JSON merge patch; returns the patched Release (calls the API)."""
+        return self._call(
+            name,
+            lambda: self.api.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, patch, _content_type=MERGE_PATCH
+            ),
+        )
+
+    def _call(self, name: str, request: Callable[[], Any]) -> Obj:
+        """Run a request, turning API errors into one-line PluginErrors (calls the API)."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415  (slow import, only when needed)
+
+        try:
+            result = request()
+        except ApiException as exc:
+            if exc.status == 404:
+                raise PluginError(f"{KIND} {name!r} not found in namespace {self.namespace!r}") from None
+            raise PluginError(f"API server: {exc.status} {exc.reason}: {_api_message(exc.body)}") from None
+        except OSError as exc:  # urllib3 connection errors are OSErrors
+            raise PluginError(f"cannot reach the API server: {exc}") from None
+        if not isinstance(result, dict):
+            raise PluginError(f"unexpected answer from the API server: {type(result).__name__}")
+        return result
+
+
+def _api_message(body: Any) -> str:
+    """The `message` of a metav1.Status body, else the body (pure)."""
+    try:
+        return str(json.loads(body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(body)
+
+
+def connect(args: argparse.Namespace) -> Releases:
+    """An API client from --kubeconfig / $KUBECONFIG / ~/.kube/config (or in a pod, its service account)."""
+    from kubernetes import client, config  # noqa: PLC0415  (slow import, only when needed)
+    from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
+
+    if args.kubeconfig and not Path(args.kubeconfig).exists():
+        raise PluginError(f"kubeconfig {args.kubeconfig} does not exist")
+    try:
+        if _in_cluster(args):
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            api_client = client.ApiClient()
+            namespace = args.namespace or _pod_namespace()
+        else:
+            api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=args.kubeconfig, context=args.context
+            )
+            namespace = args.namespace or _context_namespace(args.kubeconfig, args.context)
+    except ConfigException as exc:
+        raise PluginError(f"kubeconfig: {exc}") from None
+    return Releases(client.CustomObjectsApi(api_client), namespace)
+
+
+def _in_cluster(args: argparse.Namespace) -> bool:
+    """Whether to use the pod's service account: no kubeconfig anywhere, inside a pod (reads the environment)."""
+    if args.kubeconfig or os.environ.get("KUBECONFIG"):
+        return False
+    return not (Path.home() / ".kube" / "config").exists() and "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+def _pod_namespace() -> str:
+    """The namespace of the pod this runs in (reads the service account files)."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else "default"
+
+
+def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
+    """The namespace of the chosen (or current) kubeconfig context, else `default` (reads the kubeconfig)."""
+    from kubernetes import config  # noqa: PLC0415
+
+    contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"
+
+
+# ------------------------------------------------------------------------------------------------
+# Subcommands (args, Releases) -> exit code
+# ------------------------------------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    """Print to stdout."""
+    print(text)
+
+
+def warn(text: str) -> None:
+    """Print a warning to stderr."""
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace, releases: Releases) -> int:
+    """Print hosts and conditions; 0 when Ready=True for the current generation."""
+    obj = releases.get(args.name)
+    say(format_status(obj))
+    return 0 if verdict(obj).outcome == Outcome.DONE else 1
+
+
+def cmd_pause(args: argparse.Namespace, releases: Releases) -> int:
+    """Set spec.paused=true."""
+    releases.patch(args.name, pause_patch())
+    say(f"release.{GROUP}/{args.name} paused")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, releases: Releases) -> int:
+    """Set spec.paused=false and clear spec.strategy.pauseAfterHosts."""
+    releases.patch(args.name, resume_patch())
+    say(f"release.{GROUP}/{args.name} resumed")
+    return 0
+
+
+def cmd_undo(args: argparse.Namespace, releases: Releases) -> int:
+    """Roll spec.version back."""
+    obj = releases.get(args.name)
+    spec = spec_of(obj)
+    target = undo_target(str(spec.get("version")), status_of(obj), args.to_version)
+    for line in undo_warnings(obj, target):
+        warn(line)
+    releases.patch(args.name, undo_patch(spec, target))
+    say(f"release.{GROUP}/{args.name} rolled back from {spec.get('version')} to {target}")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace, releases: Releases) -> int:
+    """Stamp the restart annotation with the current UTC time."""
+    patch = restart_patch(datetime.now(UTC))
+    releases.patch(args.name, patch)
+    stamp = patch["metadata"]["annotations"][RESTART_ANNOTATION]
+    say(f"release.{GROUP}/{args.name} restarted ({RESTART_ANNOTATION}={stamp})")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace, releases: Releases) -> int:
+    """Poll until the goal is reached (0), the rollout stalls (1) or the timeout passes (1)."""
+    deadline = time.monotonic() + args.timeout
+    last = ""
+    while True:
+        result = verdict(releases.get(args.name), args.goal)
+        if result.outcome == Outcome.DONE:
+            say(f"release.{GROUP}/{args.name}: {result.message}")
+            return 0
+        if result.outcome == Outcome.FAILED:
+            raise PluginError(f"release.{GROUP}/{args.name} stalled: {result.message}")
+        if result.message != last:
+            print(f"waiting: {result.message}", file=sys.stderr)
+            last = result.message
+        if time.monotonic() >= deadline:
+            raise PluginError(f"timed out after {args.timeout:g}s: {result.message}")
+        time.sleep(min(args.interval, max(deadline - time.monotonic(), 0.0)))
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] = {
+    "status": (cmd_status, "show hosts and conditions; exit 0 when Ready=True"),
+    "pause": (cmd_pause, "pause the rollout (spec.paused=true)"),
+    "resume": (cmd_resume, "resume the rollout, also past a canary stop"),
+    "undo": (cmd_undo, "roll spec.version back to the previous version"),
+    "restart": (cmd_restart, "restart every host's services, one host at a time, same version"),
+    "wait": (cmd_wait, "wait until the Release is ready or complete"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per rollout command, each with the connection options."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("name", metavar="RELEASE", type=release_name, help="Release name (or release/NAME)")
+    common.add_argument("-n", "--namespace", help="namespace (default: from the kubeconfig context)")
+    common.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    common.add_argument("--context", help="kubeconfig context (default: the current context)")
+    parser = argparse.ArgumentParser(
+        prog="kubectl kapistrano",
+        description="Rollout commands for kapistrano.dev Releases.",
+        epilog="See `kubectl kapistrano COMMAND --help`.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = {name: sub.add_parser(name, parents=[common], help=text) for name, (_, text) in COMMANDS.items()}
+    parsers["undo"].add_argument("--to-version", metavar="V", help="roll back to this version (from the history)")
+    wait = parsers["wait"]
+    wait.add_argument("--for", dest="goal", choices=("ready", "complete"), default="ready", help="default: ready")
+    wait.add_argument("--timeout", type=parse_duration, default=300.0, help="e.g. 90s, 5m (default: 300s)")
+    wait.add_argument("--interval", type=parse_duration, default=1.0, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kubectl-kapistrano` console script."""
+    args = build_parser().parse_args(argv)
+    run, _ = COMMANDS[args.command]
+    try:
+        return run(args, connect(args))
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
