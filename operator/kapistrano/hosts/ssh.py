@@ -72,7 +72,12 @@ def targets_from_spec(
 def target_for_host(
     spec: ReleaseSpec, host: Host, client_key: bytes | Path, known_hosts: bytes | str | Path | None
 ) -> SshTarget:
-    """The SshTarget of one host of a Release, with the jump host if any (pure)."""
+    """The SshTarget of one host of a Release, with the jump host if any (pure).
+
+    Keepalives go out every connectTimeoutSeconds of silence, and three unanswered ones drop the
+    connection: a host that falls off the network mid-command is then Unreachable within a few
+    connect timeouts, instead of holding the rollout until the command's own (long) timeout.
+    """
     ssh = spec.ssh
     base = SshTarget(
         name=host.name,
@@ -84,6 +89,7 @@ def target_for_host(
         insecure_skip_host_key_check=ssh.insecure_skip_host_key_check,
         connect_timeout=float(ssh.connect_timeout_seconds),
         command_timeout=float(ssh.command_timeout_seconds),
+        keepalive_interval=float(ssh.connect_timeout_seconds),
     )
     if ssh.jump_host is None:
         return base
