@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from kapistrano.api.release import parse_release
+from kapistrano.api.status import HostPhase
+from kapistrano.engine.events import HostEvent
 from kapistrano.engine.rollout import Desired, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
@@ -60,18 +62,25 @@ def manifest(
     return {"apiVersion": "kapistrano.dev/v1alpha1", "kind": "Release", "metadata": {"name": "bench"}, "spec": spec}
 
 
-async def roll(lab: HostLab, doc: dict[str, Any], state: Path) -> tuple[float, int]:
-    """Run one rollout to the end; returns (seconds, status saves) (network I/O)."""
+async def roll(lab: HostLab, doc: dict[str, Any], state: Path) -> tuple[float, int, float]:
+    """Run one rollout to the end; returns (seconds, status saves, seconds from first publish to last ready)."""
     spec = parse_release(doc).spec
 
     async def desired() -> Desired:
         return Desired(spec)
+
+    marks: list[float] = []
+
+    def mark(event: HostEvent) -> None:
+        if event.phase in (HostPhase.PUBLISHING, HostPhase.READY):
+            marks.append(time.monotonic())
 
     rollout = Rollout(
         source=desired,
         drivers=driver_factory(lab.client_key, lab.known_hosts),
         store=FileStatusStore(state),
         owner="bench",
+        emit=mark,
     )
     started = time.monotonic()
     try:
@@ -81,7 +90,7 @@ async def roll(lab: HostLab, doc: dict[str, Any], state: Path) -> tuple[float, i
     if outcome.result != Result.READY:
         raise SystemExit(f"rollout did not finish: {outcome.result}: {outcome.message}")
     assert rollout.recorder is not None
-    return time.monotonic() - started, rollout.recorder.saves
+    return time.monotonic() - started, rollout.recorder.saves, marks[-1] - marks[0]
 
 
 def bench(hosts: int, drain: float, boot: float) -> dict[str, float]:
@@ -93,7 +102,7 @@ def bench(hosts: int, drain: float, boot: float) -> dict[str, float]:
             first = manifest(lab, sources["v1"], "v1", drain=drain, boot=boot, budget="100%")
             asyncio.run(roll(lab, first, root / "state.json"))
             second = manifest(lab, sources["v2"], "v2", drain=drain, boot=boot, budget=1)
-            wall, saves = asyncio.run(roll(lab, second, root / "state.json"))
+            wall, saves, rolling = asyncio.run(roll(lab, second, root / "state.json"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     floor = hosts * (drain + boot)
@@ -103,6 +112,8 @@ def bench(hosts: int, drain: float, boot: float) -> dict[str, float]:
         "floor": floor,
         "ratio": wall / floor,
         "per_host_overhead": (wall - floor) / hosts,
+        "step_overhead": (rolling - floor) / hosts,
+        "fixed": wall - rolling,
         "saves": saves,
     }
 
@@ -115,11 +126,16 @@ def main() -> None:
     parser.add_argument("--boot", type=float, default=1.0)
     args = parser.parse_args()
     print(f"drain D={args.drain}s, ready S={args.boot}s, maxUnavailable 1, one worker per host")
-    print(f"{'hosts':>5} {'wall s':>8} {'floor s':>8} {'ratio':>7} {'overhead/host s':>16} {'status saves':>13}")
+    print(
+        "wall: whole apply; fixed: connect, update phase and final checks; per-host step: publish to ready, minus D+S"
+    )
+    heads = ("hosts", "wall s", "floor s", "ratio", "overhead/host s", "fixed s", "per-host step s", "saves")
+    widths = (5, 8, 8, 7, 16, 8, 16, 6)
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
     for n in args.hosts:
         r = bench(n, args.drain, args.boot)
         cells = f"{r['wall']:>8.2f} {r['floor']:>8.2f} {r['ratio']:>7.3f} {r['per_host_overhead']:>16.3f}"
-        print(f"{n:>5} {cells} {r['saves']:>13}")
+        print(f"{n:>5} {cells} {r['fixed']:>8.2f} {r['step_overhead']:>16.3f} {r['saves']:>6}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ SpecSource = Callable[[], Awaitable[Desired]]
 
 #: During a rollout, hosts not acted on are re-read at least this often.
 FULL_OBSERVE_SECONDS = 5.0
+#: A host that could not be read is tried again after this long (not at every step: a dead host
+#: would make every step wait for its connect timeout).
+RETRY_OBSERVE_SECONDS = 1.0
 #: Host locks last lock_ttl(); they are refreshed this often, far more often than they expire.
 LOCK_REFRESH_SECONDS = 30.0
 
@@ -142,7 +145,8 @@ class Rollout:
         """Re-read the hosts whose last observation may be stale; reuse the rest (network I/O).
 
         Every host is read on the first step, after a spec change and at least every
-        FULL_OBSERVE_SECONDS; a host we acted on, or could not read, is read again at every step. This
+        FULL_OBSERVE_SECONDS; a host we acted on is read again at every step, one we could not read
+        every RETRY_OBSERVE_SECONDS. This
         keeps "hosts are the source of truth" while a step between two hosts costs one host's reads,
         not all of them.
         """
@@ -150,18 +154,19 @@ class Rollout:
         if spec != self._seen_spec:
             self._seen.clear()
             self._seen_spec = spec
-        due = [h for h in spec.hosts if self._is_due(h.name, now)]
+        due = [h for h in spec.hosts if self._is_due(h.name, now) or h.name in self._touched]
         for name, found in (await self.observe_all(spec, hosts=due)).items():
             self._seen[name] = (now, found)
-        self._touched.clear()
+        self._touched = set()
         return {h.name: self._seen[h.name][1] for h in spec.hosts}
 
     def _is_due(self, name: str, now: float) -> bool:
-        """Whether a host must be read again before the next plan (pure)."""
+        """Whether a host's last reading is too old at `now` (pure)."""
         seen = self._seen.get(name)
-        if seen is None or name in self._touched or now - seen[0] >= FULL_OBSERVE_SECONDS:
+        if seen is None:
             return True
-        return not seen[1].reachable or seen[1].error_reason is not None
+        failed = not seen[1].reachable or seen[1].error_reason is not None
+        return now - seen[0] >= (RETRY_OBSERVE_SECONDS if failed else FULL_OBSERVE_SECONDS)
 
     async def step(self, desired: Desired) -> Plan:
         """Observe, plan and save the planned status (network I/O, writes status)."""
@@ -235,8 +240,18 @@ class Rollout:
         self._touched.update(a.host for a in actions)
         runner.record_intent(actions)
         await self.recorder.flush()
-        await runner.run_all(actions, drivers)
+        # While the acted-on hosts restart, re-read the others that are getting stale, so the next
+        # step does not wait for them.
+        await asyncio.gather(runner.run_all(actions, drivers), self._refresh_others(desired.spec, self._touched))
         await self.recorder.flush()
+
+    async def _refresh_others(self, spec: ReleaseSpec, acted: set[str]) -> None:
+        """Re-read hosts not being acted on that would be due soon (network I/O)."""
+        now = asyncio.get_running_loop().time()
+        soon = now + FULL_OBSERVE_SECONDS / 2
+        stale = [h for h in spec.hosts if h.name not in acted and self._is_due(h.name, soon)]
+        for name, found in (await self.observe_all(spec, hosts=stale)).items():
+            self._seen[name] = (asyncio.get_running_loop().time(), found)
 
     async def _unlock_all(self, spec: ReleaseSpec) -> None:
         """Release our host locks; an unreachable host keeps its lock until it expires (network I/O)."""
