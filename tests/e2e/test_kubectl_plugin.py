@@ -1,0 +1,302 @@
+"""`kubectl kapistrano` run by the real kubectl (as a plugin found on PATH) against an API server, no operator.
+
+The tests play the operator's part by writing the status through the API, then check the object the plugin left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kapistrano.api.release import GROUP, PLURAL, VERSION
+from kubernetes import client, config
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def release(name: str, **spec: Any) -> dict[str, Any]:
+    """A Release manifest."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Release",
+        "metadata": {"name": name},
+        "spec": {
+            "application": "billing",
+            "version": "v3",
+            "source": {"git": {"url": "https://git.example.com/billing.git"}},
+            "hosts": [{"name": "worker-1", "address": "10.0.0.11"}, {"name": "worker-2", "address": "10.0.0.12"}],
+            "ssh": {"secretRef": {"name": "deploy-ssh"}},
+            "strategy": {"maxUnavailable": 1},
+            **spec,
+        },
+    }
+
+
+def condition(kind: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
+    """A metav1.Condition."""
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-11-28T02:01:09Z",
+    }
+
+
+def host(name: str, version: str, ready: bool, phase: str = "Ready", message: str = "") -> dict[str, Any]:
+    """One host's status."""
+    return {"name": name, "phase": phase, "version": version, "ready": ready, "message": message}
+
+
+def history(*versions: str) -> list[dict[str, str]]:
+    """History entries, newest first."""
+    return [{"version": v, "completedAt": f"2026-11-{27 - i:02d}T10:00:00Z"} for i, v in enumerate(versions)]
+
+
+ROLLING = {
+    "phase": "Progressing",
+    "version": "v3",
+    "currentVersion": "v2",
+    "hostsTotal": 2,
+    "hostsUpdated": 1,
+    "hostsReady": 1,
+    "hostsAvailable": 1,
+    "ready": "1/2",
+    "message": "restarting worker-2: sneakers stopping (pid 4242)",
+    "hosts": [
+        host("worker-1", "v3", True),
+        host("worker-2", "v2", False, "Restarting", "sneakers stopping (pid 4242)"),
+    ],
+    "conditions": [
+        condition("Ready", "False", "RollingOut", "1/2 hosts updated"),
+        condition("Reconciling", "True", "RollingOut"),
+        condition("Stalled", "False", "AsExpected"),
+    ],
+    "history": history("v2", "v1"),
+}
+READY = {
+    "phase": "Ready",
+    "version": "v3",
+    "currentVersion": "v3",
+    "hostsTotal": 2,
+    "hostsUpdated": 2,
+    "hostsReady": 2,
+    "hostsAvailable": 2,
+    "ready": "2/2",
+    "message": "v3 is ready on every host",
+    "hosts": [host("worker-1", "v3", True), host("worker-2", "v3", True)],
+    "conditions": [
+        condition("Ready", "True", "Ready", "2/2 hosts ready on v3"),
+        condition("Reconciling", "False", "Ready"),
+        condition("Stalled", "False", "AsExpected"),
+    ],
+    "history": history("v3", "v2", "v1"),
+}
+STALLED = {
+    **ROLLING,
+    "phase": "Failed",
+    "message": "worker-2 failed; rolled back to v2",
+    "conditions": [
+        condition("Ready", "False", "HostFailed", "worker-2 failed"),
+        condition("Reconciling", "False", "HostFailed"),
+        condition("Stalled", "True", "HostFailed", "worker-2: sneakers not ready after 30 probes; rolled back to v2"),
+    ],
+}
+
+
+@pytest.fixture
+def namespace(kube: Any) -> str:
+    """A fresh namespace for the test."""
+    name: str = kube.namespace()
+    return name
+
+
+@pytest.fixture
+def api(kube: Any) -> Any:
+    """CustomObjectsApi of the API server."""
+    return client.CustomObjectsApi(config.new_client_from_config(config_file=str(kube.kubeconfig)))  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def plugin(kube: Any, namespace: str) -> Run:
+    """Run `kubectl kapistrano ARGS -n NAMESPACE` the way a user does: kubectl finds kubectl-kapistrano on PATH."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "KUBECONFIG": str(kube.kubeconfig)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(BIN / "kubectl"), "kapistrano", *args, "-n", namespace]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    return run
+
+
+@pytest.fixture
+def make(api: Any, namespace: str) -> Callable[..., dict[str, Any]]:
+    """Create a Release and optionally write its status as the operator would; returns the stored object."""
+
+    def create(name: str, status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+        obj = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, release(name, **spec))
+        if status is not None:
+            obj = write_status(api, namespace, name, status)
+        return dict(obj)
+
+    return create
+
+
+def write_status(api: Any, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    """Write a status observed at the object's current generation, through the status subresource."""
+    current = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    generation = current["metadata"].get("generation", 1)
+    conditions = [{**c, "observedGeneration": generation} for c in status.get("conditions", [])]
+    body = {"status": {**status, "observedGeneration": generation, "conditions": conditions}}
+    return dict(
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, body, _content_type="application/merge-patch+json"
+        )
+    )
+
+
+def stored(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    """The Release as the API server keeps it."""
+    return dict(kube.get_release(namespace, name))
+
+
+def test_kubectl_finds_the_plugin(plugin: Run) -> None:
+    result = plugin("--help")
+    assert result.returncode == 0, result.stderr
+    assert "Rollout commands for kapistrano.dev Releases" in result.stdout
+
+
+def test_pause_and_resume_release_a_canary_stop(
+    kube: Any, plugin: Run, make: Callable[..., Any], namespace: str
+) -> None:
+    make("canary", {**ROLLING, "phase": "Paused"}, strategy={"maxUnavailable": 1, "pauseAfterHosts": 1})
+
+    result = plugin("pause", "canary")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "release.kapistrano.dev/canary paused"
+    assert stored(kube, namespace, "canary")["spec"]["paused"] is True
+
+    result = plugin("resume", "release/canary")
+    assert result.returncode == 0, result.stderr
+    spec = stored(kube, namespace, "canary")["spec"]
+    assert spec["paused"] is False
+    assert spec["strategy"] == {"maxUnavailable": 1}
+    assert spec["version"] == "v3"
+
+
+def test_undo_mid_rollout_returns_to_the_current_version(
+    kube: Any, plugin: Run, make: Callable[..., Any], namespace: str
+) -> None:
+    make("midway", ROLLING)
+    result = plugin("undo", "midway")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "release.kapistrano.dev/midway rolled back from v3 to v2"
+    assert stored(kube, namespace, "midway")["spec"]["version"] == "v2"
+
+
+def test_undo_after_a_rollout_takes_the_previous_history_entry(
+    kube: Any, plugin: Run, make: Callable[..., Any], namespace: str
+) -> None:
+    make("done", READY, source={"git": {"url": "https://git.example.com/billing.git", "ref": "v3"}})
+    result = plugin("undo", "done")
+    assert result.returncode == 0, result.stderr
+    spec = stored(kube, namespace, "done")["spec"]
+    assert spec["version"] == "v2"
+    assert spec["source"] == {"git": {"url": "https://git.example.com/billing.git", "ref": "v2"}}
+
+
+def test_undo_to_a_chosen_version(kube: Any, plugin: Run, make: Callable[..., Any], namespace: str) -> None:
+    make("chosen", READY)
+    result = plugin("undo", "chosen", "--to-version", "v1")
+    assert result.returncode == 0, result.stderr
+    assert stored(kube, namespace, "chosen")["spec"]["version"] == "v1"
+
+    result = plugin("undo", "chosen", "--to-version", "v9")
+    assert result.returncode == 1
+    assert "v9 was never rolled out by this Release (known versions: v3, v2, v1)" in result.stderr
+    assert stored(kube, namespace, "chosen")["spec"]["version"] == "v1"
+
+
+def test_nothing_to_undo(kube: Any, plugin: Run, make: Callable[..., Any], namespace: str) -> None:
+    make("first", {**READY, "history": history("v3")})
+    before = stored(kube, namespace, "first")
+    result = plugin("undo", "first")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: nothing to undo: no version was rolled out before v3"
+    assert stored(kube, namespace, "first")["spec"] == before["spec"]
+
+
+def test_restart_stamps_the_annotation(
+    kube: Any, plugin: Run, make: Callable[..., Any], api: Any, namespace: str
+) -> None:
+    make("again", READY)
+    api.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        "again",
+        {"metadata": {"annotations": {"team": "billing"}}},
+        _content_type="application/merge-patch+json",
+    )
+    result = plugin("restart", "again")
+    assert result.returncode == 0, result.stderr
+    obj = stored(kube, namespace, "again")
+    annotations = obj["metadata"]["annotations"]
+    assert annotations["team"] == "billing"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", annotations["kapistrano.dev/restartedAt"])
+    assert obj["spec"]["version"] == "v3"
+
+
+def test_status_while_rolling_and_when_ready(plugin: Run, make: Callable[..., Any], api: Any, namespace: str) -> None:
+    make("shown", ROLLING)
+    result = plugin("status", "shown")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"Release {namespace}/shown: version v3 (current v2), phase Progressing, ready 1/2"
+    assert lines[1] == "restarting worker-2: sneakers stopping (pid 4242)"
+    assert "worker-2   Restarting   v2        no      sneakers stopping (pid 4242)" in lines
+    assert "Ready         False    RollingOut   1/2 hosts updated" in lines
+
+    write_status(api, namespace, "shown", READY)
+    result = plugin("status", "shown")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "worker-2   Ready   v3        yes" in result.stdout.splitlines()
+
+    assert plugin("pause", "shown").returncode == 0  # a spec change the operator has not seen yet
+    result = plugin("status", "shown")
+    assert result.returncode == 1
+    assert "spec is at generation" in result.stdout
+    assert "paused (spec.paused); `kubectl kapistrano resume` continues" in result.stdout
+
+
+def test_status_of_a_missing_release(plugin: Run, namespace: str) -> None:
+    result = plugin("status", "nowhere")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: Release 'nowhere' not found in namespace {namespace!r}"
+
+
+def test_wait(plugin: Run, make: Callable[..., Any], api: Any, namespace: str) -> None:
+    make("waited", ROLLING)
+    result = plugin("wait", "waited", "--timeout", "1s", "--interval", "0.2s")
+    assert result.returncode == 1
+    assert "timed out after 1s: restarting worker-2: sneakers stopping (pid 4242)" in result.stderr
+
+    write_status(api, namespace, "waited", READY)
+    result = plugin("wait", "waited", "--for", "complete", "--timeout", "10s")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "release.kapistrano.dev/waited: v3 is ready on 2/2 hosts"
+
+    write_status(api, namespace, "waited", STALLED)
+    result = plugin("wait", "waited", "--timeout", "10s")
+    assert result.returncode == 1
+    assert "stalled: HostFailed: worker-2: sneakers not ready after 30 probes; rolled back to v2" in result.stderr
