@@ -1,0 +1,133 @@
+"""`kapistrano apply` SIGKILLed at random moments of rollouts, then run again: hosts are the source of truth.
+
+Ten rollouts v1 -> v2 -> ... -> v11 on three hosts with maxUnavailable 1; each one is killed once after a
+random delay (the test input, from a fixed seed) and then applied again to completion. A watcher
+samples every worker every 50 ms throughout.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kapistrano.lab import HostLab
+
+from .appkit import App
+from .safety import Monitor, current_release, overlaps, read_state, release_version, starts_of
+
+KAPISTRANO = Path(sys.executable).with_name("kapistrano")
+SEED = 20261128
+ROLLOUTS = 10
+
+
+class Cli:
+    """Runs `kapistrano apply` for an App; remembers every process it started to kill only those."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.log = app.root / "cli.log"
+        #: The default state file of `apply -f release.yaml` for the Release named app.
+        self.state = app.root / "release.app.kapistrano-state.json"
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def argv(self, release: Path) -> list[str]:
+        """The apply command line; the state file is the default one next to release.yaml (pure)."""
+        lab = self.app.lab
+        keys = ["--ssh-key", str(lab.client_key), "--known-hosts", str(lab.known_hosts)]
+        return [str(KAPISTRANO), "apply", "-f", str(release), *keys]
+
+    def start(self, release: Path) -> subprocess.Popen[bytes]:
+        """Start an apply in the background (side effect: a process)."""
+        with self.log.open("ab") as out:
+            proc = subprocess.Popen(self.argv(release), stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        self.started.append(proc)
+        return proc
+
+    def apply(self, release: Path, timeout: float = 60) -> int:
+        """Run an apply to its end; returns the exit status (side effect: a process)."""
+        return self.start(release).wait(timeout)
+
+    def close(self) -> None:
+        """Kill whichever of our processes still runs (side effects)."""
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def cli(lab_factory: Any) -> Iterator[Cli]:
+    """A three-host app with a quick-draining worker, driven through the command line."""
+    lab: HostLab = lab_factory(3)
+    app = App(lab, drain=0.4, boot=0.15)
+    runner = Cli(app)
+    try:
+        yield runner
+    finally:
+        runner.close()
+        app.close()
+
+
+def on_version(app: App, version: str) -> list[str]:
+    """Names of the hosts whose `current` is a release of `version` (reads the hosts' files)."""
+    return [h.name for h in app.lab.hosts if release_version(app, h.name, current_release(app, h.name)) == version]
+
+
+def test_apply_killed_at_random_moments_finishes_on_the_next_run_without_extra_disruption(cli: Cli) -> None:
+    app = cli.app
+    began = time.monotonic()
+    assert cli.apply(app.write("v1", strategy={"maxUnavailable": 1})) == 0, cli.log.read_text()[-2000:]
+    # Rough length of one rollout: the first one has no old process to drain.
+    expected = time.monotonic() - began + 3 * app.drain
+    rng = random.Random(SEED)
+    kills = 0
+    with Monitor(app) as monitor:
+        for n in range(2, 2 + ROLLOUTS):
+            version = f"v{n}"
+            before = len(app.read_events())
+            release = app.write(version, strategy={"maxUnavailable": 1})
+            proc = cli.start(release)
+            try:
+                proc.wait(rng.uniform(0.2, expected))
+                interrupted: set[str] = set()
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+                interrupted = acting_on(cli.state, version)
+                kills += 1
+            status = cli.apply(release)
+            assert status == 0, f"{version}: rerun exited {status}: {cli.log.read_text()[-3000:]}"
+            assert on_version(app, version) == ["host1", "host2", "host3"], version
+            events = app.read_events()[before:]
+            check_restarts(version, events, interrupted)
+    assert kills >= ROLLOUTS // 2, f"only {kills} of {ROLLOUTS} runs were still going when their kill came"
+    assert monitor.most_down <= 1, f"more than one host down at once: {monitor.worst()}"
+    assert monitor.count(1) >= ROLLOUTS * 3, "the watcher did not see the hosts restart"
+    assert not overlaps(app.read_events()), overlaps(app.read_events())
+
+
+def acting_on(state: Path, version: str) -> set[str]:
+    """Hosts the state file says an action was under way on for `version` (reads the file)."""
+    saved = read_state(state)
+    if saved.get("version") != version:
+        return set()
+    return {str(h["name"]) for h in saved.get("hosts", []) if h.get("action")}
+
+
+def check_restarts(version: str, events: list[dict[str, Any]], interrupted: set[str]) -> None:
+    """Each host started `version` once, except one interrupted mid-restart, which may start it twice (pure).
+
+    `interrupted` holds the hosts whose intent (an action under way) was saved when the run was killed.
+    """
+    starts = starts_of(events, version)
+    assert sorted(starts) == ["host1", "host2", "host3"], f"{version}: started on {starts}"
+    twice = {host for host, count in starts.items() if count > 1}
+    assert all(count <= 2 for count in starts.values()), f"{version}: {starts}"
+    assert len(twice) <= 1, f"{version}: more than one host restarted twice: {starts}"
+    assert twice <= interrupted, f"{version}: {twice} restarted twice, but the killed run was acting on {interrupted}"
