@@ -138,7 +138,13 @@ class SshSpec(SpecModel):
         "(required unless insecureSkipHostKeyCheck). Required when run by the operator.",
     )
     user: UserName = Field(default="deploy", description="Default SSH user for hosts that name none.")
-    connect_timeout_seconds: int = Field(default=10, ge=1, le=600, description="Timeout for one SSH connect.")
+    connect_timeout_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=600,
+        description="Timeout for one SSH connect; also the keepalive interval, so a host cut off in the middle "
+        "of a command is noticed within a few of these.",
+    )
     command_timeout_seconds: int = Field(
         default=600, ge=1, le=86400, description="Timeout for one remote command (hooks, fetch)."
     )
