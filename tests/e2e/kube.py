@@ -16,6 +16,10 @@ Gaps papered over (kmock 0.8):
 - metadata.generateName (kopf posts Events with it);
 - PUT of a named object (replace) is not routed;
 - list responses carry no `kind`/`apiVersion`/`resourceVersion`, so `kubectl get releases` fails;
+- watch streams are sent as application/octet-stream (kubectl refuses them) and never end by
+  timeoutSeconds;
+- a streaming list (watch with sendInitialEvents=true, as kubectl wait does) gets no BOOKMARK
+  marking the end of the initial events;
 - list and watch ignore fieldSelector (metadata.name / metadata.namespace) and labelSelector
   (kubectl wait and kubectl get NAME -w use them), and a watch replays every object even when it
   starts from a resourceVersion;
@@ -25,7 +29,7 @@ Gaps papered over (kmock 0.8):
   core resource;
 - errors carry reasons like "Object Not Found" instead of metav1.Status reasons (NotFound);
 - resources must be registered for discovery: releases, core and events.k8s.io events, secrets,
-  kopf peerings, CRDs.
+  namespaces (kopf waits for them even cluster-wide), kopf peerings, CRDs.
 
 Gaps left as they are (the tests do not depend on them): no OpenAPI (kubectl needs
 `--validate=false`), protobuf bodies are not understood (kubectl sends protobuf for built-in kinds,
@@ -55,6 +59,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import attrs
 import kmock
 import pytest
@@ -75,6 +80,8 @@ RESOURCES: list[tuple[str, str, bool, set[str], set[str], set[str]]] = [
     ("events.k8s.io/v1/events", "Event", True, set(), {"ev"}, set()),
     ("v1/secrets", "Secret", True, set(), set(), set()),
     ("v1/configmaps", "ConfigMap", True, set(), {"cm"}, set()),
+    # Discovery only: kopf waits for namespaces to be served even when it runs cluster-wide.
+    ("v1/namespaces", "Namespace", False, set(), {"ns"}, set()),
     ("kopf.dev/v1/kopfpeerings", "KopfPeering", True, set(), set(), set()),
     ("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False, set(), set(), set()),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False, set(), {"crd"}, set()),
@@ -150,6 +157,8 @@ class CompatEmulator(kmock.KubernetesEmulator):
         resource = request.resource
         if request.method == kmock.method.PUT and request.name is not None:
             request = attrs.evolve(request, action=kmock.action.UPDATE)  # a replace
+        if request.action == kmock.action.WATCH:
+            return await self._stream_watch(request)
         writes = {kmock.action.CREATE: self._create, kmock.action.UPDATE: self._update}
         writes[kmock.action.DELETE] = self._delete
         write = writes.get(request.action) if request.action is not None else None
@@ -161,6 +170,21 @@ class CompatEmulator(kmock.KubernetesEmulator):
                 await bus.put(event)
         # Skip KubernetesEmulator._handle (it would apply the write a second time): render only.
         return await apps.RawHandler._handle(self, request)
+
+    async def _stream_watch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """A watch stream as JSON lines, ended after timeoutSeconds (gap: octet-stream, no server timeout)."""
+        assert request._raw_request is not None
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request._raw_request)
+        timeout = float(request.params.get("timeoutSeconds") or 0) or None
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(timeout):
+                async for event in self._serve_watch(request):
+                    if isinstance(event, dict):
+                        await response.write(json.dumps(event).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
+        return response
 
     def _create(self, request: rendering.Request) -> list[dict[str, Any]]:
         """Store a new object with uid, timestamps, generation 1 and no status (gap: metadata, generateName)."""
@@ -307,6 +331,18 @@ class CompatEmulator(kmock.KubernetesEmulator):
             "items": items,
         }
 
+    def _initial_events_end(self, request: rendering.Request) -> dict[str, Any]:
+        """The BOOKMARK that ends the initial events of a streaming list (WatchList, kubectl wait) (pure)."""
+        assert request.resource is not None
+        group, version = request.resource.group, request.resource.version
+        info = self._info(request.resource)
+        marker = {"resourceVersion": str(self._revision), "annotations": {"k8s.io/initial-events-end": "true"}}
+        kind = info.kind if info is not None and info.kind else "Object"
+        return {
+            "type": "BOOKMARK",
+            "object": {"apiVersion": f"{group}/{version}" if group else version, "kind": kind, "metadata": marker},
+        }
+
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
         """Events after the requested resourceVersion, honouring selectors (gap: resumption, selectors)."""
         yield b""
@@ -315,6 +351,8 @@ class CompatEmulator(kmock.KubernetesEmulator):
             initial = [o for o in self._matching(request) if int(o["metadata"].get("resourceVersion", 0)) > since]
         for obj in initial:
             yield {"type": "ADDED", "object": obj}
+        if request.params.get("sendInitialEvents") == "true":
+            yield self._initial_events_end(request)
         assert request.resource is not None
         async for event in self._buses[request.resource]:
             obj = event.get("object", {})
@@ -447,11 +485,8 @@ class Kube:
 
     def events(self, namespace: str) -> list[dict[str, Any]]:
         """Every core/v1 Event in a namespace, as JSON (network I/O)."""
-        api = self._client()
-        raw = api.api_client.call_api(
-            f"/api/v1/namespaces/{namespace}/events", "GET", response_type="object", _return_http_data_only=True
-        )
-        items: list[dict[str, Any]] = raw.get("items") or []
+        raw = self._client().list_namespaced_event(namespace, _preload_content=False)
+        items: list[dict[str, Any]] = json.loads(raw.data).get("items") or []
         return items
 
     def namespace(self) -> str:

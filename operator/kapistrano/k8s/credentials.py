@@ -1,0 +1,126 @@
+"""SSH credentials of a Release, read from the Secret in spec.ssh.secretRef of its namespace.
+
+A problem with the Secret is not an error of the operator: it becomes a Stalled condition with a
+reason and a message saying what to fix, and the operator checks again by itself. Key material never
+appears in a message: only key names, the Secret's name and what is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+import asyncssh
+from kubernetes.client.exceptions import ApiException
+
+from kapistrano.api.spec import ReleaseSpec
+from kapistrano.k8s import kubeapi
+
+PRIVATE_KEY = "ssh-privatekey"
+KNOWN_HOSTS = "known_hosts"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A usable client key and known_hosts, with a fingerprint of both to notice changes."""
+
+    private_key: bytes
+    known_hosts: bytes | None
+    fingerprint: str
+
+
+class CredentialsProblem(Exception):
+    """The Secret cannot be used: `reason` is the Stalled reason, the message says what to fix."""
+
+    def __init__(self, reason: str, message: str, fingerprint: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.fingerprint = fingerprint
+
+
+def fingerprint_of(data: dict[str, str]) -> str:
+    """A digest of a Secret's data, to tell whether it changed without keeping it around (pure)."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(key.encode() + b"\0" + data[key].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def read_secret_data(namespace: str, name: str) -> dict[str, str] | None:
+    """The base64 data of a Secret, or None when it does not exist (blocking network I/O)."""
+    try:
+        secret = kubeapi.core().read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return dict(secret.data or {})
+
+
+async def load(namespace: str, spec: ReleaseSpec) -> Credentials:
+    """Read and check the Release's Secret (network I/O); raises CredentialsProblem."""
+    ref = spec.ssh.secret_ref
+    if ref is None:
+        raise CredentialsProblem(
+            "InvalidSpec", "spec.ssh.secretRef is required: name a Secret with keys ssh-privatekey and known_hosts"
+        )
+    data = await asyncio.to_thread(read_secret_data, namespace, ref.name)
+    if data is None:
+        raise CredentialsProblem(
+            "SecretNotFound",
+            f"Secret {namespace}/{ref.name} (spec.ssh.secretRef) does not exist: create it with keys "
+            f"{PRIVATE_KEY} and {KNOWN_HOSTS}",
+        )
+    return parse(f"{namespace}/{ref.name}", data, spec.ssh.insecure_skip_host_key_check)
+
+
+def _decode(where: str, data: dict[str, str], key: str) -> bytes | None:
+    """One base64 value of a Secret, None when absent (pure); raises CredentialsProblem."""
+    raw = data.get(key)
+    if not raw:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise CredentialsProblem(
+            "CredentialsInvalid", f"Secret {where}: {key} is not valid base64", fingerprint_of(data)
+        ) from None
+
+
+def parse(where: str, data: dict[str, str], insecure: bool) -> Credentials:
+    """Check a Secret's data and return the credentials (pure); raises CredentialsProblem."""
+    print_ = fingerprint_of(data)
+    key = _decode(where, data, PRIVATE_KEY)
+    if key is None:
+        raise CredentialsProblem(
+            "CredentialsInvalid", f"Secret {where} has no {PRIVATE_KEY}: add the SSH client key", print_
+        )
+    try:
+        asyncssh.import_private_key(key)
+    except (asyncssh.KeyImportError, ValueError, TypeError):
+        # The library's message is not repeated: it may quote the input.
+        raise CredentialsProblem(
+            "CredentialsInvalid",
+            f"Secret {where}: {PRIVATE_KEY} is not an unencrypted OpenSSH or PEM private key",
+            print_,
+        ) from None
+    known = _decode(where, data, KNOWN_HOSTS)
+    if known is None and not insecure:
+        raise CredentialsProblem(
+            "CredentialsInvalid",
+            f"Secret {where} has no {KNOWN_HOSTS}: add the hosts' keys (ssh-keyscan) or set "
+            "spec.ssh.insecureSkipHostKeyCheck",
+            print_,
+        )
+    if known is not None:
+        try:
+            asyncssh.import_known_hosts(known.decode())
+        except (ValueError, UnicodeDecodeError, asyncssh.KeyImportError):
+            raise CredentialsProblem(
+                "CredentialsInvalid", f"Secret {where}: {KNOWN_HOSTS} is not in known_hosts format", print_
+            ) from None
+    return Credentials(private_key=key, known_hosts=known, fingerprint=print_)

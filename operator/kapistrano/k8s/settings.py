@@ -1,0 +1,55 @@
+"""How the operator runs: kopf settings, and the options `kapistrano run` passes to them.
+
+- Persistence: kopf keeps its progress and the last handled spec in annotations under the
+  `kapistrano.dev` prefix, and its finalizer is `kapistrano.dev/finalizer`. The finalizer is kopf's
+  way to stop the per-Release daemon before the object goes away; deleting a Release never touches
+  its hosts (they keep running the last release), so nothing else happens on deletion.
+- Peering: by default the operator runs standalone (no peering objects needed). Run two replicas
+  only with `--peering NAME` (kopf peering, the KopfPeering CRD installed): the replicas then elect
+  one active operator by priority, so two operators never roll the same Release at once. The host
+  lock (`<deployTo>/.kapistrano.lock`) is a second guard: a Release's lock owner is its uid.
+- Posting: kopf's own log lines are posted as Events only from WARNING up; host transitions are
+  posted by kapistrano.k8s.events.
+- Liveness: `--liveness URL` (e.g. http://0.0.0.0:8080/healthz) serves kopf's liveness endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import kopf
+
+from kapistrano.api.release import GROUP
+
+
+@dataclass
+class RunOptions:
+    """Options of `kapistrano run` that handlers read at startup."""
+
+    metrics_port: int = 9090
+    #: How often a Release whose Secret is missing or invalid is checked again.
+    credentials_recheck_seconds: float = 10.0
+    #: How often a stalled (non-terminal, e.g. Conflict) or timed-out Release is tried again.
+    retry_seconds: float = 30.0
+    namespaces: list[str] = field(default_factory=list)
+
+
+OPTIONS = RunOptions()
+
+FINALIZER = f"{GROUP}/finalizer"
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Apply kapistrano's kopf settings (changes `settings`)."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.connect_timeout = 60
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    # A daemon is told to stop when its Release is deleted; give a running step time to finish.
+    settings.process.ultimate_exiting_timeout = 30
