@@ -11,6 +11,7 @@ import base64
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,6 +170,7 @@ def scene(kube: Kube, lab: HostLab) -> Iterator[Scene]:
             made.operator.process.kill()
         sys.stdout.write(operator.output()[-4000:])
         app.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def key_lines(lab: HostLab) -> list[str]:
