@@ -12,7 +12,7 @@ from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder
 from kapistrano.hosts.errors import HostError
-from kapistrano.plan import Action, ActionKind
+from kapistrano.plan import Action, ActionKind, HostObservation
 
 if TYPE_CHECKING:
     from kapistrano.engine.rollout import Desired
@@ -38,6 +38,8 @@ class ActionRunner:
         self.recorder = recorder
         self.emit = emit
         self.clock = clock
+        #: Hosts whose action ended by verifying their state (a successful publish): what it found.
+        self.verified: dict[str, HostObservation] = {}
 
     def host(self, name: str) -> HostStatus:
         """The status entry of a host (the planner wrote one for every host)."""
@@ -95,7 +97,7 @@ class ActionRunner:
             release = await driver.update(spec, self.emit)
             self.emit(HostEvent(name, f"release {release} ready", HostPhase.UPDATED))
         elif action.kind == ActionKind.PUBLISH:
-            await driver.publish(spec, self.emit, run_once_hooks=run_once_hooks)
+            self.verified[name] = await driver.publish(spec, self.emit, run_once_hooks=run_once_hooks)
             self._ready(name, spec.version, f"ready on {spec.version}")
         elif action.kind == ActionKind.ROLLBACK:
             release = await driver.rollback(spec, self.emit, release=self.host(name).previous_release)

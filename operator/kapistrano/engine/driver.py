@@ -30,10 +30,11 @@ class HostDriver(Protocol):
         """Fetch and link the release for spec.version (or reuse one); returns the release name."""
         ...
 
-    async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> str | None:
+    async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> HostObservation:
         """Hooks, switch `current`, restart services, wait ready, hold minReadySeconds, hooks, finish.
 
-        Returns the release `current` pointed at before (the rollback target)."""
+        Returns the host as the publish itself verified it (on spec.version, services ready), so the
+        next step need not read it again."""
         ...
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:

@@ -243,6 +243,10 @@ class Rollout:
         # While the acted-on hosts restart, re-read the others that are getting stale, so the next
         # step does not wait for them.
         await asyncio.gather(runner.run_all(actions, drivers), self._refresh_others(desired.spec, self._touched))
+        now = asyncio.get_running_loop().time()
+        for name, found in runner.verified.items():
+            self._seen[name] = (now, found)
+            self._touched.discard(name)
         await self.recorder.flush()
 
     async def _refresh_others(self, spec: ReleaseSpec, acted: set[str]) -> None:

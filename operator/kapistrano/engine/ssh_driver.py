@@ -123,13 +123,10 @@ class SshHostDriver:
 
     # -- publishing ------------------------------------------------------------------------------
 
-    async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> str | None:
+    async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> HostObservation:
         """Hooks, atomic switch, restart, readiness, minReadySeconds, hooks, revisions.log, cleanup (network I/O)."""
         deploy_to = spec.deploy_path
-        before, target = await asyncio.gather(
-            layout.read_current(self.conn, deploy_to),
-            layout.find_release_for_version(self.conn, deploy_to, spec.version),
-        )
+        target = await layout.find_release_for_version(self.conn, deploy_to, spec.version)
         if target is None:
             raise SourceError(self.name, f"no release for version {spec.version} on the host")
         release_dir = layout.Paths(deploy_to).release(target.name)
@@ -145,7 +142,15 @@ class SshHostDriver:
             layout.append_revision_log(self.conn, deploy_to, message),
             layout.cleanup(self.conn, deploy_to, spec.keep_releases),
         )
-        return before.release if before else None
+        # What readiness just proved; the processes were started in this release's directory.
+        return HostObservation(
+            name=self.name,
+            version=spec.version,
+            release=target.name,
+            has_desired_release=True,
+            ready=True,
+            services_on_current=True if spec.services else None,
+        )
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
         """Switch back to `release` (or the one before current), restart, prove ready (network I/O)."""
