@@ -423,3 +423,14 @@ def test_ready_is_not_true_for_an_old_generation() -> None:
     status = plan(make_input(S3, DONE3, generation=3)).status
     assert status.observed_generation == 3
     assert NOW is not None  # the clock is an input: nothing in the planner reads it
+
+
+def test_attempts_count_the_current_version_only() -> None:
+    earlier = prev_status(version="v1", hosts={H1: {"phase": "Ready", "version": "v1", "ready": True, "attempts": 3}})
+    fresh = plan(make_input(S3, UPDATED, earlier)).status.host(H1)
+    assert fresh is not None
+    assert fresh.attempts == 0
+    same = prev_status(hosts={H1: {"phase": "Updated", "version": "v1", "ready": True, "attempts": 2}})
+    kept = plan(make_input(S3, UPDATED, same)).status.host(H1)
+    assert kept is not None
+    assert kept.attempts == 2

@@ -31,6 +31,8 @@ class HostView:
     available: bool
     in_flight: bool
     failed: bool
+    #: The previous status described the rollout of this same spec.version.
+    same_rollout: bool = True
 
     @property
     def actionable(self) -> bool:
@@ -101,6 +103,7 @@ def view_host(
         available=available,
         in_flight=in_flight,
         failed=failed,
+        same_rollout=same_rollout,
     )
 
 
@@ -132,7 +135,7 @@ def host_status(view: HostView, now: datetime) -> HostStatus:
         release=view.obs.release,
         ready=view.ready,
         ready_since=format_time(view.ready_since) if view.ready_since else None,
-        attempts=prev.attempts if prev else 0,
+        attempts=prev.attempts if prev and view.same_rollout else 0,
         restarts=prev.restarts if prev else 0,
         restarted_for=prev.restarted_for if prev else None,
         action=prev.action if prev and view.in_flight else None,
