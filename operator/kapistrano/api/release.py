@@ -18,6 +18,9 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "Release"
 PLURAL = "releases"
+#: Annotation that asks for a rolling restart without a version change (kubectl kapistrano restart);
+#: its value, an RFC 3339 time, is the request's identity and ends up in status.restartedAt.
+RESTART_ANNOTATION = f"{GROUP}/restartedAt"
 
 
 class ObjectMeta(BaseModel):

@@ -50,11 +50,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kapistrano.api.release import GROUP, KIND, PLURAL, VERSION
+from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
 
 #: Annotation whose every new value asks the operator for a rolling restart without a version change.
-RESTART_ANNOTATION = f"{GROUP}/restartedAt"
 MERGE_PATCH = "application/merge-patch+json"
 #: Markers of a GitOps tool owning the object: an undo made here would be reverted by its next sync.
 GITOPS_MARKERS = (

@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from kapistrano.api.release import GROUP, PLURAL, VERSION, Release, ReleaseFileError, parse_release
+from kapistrano.api.release import GROUP, PLURAL, RESTART_ANNOTATION, VERSION, Release, ReleaseFileError, parse_release
 from kapistrano.api.status import ReleaseStatus
 from kapistrano.engine.events import fan_out
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
@@ -33,7 +33,6 @@ from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.status import ReleaseGone, ReleaseStatusStore, stalled_status
 from kapistrano.plan.conditions import TERMINAL_REASONS, first_sight
 
-RESTART_ANNOTATION = f"{GROUP}/restartedAt"
 WAKE_KEY = "kapistrano_wake"
 
 
