@@ -1,0 +1,58 @@
+"""Drift: a worker killed behind the operator's back is healed, or only reported, per driftPolicy."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from .test_operator import Scene, condition, scene, wait_until
+
+__all__ = ["scene"]
+
+pytestmark = pytest.mark.e2e
+DRIFT_SECONDS = 2
+
+
+def kill_worker(scene: Scene, host_index: int) -> int:
+    """SIGKILL the worker on one host, as a crash would; returns its pid (stops a process)."""
+    pidfile = scene.lab.hosts[host_index].path("/var/www/app/shared/tmp/pids/worker.0.pid")
+    pid = int(pidfile.read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def starts_on(scene: Scene, host: str) -> list[dict[str, Any]]:
+    """The worker starts logged on one host."""
+    return [e for e in scene.app.read_events() if e["event"] == "start" and e["host"] == host]
+
+
+def test_a_killed_worker_is_restarted_within_the_drift_interval(scene: Scene) -> None:
+    scene.secret()
+    scene.apply("v1", driftCheckIntervalSeconds=DRIFT_SECONDS)
+    scene.wait_ready()
+    host = scene.lab.hosts[1].name
+    before = len(starts_on(scene, host))
+    others = {h.name: len(starts_on(scene, h.name)) for h in scene.lab.hosts if h.name != host}
+    kill_worker(scene, 1)
+    wait_until(lambda: len(starts_on(scene, host)) > before, f"a new worker on {host}", timeout=30)
+    scene.wait_ready()
+    assert {h: len(starts_on(scene, h)) for h in others} == others, "a healthy host was restarted"
+
+
+def test_drift_policy_report_only_reports(scene: Scene) -> None:
+    scene.secret()
+    scene.apply("v1", driftCheckIntervalSeconds=DRIFT_SECONDS, driftPolicy="Report")
+    scene.wait_ready()
+    host = scene.lab.hosts[1].name
+    before = len(starts_on(scene, host))
+    kill_worker(scene, 1)
+    drifted = wait_until(
+        lambda: (c := condition(scene.get(), "Drifted")) and c["status"] == "True" and c,
+        "Drifted=True",
+        timeout=30,
+    )
+    assert host in drifted["message"]
+    assert len(starts_on(scene, host)) == before, "Report must not restart anything"
