@@ -34,6 +34,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--instances", type=int, default=2, help="worker processes per host (default 2)")
     parser.add_argument("--drain", type=float, default=3.0, help="seconds a worker needs to exit after TERM")
     parser.add_argument("--boot", type=float, default=1.0, help="seconds a worker needs to become ready")
+    parser.add_argument(
+        "--operator",
+        action="store_true",
+        help="run the operator against an embedded API server and print kubectl commands to try",
+    )
+    parser.add_argument(
+        "--auto", action="store_true", help="with --operator: apply v1, then roll v2, printing progress, and exit"
+    )
+    parser.add_argument(
+        "--for",
+        dest="for_seconds",
+        type=float,
+        metavar="SECONDS",
+        help="with --operator: stop after SECONDS instead of waiting for Ctrl-C",
+    )
     parser.set_defaults(func=run)
 
 
@@ -139,6 +154,13 @@ def _run_in_lab(lab: HostLab, root: Path, args: argparse.Namespace, console: Con
 def run(args: argparse.Namespace) -> int:
     """Entry point of `kapistrano demo` (starts and stops test hosts)."""
     console = Console()
+    if args.operator:
+        from kapistrano.cli.demo_operator import run_operator_demo  # noqa: PLC0415  (imports the API client)
+
+        return run_operator_demo(args, console)
+    if args.auto or args.for_seconds is not None:
+        console.print("--auto and --for need --operator", style="red")
+        return 2
     reason = require_lab_support()
     if reason is not None:
         console.print(f"the demo cannot start test hosts here: {reason}", style="red")
