@@ -8,6 +8,7 @@ polls with a deadline.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,8 +70,9 @@ def stalled_reason(release: dict[str, Any]) -> str | None:
 class Operator:
     """`kapistrano run -A` as a child process, with its output in a file."""
 
-    def __init__(self, kube: Kube, workdir: Path) -> None:
+    def __init__(self, kube: Kube, workdir: Path, extra: Sequence[str] = ()) -> None:
         self.kube = kube
+        self.extra = list(extra)
         self.log = workdir / "operator.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.pids: list[int] = []
@@ -78,6 +80,7 @@ class Operator:
     def start(self) -> Operator:
         """Start the operator (starts a process)."""
         command = [sys.executable, "-m", "kapistrano.cli.main", "run", "-A", "--standalone", "--metrics-port", "0"]
+        command += self.extra  # later options win
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 command, env=self.kube.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -157,9 +160,16 @@ class Scene:
 @pytest.fixture
 def scene(kube: Kube, lab: HostLab) -> Iterator[Scene]:
     """A Scene with the operator running; everything is stopped afterwards."""
+    with running_scene(kube, lab) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def running_scene(kube: Kube, lab: HostLab, operator_args: Sequence[str] = ()) -> Iterator[Scene]:
+    """A Scene whose operator runs with `operator_args` added; everything is stopped afterwards."""
     app = App(lab, drain=0.5, boot=0.2)
     workdir = Path(tempfile.mkdtemp(prefix="kapop-"))
-    operator = Operator(kube, workdir)
+    operator = Operator(kube, workdir, operator_args)
     made = Scene(kube, lab, app, operator)
     operator.start()
     try:
