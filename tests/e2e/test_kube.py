@@ -123,3 +123,13 @@ def test_a_write_naming_a_stale_resource_version_conflicts(kube: Kube) -> None:
     done = kube.kubectl("patch", "release", "demo", "-n", ns, "--type", "merge", "-p", patch, check=False)
     assert done.returncode != 0
     assert kube.get_release(ns, "demo")["spec"]["version"] == "v2"
+
+
+def test_kubectl_get_prints_the_release_printer_columns(kube: Kube) -> None:
+    ns = kube.namespace()
+    kube.apply(RELEASE, ns)
+    header, row = kube.kubectl("get", "releases", "-n", ns).stdout.splitlines()
+    assert header.split() == ["NAME", "VERSION", "READY", "PHASE", "AGE"]
+    assert row.split()[:2] == ["demo", "v1"]
+    wide = kube.kubectl("get", "release", "demo", "-n", ns, "-o", "wide").stdout
+    assert "MESSAGE" in wide.splitlines()[0]

@@ -33,6 +33,8 @@ Gaps papered over (kmock 0.8):
   a deleting object by a patch does not delete it;
 - core discovery (/api/v1) names its group version "/v1" instead of "v1", so kubectl finds no
   core resource;
+- no server-side printing: `kubectl get` asks for a Table and, given a list, shows only NAME and
+  AGE; Releases are printed with the CRD's printer columns (simple `.a.b` jsonPaths only);
 - errors carry reasons like "Object Not Found" instead of metav1.Status reasons (NotFound);
 - resources must be registered for discovery: releases, core and events.k8s.io events, secrets,
   namespaces (kopf waits for them even cluster-wide), kopf peerings, CRDs.
@@ -115,6 +117,68 @@ def _selected(obj: Mapping[str, Any], params: Mapping[str, str]) -> bool:
     return True
 
 
+def _wants_table(request: rendering.Request) -> bool:
+    """Whether the client asked for server-side printing of a resource with printer columns (pure)."""
+    raw = request._raw_request
+    accept = raw.headers.get("Accept", "") if raw is not None else ""
+    resource = request.resource
+    return "as=Table" in accept and resource is not None and resource.plural == PLURAL and resource.group == GROUP
+
+
+def _age(timestamp: Any) -> str:
+    """A creationTimestamp as kubectl shows ages: 42s, 5m, 3h, 2d (reads the clock)."""
+    try:
+        then = datetime.strptime(str(timestamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "<unknown>"
+    seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "d" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _cell(obj: Mapping[str, Any], column: Mapping[str, Any]) -> Any:
+    """The value of a printer column's simple `.a.b.c` jsonPath in an object (pure apart from ages)."""
+    value: Any = obj
+    for key in str(column["jsonPath"]).strip(".").split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if column.get("type") == "date":
+        return _age(value) if value else "<unknown>"
+    return value if value is not None else "<none>"
+
+
+def _table(request: rendering.Request, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """A meta.k8s.io/v1 Table of Releases with the CRD's printer columns (gap: no server-side printing)."""
+    from kapistrano.api.crd import PRINTER_COLUMNS  # noqa: PLC0415  (pydantic schema module, imported on demand)
+
+    whole = request.params.get("includeObject") == "Object"
+    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+    definitions += [
+        {
+            "name": c["name"],
+            "type": c["type"],
+            "format": "",
+            "description": c.get("description", ""),
+            "priority": c.get("priority", 0),
+        }
+        for c in PRINTER_COLUMNS
+    ]
+    rows = []
+    for obj in objects:
+        meta = obj.get("metadata", {})
+        partial = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+        cells = [meta.get("name"), *(_cell(obj, c) for c in PRINTER_COLUMNS)]
+        rows.append({"cells": cells, "object": obj if whole else partial})
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }
+
+
 @attrs.define(kw_only=True)
 class CompatEmulator(kmock.KubernetesEmulator):
     """KubernetesEmulator plus the API-server behaviour kopf and kubectl rely on (see the module docstring)."""
@@ -175,7 +239,10 @@ class CompatEmulator(kmock.KubernetesEmulator):
             async with asyncio.timeout(timeout):
                 async for event in self._serve_watch(request):
                     if isinstance(event, dict):
-                        await response.write(json.dumps(event).encode() + b"\n")
+                        sent = event
+                        if _wants_table(request) and event.get("type") != "BOOKMARK":
+                            sent = {**event, "object": _table(request, [event["object"]])}
+                        await response.write(json.dumps(sent).encode() + b"\n")
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
@@ -299,7 +366,8 @@ class CompatEmulator(kmock.KubernetesEmulator):
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
         """The object, or a 404 NotFound naming it (gap: error reason)."""
         async with self._lock:
-            return copy.deepcopy(self._existing(request).raw)
+            found = copy.deepcopy(self._existing(request).raw)
+        return _table(request, [found]) if _wants_table(request) else found
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         """Resource discovery of one group version, "v1" for the core group (gap: core discovery said "/v1")."""
@@ -317,6 +385,8 @@ class CompatEmulator(kmock.KubernetesEmulator):
         async with self._lock:
             items = self._matching(request)
             revision = str(self._revision)
+        if _wants_table(request):
+            return {**_table(request, items), "metadata": {"resourceVersion": revision}}
         group = request.resource.group
         return {
             "apiVersion": f"{group}/{request.resource.version}" if group else request.resource.version,
