@@ -65,7 +65,13 @@ class ActionRunner:
     async def run_all(self, actions: list[Action], drivers: dict[str, HostDriver]) -> None:
         """Run actions concurrently; `once` hooks run on the first published host before the others (network I/O)."""
         publishes = [a for a in actions if a.kind == ActionKind.PUBLISH]
-        first_ever = publishes and not any(h.version == self.spec.version for h in self.recorder.status.hosts)
+        hooks = self.spec.hooks
+        has_once = any(h.once for h in (*hooks.before_publish, *hooks.after_publish))
+        # `once` hooks (migrations) must finish on the first host before any other host publishes;
+        # without them every chosen host starts at once.
+        first_ever = (
+            has_once and publishes and not any(h.version == self.spec.version for h in self.recorder.status.hosts)
+        )
         rest = list(actions)
         if first_ever:
             first = publishes[0]
