@@ -12,13 +12,17 @@ from collections.abc import Callable, Sequence
 SUBCOMMANDS = ("crd", "validate", "apply", "plan", "status", "demo", "run")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every available subcommand (imports the subcommand modules)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand, or only `only` (imports those subcommand modules).
+
+    Importing just the subcommand that runs keeps `kapistrano apply` from loading kopf and the
+    Kubernetes client, which only `run` needs (about a second of start-up).
+    """
     parser = argparse.ArgumentParser(
         prog="kapistrano", description="Capistrano-style deploys with safe rolling restarts."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    for name in SUBCOMMANDS if only is None else (only,):
         try:
             module = importlib.import_module(f"kapistrano.cli.{name}_cmd")
         except ModuleNotFoundError as exc:
@@ -31,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `kapistrano` console script."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    only = words[0] if words and words[0] in SUBCOMMANDS else None
+    args = build_parser(only).parse_args(words)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
 
