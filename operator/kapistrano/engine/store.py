@@ -103,13 +103,6 @@ class StatusRecorder:
         self._dirty = True
         return changed
 
-    async def record(self, event: HostEvent) -> None:
-        """Apply an event and save: at once on a phase change, else at most every min_interval (writes)."""
-        if self.apply(event):
-            await self.flush()
-        else:
-            await self.maybe_flush()
-
     async def maybe_flush(self) -> None:
         """Save if there are unsaved changes and the last save is old enough (writes)."""
         now = self.clock()

@@ -6,7 +6,7 @@ observations, passes `now`, and carries out the actions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -56,7 +56,6 @@ class ActionKind(StrEnum):
     ROLLBACK = "Rollback"  # switch back to the previous release and restart, prove ready
     RESTART = "Restart"  # rolling restart without a version change (restart request)
     HEAL = "Heal"  # restart dead services on the current release (drift)
-    FINISH = "Finish"  # revisions.log, cleanup, unlock
 
 
 @dataclass(frozen=True)
@@ -80,4 +79,3 @@ class Plan:
     complete: bool = False
     #: A terminal problem stops the rollout until the spec changes (HostFailed, InvalidSpec...).
     stalled_reason: str | None = None
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
