@@ -25,6 +25,7 @@ from kapistrano.engine.rollout import Desired, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab, sample_worker
+from kapistrano.lab.sample_app import lab_release, worker_service
 
 
 def make_versions(root: Path, versions: list[str]) -> dict[str, str]:
@@ -43,23 +44,18 @@ def manifest(
     lab: HostLab, source: str, version: str, *, drain: float, boot: float, budget: int | str
 ) -> dict[str, Any]:
     """The benchmark Release (pure)."""
-    start = f"exec env DRAIN_SECONDS={drain} READY_SECONDS={boot} python3 worker.py"
-    service = {
-        "name": "worker",
-        "pidfile": {"path": "tmp/pids/worker.{index}.pid", "start": start, "stopTimeoutSeconds": 120},
-        "readiness": {"httpGet": {"path": "/health", "port": 9100}, "periodSeconds": 0.05, "failureThreshold": 2000},
-    }
-    spec = {
-        "application": "bench",
-        "version": version,
-        "source": {"path": source},
-        "linkedDirs": ["log", "tmp/pids"],
-        "hosts": lab.release_yaml_hosts(),
-        "ssh": {"user": "root"},
-        "services": [service],
-        "strategy": {"maxUnavailable": budget},
-    }
-    return {"apiVersion": "kapistrano.dev/v1alpha1", "kind": "Release", "metadata": {"name": "bench"}, "spec": spec}
+    service = worker_service(
+        drain=drain, boot=boot, stop_timeout=120, readiness={"periodSeconds": 0.05, "failureThreshold": 2000}
+    )
+    return lab_release(
+        lab,
+        "bench",
+        services=[service],
+        application="bench",
+        version=version,
+        source={"path": source},
+        strategy={"maxUnavailable": budget},
+    )
 
 
 async def roll(lab: HostLab, doc: dict[str, Any], state: Path) -> tuple[float, int, float]:

@@ -17,6 +17,7 @@ from kapistrano.engine.rollout import Desired, Outcome, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab, sample_worker
+from kapistrano.lab.sample_app import lab_release, worker_service
 
 WORKER = Path(sample_worker.__file__)
 
@@ -46,29 +47,18 @@ class App:
 
     def manifest(self, version: str, **spec: Any) -> dict[str, Any]:
         """A Release document for `version` of the sample app on every lab host."""
-        readiness = {"httpGet": {"path": "/health", "port": 9100}, "periodSeconds": 0.1, "failureThreshold": 50}
-        readiness |= spec.pop("readiness", {})
-        start = (
-            f"exec env DRAIN_SECONDS={self.drain} READY_SECONDS={self.boot} EVENTS_LOG={self.events} python3 worker.py"
+        service = worker_service(
+            drain=self.drain,
+            boot=self.boot,
+            events=self.events,
+            instances=spec.pop("instances", 1),
+            readiness=spec.pop("readiness", {}),
         )
-        service = {
-            "name": "worker",
-            "manager": "pidfile",
-            "instances": spec.pop("instances", 1),
-            "pidfile": {"path": "tmp/pids/worker.{index}.pid", "start": start, "stopTimeoutSeconds": 60},
-            "readiness": readiness,
-        }
-        body = {
-            "application": "app",
-            "version": version,
-            "source": {"path": self.version(version, healthy=spec.pop("healthy", True))},
-            "linkedDirs": ["log", "tmp/pids"],
-            "hosts": self.lab.release_yaml_hosts(),
-            "ssh": {"user": "root", "connectTimeoutSeconds": 3},
-            "services": [service],
-            **spec,
-        }
-        return {"apiVersion": "kapistrano.dev/v1alpha1", "kind": "Release", "metadata": {"name": "app"}, "spec": body}
+        source = {"path": self.version(version, healthy=spec.pop("healthy", True))}
+        spec = {"ssh": {"user": "root", "connectTimeoutSeconds": 3}} | spec
+        return lab_release(
+            self.lab, "app", services=[service], application="app", version=version, source=source, **spec
+        )
 
     def release(self, version: str, **spec: Any) -> Release:
         """The validated Release for `version`."""

@@ -23,8 +23,7 @@ from kapistrano.api.release import Release, parse_release
 from kapistrano.cli.apply_cmd import apply_release
 from kapistrano.engine.rollout import Result
 from kapistrano.lab import HostLab, require_lab_support, sample_worker
-
-HEALTH_PORT = 9100
+from kapistrano.lab.sample_app import lab_release, worker_service
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,30 +74,18 @@ def make_repo(root: Path) -> Path:
 
 def manifest(lab: HostLab, repo: Path, version: str, args: argparse.Namespace, events: Path) -> dict[str, Any]:
     """The demo Release for one version (pure)."""
-    start = f"exec env DRAIN_SECONDS={args.drain} READY_SECONDS={args.boot} EVENTS_LOG={events} python3 worker.py"
-    return {
-        "apiVersion": "kapistrano.dev/v1alpha1",
-        "kind": "Release",
-        "metadata": {"name": "demo-workers", "namespace": "demo"},
-        "spec": {
-            "application": "demo",
-            "version": version,
-            "source": {"git": {"url": f"file://{repo}"}},
-            "linkedDirs": ["log", "tmp/pids"],
-            "hosts": lab.release_yaml_hosts(),
-            "ssh": {"user": "root", "connectTimeoutSeconds": 5},
-            "services": [
-                {
-                    "name": "worker",
-                    "manager": "pidfile",
-                    "instances": args.instances,
-                    "pidfile": {"path": "tmp/pids/worker.{index}.pid", "start": start, "stopTimeoutSeconds": 60},
-                    "readiness": {"httpGet": {"path": "/health", "port": HEALTH_PORT}, "periodSeconds": 0.1},
-                }
-            ],
-            "strategy": {"maxUnavailable": 1},
-        },
-    }
+    service = worker_service(drain=args.drain, boot=args.boot, events=events, instances=args.instances)
+    return lab_release(
+        lab,
+        "demo-workers",
+        namespace="demo",
+        services=[service],
+        application="demo",
+        version=version,
+        source={"git": {"url": f"file://{repo}"}},
+        ssh={"user": "root", "connectTimeoutSeconds": 5},
+        strategy={"maxUnavailable": 1},
+    )
 
 
 def max_hosts_down(events: list[dict[str, Any]], hosts: list[str], since: float) -> int:
