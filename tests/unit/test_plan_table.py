@@ -419,10 +419,15 @@ def test_last_transition_time_changes_only_when_status_flips() -> None:
     )  # type: ignore[union-attr]
 
 
-def test_ready_is_not_true_for_an_old_generation() -> None:
-    status = plan(make_input(S3, DONE3, generation=3)).status
+def test_a_new_generation_moves_every_condition_to_it() -> None:
+    old = plan(make_input(S3, DONE3, generation=2)).status
+    status = plan(make_input(S3, DONE3, old, generation=3)).status
     assert status.observed_generation == 3
-    assert NOW is not None  # the clock is an input: nothing in the planner reads it
+    assert {c.observed_generation for c in status.conditions} == {3}, "a condition kept an old generation"
+    ready = status.condition("Ready")
+    assert ready is not None
+    assert ready.status == "True"
+    assert ready.last_transition_time == old.condition("Ready").last_transition_time  # type: ignore[union-attr]
 
 
 def test_attempts_count_the_current_version_only() -> None:
