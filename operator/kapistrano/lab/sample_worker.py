@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A queue-style sample worker for the demo and the tests (standard library only).
 
-It boots for READY_SECONDS, then answers GET /health on 127.0.0.1:HEALTH_PORT+instance with 200; on
-TERM it stops answering, "drains" its current job for DRAIN_SECONDS and exits. Every start and exit
-is appended as a JSON line to EVENTS_LOG (when set), so tests can check that the new process started
-only after the old one exited. Settings come from the environment, with the release's VERSION file.
+It boots for READY_SECONDS counted from the process's creation (interpreter start-up included),
+then answers GET /health on 127.0.0.1:HEALTH_PORT+instance with 200; on TERM it stops answering,
+"drains" its current job and exits DRAIN_SECONDS after the signal. Every start and exit is appended
+as a JSON line to EVENTS_LOG (when set), so tests can check that the new process started only after
+the old one exited. Settings come from the environment, with the release's VERSION file.
 """
 
 from __future__ import annotations
@@ -55,24 +56,41 @@ class Health(http.server.BaseHTTPRequestHandler):
         return
 
 
+def seconds_since_start() -> float:
+    """How long ago this process was created, so boot time includes the interpreter's own start-up."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # starttime, field 22 of proc(5), in clock ticks since boot
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    # starttime is rounded down to a tick: count from the end of that tick, so boot is never shorter.
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - (ticks + 1) / os.sysconf("SC_CLK_TCK"))
+
+
 def main() -> int:
-    """Serve health, work until TERM, drain, exit."""
+    """Serve health, work until TERM, drain, exit: ready BOOT s after start, gone DRAIN s after TERM."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Health)
-    # A short poll interval makes shutdown() return at once instead of within half a second.
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    termed: list[float] = []
+
+    def on_signal(*_: object) -> None:
+        termed.append(time.monotonic())
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     record("start")
-    if not stop.wait(BOOT):
+    if not stop.wait(max(0.0, BOOT - seconds_since_start())):
         Health.ready.set()
         record("ready")
     stop.wait()
     Health.ready.clear()
+    record("draining")
     server.shutdown()
     server.server_close()
-    record("draining")
-    time.sleep(DRAIN)  # the job in progress: this is the slow exit the rollout must wait for
+    # The job in progress: this is the slow exit the rollout must wait for, DRAIN s from the signal.
+    time.sleep(max(0.0, termed[0] + DRAIN - time.monotonic()))
     record("exit")
     return 0
 
