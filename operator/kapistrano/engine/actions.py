@@ -40,6 +40,8 @@ class ActionRunner:
         self.clock = clock
         #: Hosts whose action ended by verifying their state (a successful publish): what it found.
         self.verified: dict[str, HostObservation] = {}
+        #: Hosts whose release for spec.version was fetched (nothing else on them changed).
+        self.updated: set[str] = set()
 
     def host(self, name: str) -> HostStatus:
         """The status entry of a host (the planner wrote one for every host)."""
@@ -102,6 +104,7 @@ class ActionRunner:
             self.emit(HostEvent(name, f"fetching {spec.version}", HostPhase.UPDATING))
             release = await driver.update(spec, self.emit)
             self.emit(HostEvent(name, f"release {release} ready", HostPhase.UPDATED))
+            self.updated.add(name)
         elif action.kind == ActionKind.PUBLISH:
             self.verified[name] = await driver.publish(spec, self.emit, run_once_hooks=run_once_hooks)
             self._ready(name, spec.version, f"ready on {spec.version}")

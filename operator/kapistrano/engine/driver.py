@@ -34,7 +34,8 @@ class HostDriver(Protocol):
         """Hooks, switch `current`, restart services, wait ready, hold minReadySeconds, hooks, finish.
 
         Returns the host as the publish itself verified it (on spec.version, services ready), so the
-        next step need not read it again."""
+        next step need not read it again. The finish (revisions.log, cleanup) may still be running:
+        every later call on the driver, close() included, waits for it first."""
         ...
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:

@@ -8,8 +8,9 @@ own between runs: a run started after a crash re-reads the hosts and the saved s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -62,6 +63,11 @@ FULL_OBSERVE_SECONDS = 5.0
 RETRY_OBSERVE_SECONDS = 1.0
 #: Host locks last lock_ttl(); they are refreshed this often, far more often than they expire.
 LOCK_REFRESH_SECONDS = 30.0
+#: Hosts not being acted on are re-read in the background this long before their reading goes
+#: stale, so a step between two hosts rarely waits for a read of a third.
+REFRESH_AHEAD_SECONDS = 1.0
+#: How often the background reader looks for readings about to go stale.
+REFRESH_TICK_SECONDS = 0.25
 
 
 def utcnow() -> datetime:
@@ -95,6 +101,8 @@ class Rollout:
         self._seen: dict[str, tuple[float, HostObservation]] = {}
         self._seen_spec: ReleaseSpec | None = None
         self._touched: set[str] = set()
+        self._acting: set[str] = set()
+        self._reading: dict[str, asyncio.Task[None]] = {}
         self._locked_at: dict[str, float] = {}
         self._flush = asyncio.Event()
 
@@ -146,19 +154,35 @@ class Rollout:
 
         Every host is read on the first step, after a spec change and at least every
         FULL_OBSERVE_SECONDS; a host we acted on is read again at every step, one we could not read
-        every RETRY_OBSERVE_SECONDS. This
-        keeps "hosts are the source of truth" while a step between two hosts costs one host's reads,
-        not all of them.
+        every RETRY_OBSERVE_SECONDS. The background reader re-reads idle hosts shortly before they
+        are due, so a step waits only for a read still running when the reading is already stale
+        (a slow or dead host): no plan uses an older reading than before. This keeps "hosts are the
+        source of truth" while a step between two hosts costs one host's reads, not all of them.
         """
         now = asyncio.get_running_loop().time()
         if spec != self._seen_spec:
             self._seen.clear()
             self._seen_spec = spec
-        due = [h for h in spec.hosts if self._is_due(h.name, now) or h.name in self._touched]
+        due = [h for h in spec.hosts if self._must_read(h.name, now)]
+        late = [task for name, task in self._reading.items() if self._is_due(name, now) and name in self._seen]
         for name, found in (await self.observe_all(spec, hosts=due)).items():
-            self._seen[name] = (now, found)
+            self._remember(spec, name, now, found)
+        if late:
+            await asyncio.wait(late)  # they ran alongside the reads above
         self._touched = set()
         return {h.name: self._seen[h.name][1] for h in spec.hosts}
+
+    def _must_read(self, name: str, now: float) -> bool:
+        """Whether a step has to read a host itself before planning (pure)."""
+        if name in self._touched or name not in self._seen:
+            return True
+        return name not in self._reading and self._is_due(name, now)
+
+    def _remember(self, spec: ReleaseSpec, name: str, started: float, found: HostObservation) -> None:
+        """Keep a reading unless it is for another spec or a newer one is kept (changes the cache)."""
+        seen = self._seen.get(name)
+        if spec == self._seen_spec and (seen is None or started >= seen[0]):
+            self._seen[name] = (started, found)
 
     def _is_due(self, name: str, now: float) -> bool:
         """Whether a host's last reading is too old at `now` (pure)."""
@@ -193,11 +217,15 @@ class Rollout:
         self.recorder = StatusRecorder(self.store, status, self.clock)
         if saved is None:
             await self.recorder.flush()
-        flusher = asyncio.create_task(self._flush_loop())
+        background = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._read_loop())]
         try:
             return await self._loop(desired)
         finally:
-            flusher.cancel()
+            background.extend(self._reading.values())
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self._reading.clear()
             await self.recorder.flush()
 
     async def _loop(self, desired: Desired) -> Outcome:
@@ -238,32 +266,66 @@ class Rollout:
         runner = ActionRunner(desired, self.recorder, self.emit, self.clock)
         drivers = {h.name: self.driver(desired.spec, h) for h in desired.spec.hosts}
         self._touched.update(a.host for a in actions)
+        self._acting = {a.host for a in actions}
         runner.record_intent(actions)
         await self.recorder.flush()
-        # While the acted-on hosts restart, re-read the others that are getting stale, so the next
-        # step does not wait for them.
-        await asyncio.gather(runner.run_all(actions, drivers), self._refresh_others(desired.spec, self._touched))
-        now = asyncio.get_running_loop().time()
-        for name, found in runner.verified.items():
-            self._seen[name] = (now, found)
-            self._touched.discard(name)
+        try:
+            await runner.run_all(actions, drivers)
+        finally:
+            self._acting = set()
+        self._learn(desired.spec, runner)
         await self.recorder.flush()
 
-    async def _refresh_others(self, spec: ReleaseSpec, acted: set[str]) -> None:
-        """Re-read hosts not being acted on that would be due soon (network I/O)."""
+    def _learn(self, spec: ReleaseSpec, runner: ActionRunner) -> None:
+        """Take what finished actions proved about their hosts, so the next step need not re-read them."""
         now = asyncio.get_running_loop().time()
-        soon = now + FULL_OBSERVE_SECONDS / 2
-        stale = [h for h in spec.hosts if h.name not in acted and self._is_due(h.name, soon)]
-        for name, found in (await self.observe_all(spec, hosts=stale)).items():
-            self._seen[name] = (asyncio.get_running_loop().time(), found)
+        for name, found in runner.verified.items():
+            self._remember(spec, name, now, found)
+            self._touched.discard(name)
+        for name in runner.updated:
+            seen = self._seen.get(name)
+            if seen is not None and spec == self._seen_spec and name not in self._reading:
+                # Fetching a release changes nothing else: the reading stays as old as it was. (A
+                # read begun before the fetch could overwrite it: then the next step reads the host.)
+                self._seen[name] = (seen[0], replace(seen[1], has_desired_release=True))
+                self._touched.discard(name)
+
+    async def _read_loop(self) -> None:
+        """Re-read, in the background, hosts not being acted on whose reading is about to go stale.
+
+        Each host is read on its own, so a dead host's connect timeout delays no other reading.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            spec = self._seen_spec
+            if spec is not None:
+                horizon = loop.time() + REFRESH_AHEAD_SECONDS
+                for host in spec.hosts:
+                    if self._read_in_background(host.name, horizon):
+                        self._reading[host.name] = asyncio.create_task(self._read_one(spec, host))
+            await asyncio.sleep(REFRESH_TICK_SECONDS)
+
+    def _read_in_background(self, name: str, horizon: float) -> bool:
+        """Whether a host seen before, idle and not being read, would be stale at `horizon` (pure)."""
+        idle = name in self._seen and name not in self._acting and name not in self._reading
+        return idle and self._is_due(name, horizon)
+
+    async def _read_one(self, spec: ReleaseSpec, host: Host) -> None:
+        """Read one host and keep the reading (network I/O)."""
+        try:
+            started = asyncio.get_running_loop().time()
+            self._remember(spec, host.name, started, await self.observe(spec, host))
+        finally:
+            self._reading.pop(host.name, None)
 
     async def _unlock_all(self, spec: ReleaseSpec) -> None:
         """Release our host locks; an unreachable host keeps its lock until it expires (network I/O)."""
-        for host in spec.hosts:
-            try:
+
+        async def one(host: Host) -> None:
+            with contextlib.suppress(HostError):
                 await self.driver(spec, host).unlock(self.owner)
-            except HostError:
-                continue
+
+        await asyncio.gather(*(one(h) for h in spec.hosts))
 
     async def _flush_loop(self) -> None:
         """Save coalesced status changes about once per second, at once on phase changes (writes)."""

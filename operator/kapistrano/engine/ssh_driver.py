@@ -14,7 +14,7 @@ from kapistrano.api.status import HostPhase
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
 from kapistrano.hosts import fetch, layout, lock, probes, services
-from kapistrano.hosts.errors import CommandFailed, NotReady, SourceError
+from kapistrano.hosts.errors import CommandFailed, HostError, NotReady, SourceError
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
 from kapistrano.hosts.shell import cmd, user_command
 from kapistrano.hosts.ssh import SshConnection, target_for_host
@@ -45,11 +45,14 @@ class SshHostDriver:
         self.deploy_to = deploy_to
         #: Who revisions.log says deployed (Capistrano writes its local user there).
         self.user = user
+        #: The last publish's bookkeeping (revisions.log, cleanup), finished off the critical path.
+        self._bookkeeping: asyncio.Task[None] | None = None
 
     # -- reading ---------------------------------------------------------------------------------
 
     async def observe(self, spec: ReleaseSpec) -> HostObservation:
         """Where current points, whether the release for spec.version exists, whether services are ready."""
+        await self.settle()
         deploy_to = spec.deploy_path
         current, desired = await asyncio.gather(
             layout.read_current(self.conn, deploy_to),
@@ -98,16 +101,19 @@ class SshHostDriver:
 
     async def lock(self, owner: str, ttl_seconds: int) -> None:
         """Take or refresh the host lock (network I/O)."""
+        await self.settle()
         await lock.acquire_lock(self.conn, self.deploy_to, owner, ttl_seconds, datetime.now(UTC))
 
     async def unlock(self, owner: str) -> None:
-        """Release the host lock if we hold it (network I/O)."""
+        """Release the host lock if we hold it, once the bookkeeping is done (network I/O)."""
+        await self.settle()
         await lock.release_lock(self.conn, self.deploy_to, owner)
 
     # -- updating --------------------------------------------------------------------------------
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:
         """Fetch and link the release (or reuse one), then run afterUpdate hooks (network I/O)."""
+        await self.settle()
         result = await fetch.update_host(self.conn, fetch.UpdateInputs.from_spec(spec))
         assert result.release is not None
         if result.reused:
@@ -124,7 +130,14 @@ class SshHostDriver:
     # -- publishing ------------------------------------------------------------------------------
 
     async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> HostObservation:
-        """Hooks, atomic switch, restart, readiness, minReadySeconds, hooks, revisions.log, cleanup (network I/O)."""
+        """Hooks, atomic switch, restart, readiness, minReadySeconds, hooks; then revisions.log and cleanup.
+
+        The host counts as done once its after-publish hooks ran: its revisions.log line and the
+        cleanup of old releases run in the background, so the next host need not wait for them
+        (every other driver call waits for them first). A process killed in between leaves the
+        host published without that log line; the next publish cleans up (network I/O).
+        """
+        await self.settle()
         deploy_to = spec.deploy_path
         target = await layout.find_release_for_version(self.conn, deploy_to, spec.version)
         if target is None:
@@ -138,10 +151,7 @@ class SshHostDriver:
         await self._hooks(spec, spec.hooks.after_publish, release_dir, emit, run_once=run_once_hooks)
         branch = spec.git_ref or spec.version
         message = layout.deploy_log_line(branch, target.revision or spec.version, target.name, self.user)
-        await asyncio.gather(
-            layout.append_revision_log(self.conn, deploy_to, message),
-            layout.cleanup(self.conn, deploy_to, spec.keep_releases),
-        )
+        self._bookkeeping = asyncio.create_task(self._keep_books(spec, message, emit))
         # What readiness just proved; the processes were started in this release's directory.
         return HostObservation(
             name=self.name,
@@ -154,6 +164,7 @@ class SshHostDriver:
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
         """Switch back to `release` (or the one before current), restart, prove ready (network I/O)."""
+        await self.settle()
         deploy_to = spec.deploy_path
         target = release or await self._release_before_current(deploy_to)
         if target is None:
@@ -172,6 +183,7 @@ class SshHostDriver:
 
     async def restart(self, spec: ReleaseSpec, emit: EventSink) -> None:
         """Restart every service on the current release and wait until ready (network I/O)."""
+        await self.settle()
         current = await layout.read_current(self.conn, spec.deploy_path)
         if current is None:
             raise SourceError(self.name, "nothing is published on the host")
@@ -217,6 +229,22 @@ class SshHostDriver:
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    async def _keep_books(self, spec: ReleaseSpec, message: str, emit: EventSink) -> None:
+        """Append the revisions.log line and remove old releases; a failure is a warning (network I/O)."""
+        try:
+            await asyncio.gather(
+                layout.append_revision_log(self.conn, spec.deploy_path, message),
+                layout.cleanup(self.conn, spec.deploy_path, spec.keep_releases),
+            )
+        except HostError as exc:
+            emit(HostEvent(self.name, f"revisions.log or cleanup failed: {exc.message}", warning=True))
+
+    async def settle(self) -> None:
+        """Wait for the last publish's bookkeeping (network I/O)."""
+        task, self._bookkeeping = self._bookkeeping, None
+        if task is not None:
+            await task
+
     async def _hooks(
         self, spec: ReleaseSpec, hooks: Sequence[Hook], directory: str, emit: EventSink, *, run_once: bool
     ) -> None:
@@ -237,5 +265,6 @@ class SshHostDriver:
         )
 
     async def close(self) -> None:
-        """Close the SSH connection (network I/O)."""
+        """Finish the bookkeeping, then close the SSH connection (network I/O)."""
+        await self.settle()
         await self.conn.close()
