@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -61,6 +62,8 @@ FULL_OBSERVE_SECONDS = 5.0
 #: A host that could not be read is tried again after this long (not at every step: a dead host
 #: would make every step wait for its connect timeout).
 RETRY_OBSERVE_SECONDS = 1.0
+log = logging.getLogger(__name__)
+
 #: Host locks last lock_ttl(); they are refreshed this often, far more often than they expire.
 LOCK_REFRESH_SECONDS = 30.0
 #: Hosts not being acted on are re-read in the background this long before their reading goes
@@ -102,7 +105,10 @@ class Rollout:
         self._seen_spec: ReleaseSpec | None = None
         self._touched: set[str] = set()
         self._acting: set[str] = set()
-        self._reading: dict[str, asyncio.Task[None]] = {}
+        #: Background reads in flight: host -> (the spec it is read for, the task).
+        self._reading: dict[str, tuple[ReleaseSpec, asyncio.Task[None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._read_gate = asyncio.Semaphore(20)
         self._locked_at: dict[str, float] = {}
         self._flush = asyncio.Event()
 
@@ -164,11 +170,15 @@ class Rollout:
             self._seen.clear()
             self._seen_spec = spec
         due = [h for h in spec.hosts if self._must_read(h.name, now)]
-        late = [task for name, task in self._reading.items() if self._is_due(name, now) and name in self._seen]
+        late = [task for name, (of, task) in self._reading.items() if of == spec and self._is_due(name, now)]
         for name, found in (await self.observe_all(spec, hosts=due)).items():
             self._remember(spec, name, now, found)
         if late:
             await asyncio.wait(late)  # they ran alongside the reads above
+            # A read that failed unexpectedly left its host stale: read it here.
+            again = [h for h in spec.hosts if self._is_due(h.name, now)]
+            for name, found in (await self.observe_all(spec, hosts=again)).items():
+                self._remember(spec, name, now, found)
         self._touched = set()
         return {h.name: self._seen[h.name][1] for h in spec.hosts}
 
@@ -176,7 +186,8 @@ class Rollout:
         """Whether a step has to read a host itself before planning (pure)."""
         if name in self._touched or name not in self._seen:
             return True
-        return name not in self._reading and self._is_due(name, now)
+        reading = self._reading.get(name)
+        return (reading is None or reading[0] != self._seen_spec) and self._is_due(name, now)
 
     def _remember(self, spec: ReleaseSpec, name: str, started: float, found: HostObservation) -> None:
         """Keep a reading unless it is for another spec or a newer one is kept (changes the cache)."""
@@ -217,11 +228,12 @@ class Rollout:
         self.recorder = StatusRecorder(self.store, status, self.clock)
         if saved is None:
             await self.recorder.flush()
-        background = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._read_loop())]
+        flusher = asyncio.create_task(self._flush_loop())
+        self._reader = asyncio.create_task(self._read_loop())
         try:
             return await self._loop(desired)
         finally:
-            background.extend(self._reading.values())
+            background = [flusher, *([self._reader] if self._reader else []), *(t for _, t in self._reading.values())]
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -236,6 +248,7 @@ class Rollout:
             outcome = self._finished(desired, result)
             if outcome is not None:
                 if outcome.result == Result.READY:
+                    await self._stop_reading()  # a read may refresh a lock: none after the unlock
                     await self._unlock_all(desired.spec)
                 return outcome
             if result.actions:
@@ -302,21 +315,38 @@ class Rollout:
                 horizon = loop.time() + REFRESH_AHEAD_SECONDS
                 for host in spec.hosts:
                     if self._read_in_background(host.name, horizon):
-                        self._reading[host.name] = asyncio.create_task(self._read_one(spec, host))
+                        self._reading[host.name] = (spec, asyncio.create_task(self._read_one(spec, host)))
             await asyncio.sleep(REFRESH_TICK_SECONDS)
 
     def _read_in_background(self, name: str, horizon: float) -> bool:
-        """Whether a host seen before, idle and not being read, would be stale at `horizon` (pure)."""
-        idle = name in self._seen and name not in self._acting and name not in self._reading
-        return idle and self._is_due(name, horizon)
+        """Whether a host last read fine, idle and not being read, would be stale at `horizon` (pure).
+
+        A host whose last read failed is left to the steps, every RETRY_OBSERVE_SECONDS as before.
+        """
+        seen = self._seen.get(name)
+        if seen is None or not seen[1].reachable or seen[1].error_reason is not None:
+            return False
+        return name not in self._acting and name not in self._reading and self._is_due(name, horizon)
 
     async def _read_one(self, spec: ReleaseSpec, host: Host) -> None:
-        """Read one host and keep the reading (network I/O)."""
+        """Read one host and keep the reading; an unexpected error is logged, the step reads again (network I/O)."""
         try:
-            started = asyncio.get_running_loop().time()
-            self._remember(spec, host.name, started, await self.observe(spec, host))
+            async with self._read_gate:
+                started = asyncio.get_running_loop().time()
+                self._remember(spec, host.name, started, await self.observe(spec, host))
+        except Exception:
+            log.exception("reading %s in the background failed", host.name)
         finally:
             self._reading.pop(host.name, None)
+
+    async def _stop_reading(self) -> None:
+        """Stop the background reader and let the reads in flight finish (network I/O)."""
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        if self._reading:
+            await asyncio.wait([task for _, task in self._reading.values()])
 
     async def _unlock_all(self, spec: ReleaseSpec) -> None:
         """Release our host locks; an unreachable host keeps its lock until it expires (network I/O)."""
@@ -339,10 +369,11 @@ class Rollout:
                 await self.recorder.maybe_flush()
 
     async def close(self) -> None:
-        """Close every host connection (network I/O)."""
-        for driver in self._drivers.values():
-            await driver.close()
-        self._drivers.clear()
+        """Close every host connection; one failing to close does not keep the others open (network I/O)."""
+        drivers, self._drivers = list(self._drivers.values()), {}
+        for failed in await asyncio.gather(*(d.close() for d in drivers), return_exceptions=True):
+            if isinstance(failed, BaseException):
+                log.warning("closing a host connection failed: %s", failed)
 
 
 def lock_ttl(spec: ReleaseSpec) -> int:

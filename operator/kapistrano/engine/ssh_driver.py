@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import posixpath
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,6 +20,8 @@ from kapistrano.hosts.services import ServiceContext, ServiceEvent
 from kapistrano.hosts.shell import cmd, user_command
 from kapistrano.hosts.ssh import SshConnection, target_for_host
 from kapistrano.plan import HostObservation
+
+log = logging.getLogger(__name__)
 
 #: Start grace for services with a readiness probe: just long enough to catch a command that fails at once.
 NO_GRACE_SECONDS = 0.02
@@ -231,19 +234,24 @@ class SshHostDriver:
 
     async def _keep_books(self, spec: ReleaseSpec, message: str, emit: EventSink) -> None:
         """Append the revisions.log line and remove old releases; a failure is a warning (network I/O)."""
-        try:
-            await asyncio.gather(
-                layout.append_revision_log(self.conn, spec.deploy_path, message),
-                layout.cleanup(self.conn, spec.deploy_path, spec.keep_releases),
-            )
-        except HostError as exc:
-            emit(HostEvent(self.name, f"revisions.log or cleanup failed: {exc.message}", warning=True))
+        done = await asyncio.gather(
+            layout.append_revision_log(self.conn, spec.deploy_path, message),
+            layout.cleanup(self.conn, spec.deploy_path, spec.keep_releases),
+            return_exceptions=True,
+        )
+        for what, outcome in zip(("revisions.log", "cleanup"), done, strict=True):
+            if isinstance(outcome, HostError):
+                emit(HostEvent(self.name, f"{what} failed: {outcome.message}", warning=True))
+            elif isinstance(outcome, BaseException):
+                log.error("%s: %s failed", self.name, what, exc_info=outcome)
 
     async def settle(self) -> None:
-        """Wait for the last publish's bookkeeping (network I/O)."""
-        task, self._bookkeeping = self._bookkeeping, None
+        """Wait for the last publish's bookkeeping; a cancelled caller does not cancel it (network I/O)."""
+        task = self._bookkeeping
         if task is not None:
-            await task
+            await asyncio.shield(task)
+            if self._bookkeeping is task:
+                self._bookkeeping = None
 
     async def _hooks(
         self, spec: ReleaseSpec, hooks: Sequence[Hook], directory: str, emit: EventSink, *, run_once: bool
