@@ -52,7 +52,8 @@ def prev_status(version: str = "v2", hosts: dict[str, dict[str, Any]] | None = N
 
 
 def make_input(spec: ReleaseSpec, observations: list[HostObservation], status: ReleaseStatus | None = None,
-               *, generation: int = 1, now: datetime = NOW, token: str | None = None) -> PlanInput:  # fmt: skip
+               *, generation: int = 1, now: datetime = NOW, token: str | None = None,
+               busy: frozenset[str] = frozenset()) -> PlanInput:  # fmt: skip
     """A PlanInput from its parts."""
     return PlanInput(spec=spec, generation=generation, status=status or prev_status(), now=now,
-                     observations={o.name: o for o in observations}, restart_token=token)  # fmt: skip
+                     observations={o.name: o for o in observations}, restart_token=token, busy=busy)  # fmt: skip

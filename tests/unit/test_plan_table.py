@@ -28,6 +28,7 @@ class Case:
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
     generation: int = 1
     token: str | None = None
+    busy: frozenset[str] = frozenset()
 
 
 def on(version: str, *names: str, **kw: Any) -> list[HostObservation]:
@@ -40,6 +41,11 @@ UPDATED = on("v1", H1, H2, H3, has=True)
 DONE3 = on("v2", H1, H2, H3)
 ROLLING = {"Ready": ("False", "RollingOut"), "Reconciling": ("True", "RollingOut"), "Stalled": ("False", "AsExpected")}
 FAILED = {"Ready": ("False", "HostFailed"), "Stalled": ("True", "HostFailed"), "Reconciling": ("False", "HostFailed")}
+ROLLING_BACK = {
+    "Ready": ("False", "RollingBack"),
+    "Stalled": ("False", "AsExpected"),
+    "Reconciling": ("True", "RollingBack"),
+}
 
 CASES = [
     Case(
@@ -159,15 +165,45 @@ CASES = [
         expect={"phase": "Paused"},
     ),
     Case(
-        "a failed host is rolled back and nothing else starts",
+        "a failed host is rolled back and nothing else starts; not Stalled before the rollback",
         S3,
         [observe(H1, "v2", ready=False), *on("v1", H2, H3, has=True)],
         [("Rollback", H1)],
         status=prev_status(
             hosts={H1: {"phase": "Failed", "version": "v2", "message": "readiness failed", "failedVersion": "v2"}}
         ),
-        expect={"failed_version": "v2", "phase": "Failed", "stalled_reason": "HostFailed"},
-        conditions=FAILED,
+        expect={"failed_version": "v2", "phase": "Progressing", "stalled_reason": None},
+        conditions=ROLLING_BACK,
+    ),
+    Case(
+        "nor while the rollback runs",
+        S3,
+        [observe(H1, "v2", ready=False), *on("v1", H2, H3, has=True)],
+        [],
+        status=prev_status(
+            hosts={H1: {"phase": "Publishing", "version": "v2", "failedVersion": "v2", "action": "Rollback"}}
+        ),
+        busy=frozenset({H1}),
+        expect={"failed_version": "v2", "message": "new version failed: rolling back host-1"},
+        conditions=ROLLING_BACK,
+    ),
+    Case(
+        "a host with an action running counts against the budget and gets no other action",
+        S3,
+        [observe(H1, "v1", has=True), *on("v1", H2, H3, has=True)],
+        [],
+        status=prev_status(hosts={H1: {"phase": "Restarting", "version": "v1", "action": "Publish"}}),
+        busy=frozenset({H1}),
+        expect={"host_phases": ["Restarting", "Updated", "Updated"], "hosts_ready": 2},
+        conditions=ROLLING,
+    ),
+    Case(
+        "with a budget of 2, a second host starts while the first one runs",
+        make_spec(3, strategy={"maxUnavailable": 2}),
+        [observe(H1, "v1", has=True), *on("v1", H2, H3, has=True)],
+        [("Publish", H2)],
+        status=prev_status(hosts={H1: {"phase": "Restarting", "version": "v1", "action": "Publish"}}),
+        busy=frozenset({H1}),
     ),
     Case(
         "onFailure Halt leaves the failed host as it is",
@@ -393,7 +429,9 @@ def _check_expect(case: Case, result: Any) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_planner_decides(case: Case) -> None:
-    result = plan(make_input(case.spec, case.observed, case.status, generation=case.generation, token=case.token))
+    result = plan(
+        make_input(case.spec, case.observed, case.status, generation=case.generation, token=case.token, busy=case.busy)
+    )
     assert [(str(a.kind), a.host) for a in result.actions] == case.actions
     _check_expect(case, result)
     by_type = {c.type: c for c in result.status.conditions}

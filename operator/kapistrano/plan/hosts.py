@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
@@ -75,15 +75,23 @@ def _ready_since(obs: HostObservation, prev: HostStatus | None, now: datetime) -
 
 
 def view_host(
-    spec: ReleaseSpec, obs: HostObservation, prev: HostStatus | None, same_rollout: bool, now: datetime
+    spec: ReleaseSpec,
+    obs: HostObservation,
+    prev: HostStatus | None,
+    same_rollout: bool,
+    now: datetime,
+    *,
+    busy: bool = False,
 ) -> HostView:
-    """Build the planner's view of one host (pure)."""
+    """Build the planner's view of one host; a busy one (an action runs on it) is not ready (pure)."""
     if not obs.reachable and prev is not None:
         # An unreachable host keeps what we last knew of it, but cannot count as ready.
         obs = HostObservation(
             name=obs.name, reachable=False, version=prev.version, release=prev.release,
             ready=False, error_reason=obs.error_reason or "Unreachable", error_message=obs.error_message,
         )  # fmt: skip
+    if busy:
+        obs = replace(obs, ready=False)  # its last reading predates the action
     on_desired = obs.version == spec.version
     failed = same_rollout and prev is not None and prev.failed_version == spec.version
     in_flight = same_rollout and prev is not None and prev.action in RESUMABLE_ACTIONS and not failed
@@ -108,7 +116,11 @@ def view_host(
 
 
 def view_hosts(
-    spec: ReleaseSpec, status: ReleaseStatus, observations: dict[str, HostObservation], now: datetime
+    spec: ReleaseSpec,
+    status: ReleaseStatus,
+    observations: dict[str, HostObservation],
+    now: datetime,
+    busy: frozenset[str] = frozenset(),
 ) -> list[HostView]:
     """Views of every host in spec order (pure).
 
@@ -119,7 +131,7 @@ def view_hosts(
     views = []
     for host in spec.hosts:
         obs = observations.get(host.name) or HostObservation(name=host.name, reachable=False)
-        views.append(view_host(spec, obs, status.host(host.name), same_rollout, now))
+        views.append(view_host(spec, obs, status.host(host.name), same_rollout, now, busy=host.name in busy))
     return views
 
 

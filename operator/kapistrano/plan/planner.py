@@ -13,7 +13,7 @@ from kapistrano.plan import actions as act
 from kapistrano.plan.budget import available_required
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
-from kapistrano.plan.model import Action, Plan, PlanInput
+from kapistrano.plan.model import Action, ActionKind, Plan, PlanInput
 
 
 def _failed_version(spec: ReleaseSpec, status: ReleaseStatus, views: list[HostView]) -> str | None:
@@ -79,11 +79,15 @@ def _canary_reached(spec: ReleaseSpec, views: list[HostView]) -> bool:
     return limit is not None and on >= limit and on < len(views)
 
 
-def _message(views: list[HostView], complete: bool, stall: tuple[str, str] | None, gate: act.Gate) -> str:
+def _message(
+    views: list[HostView], complete: bool, stall: tuple[str, str] | None, gate: act.Gate, rolling_back: list[str]
+) -> str:
     """One line saying what is going on (pure)."""
     updated = sum(v.on_desired for v in views)
     if stall:
         return stall[1]
+    if rolling_back:
+        return f"new version failed: rolling back {', '.join(rolling_back)}"
     if complete:
         return f"{len(views)}/{len(views)} hosts ready"
     if gate.paused:
@@ -96,12 +100,15 @@ def _message(views: list[HostView], complete: bool, stall: tuple[str, str] | Non
 def plan(inp: PlanInput) -> Plan:
     """Decide the next actions and the status to write (pure)."""
     spec, now = inp.spec, inp.now
-    views = view_hosts(spec, inp.status, inp.observations, now)
+    views = view_hosts(spec, inp.status, inp.observations, now, inp.busy)
     failed = _failed_version(spec, inp.status, views)
     gate = act.Gate(paused=spec.paused, canary_reached=_canary_reached(spec, views), failed=failed is not None)
-    chosen = _choose_actions(inp, views, gate)
+    chosen = [a for a in _choose_actions(inp, views, gate) if a.host not in inp.busy]
     complete = all(v.done for v in views)
     stall = _stall(views, failed)
+    rolling_back = _rolling_back(inp, views, chosen)
+    if stall is not None and stall[0] == "HostFailed" and rolling_back:
+        stall = None  # Stalled means failed AND rolled back: nothing is left to do but wait for a human
     hosts = [host_status(v, now) for v in views]
     progress = _progress_time(inp, {h.name: (str(h.phase), h.version, h.ready) for h in hosts})
     deadline_hit = (
@@ -111,8 +118,10 @@ def plan(inp: PlanInput) -> Plan:
         stall = ("ProgressDeadlineExceeded", f"no host progressed for {spec.progress_deadline_seconds}s")
     current_version, history = _history(spec, inp.status, complete, now)
     counts = _counts(views)
-    message = _message(views, complete, stall, gate)
-    wanted = _conditions(inp, views=views, complete=complete, stall=stall, gate=gate, message=message)
+    message = _message(views, complete, stall, gate, rolling_back)
+    wanted = _conditions(
+        inp, views=views, complete=complete, stall=stall, gate=gate, message=message, rolling_back=bool(rolling_back)
+    )
     status = ReleaseStatus(
         observed_generation=inp.generation,
         phase=_phase(views, complete, stall, gate),
@@ -138,6 +147,12 @@ def plan(inp: PlanInput) -> Plan:
         complete=complete,
         stalled_reason=stall[0] if stall and stall[0] in TERMINAL_REASONS | {"Conflict"} else None,
     )
+
+
+def _rolling_back(inp: PlanInput, views: list[HostView], chosen: list[Action]) -> list[str]:
+    """Failed hosts whose rollback is about to run or running (pure)."""
+    starting = {a.host for a in chosen if a.kind == ActionKind.ROLLBACK}
+    return [v.name for v in views if v.name in starting or (v.failed and v.name in inp.busy)]
 
 
 def _counts(views: list[HostView]) -> tuple[int, int, int]:
@@ -176,6 +191,7 @@ def _conditions(
     stall: tuple[str, str] | None,
     gate: act.Gate,
     message: str,
+    rolling_back: bool = False,
 ) -> list[Wanted]:
     """The kstatus conditions for this status (pure)."""
     spec = inp.spec
@@ -206,7 +222,7 @@ def _conditions(
             avail,
             drift,
         ]
-    reason = "Paused" if gate.paused or gate.canary_reached else "RollingOut"
+    reason = "RollingBack" if rolling_back else "Paused" if gate.paused or gate.canary_reached else "RollingOut"
     return [
         Wanted("Ready", FALSE, reason, message),
         Wanted("Reconciling", TRUE, reason, message),
