@@ -13,7 +13,7 @@ from kapistrano.api.status import HostPhase
 from kapistrano.engine import rollout as rollout_module
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
-from kapistrano.engine.rollout import Desired, DriverFactory, Result, Rollout
+from kapistrano.engine.rollout import Desired, DriverFactory, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab
@@ -31,17 +31,19 @@ def app(lab: HostLab) -> Iterator[App]:
     made.close()
 
 
-class SlowReads:
-    """A real SSH driver whose reads of the host take READ_DELAY longer, as on a slow link."""
+class SlowHost:
+    """A real SSH driver on a slow host: its reads take `read_delay` longer, its publishes `publish_delay`."""
 
-    def __init__(self, inner: HostDriver, reads: list[float]) -> None:
+    def __init__(self, inner: HostDriver, reads: list[float], *, read_delay: float = 0.0, publish_delay: float = 0.0):
         self.inner = inner
         self.name = inner.name
         self.reads = reads
+        self.read_delay = read_delay
+        self.publish_delay = publish_delay
 
     async def observe(self, spec: ReleaseSpec) -> HostObservation:
         self.reads.append(time.monotonic())
-        await asyncio.sleep(READ_DELAY)
+        await asyncio.sleep(self.read_delay)
         return await self.inner.observe(spec)
 
     async def lock(self, owner: str, ttl_seconds: int) -> None:
@@ -54,7 +56,9 @@ class SlowReads:
         return await self.inner.update(spec, emit)
 
     async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> HostObservation:
-        return await self.inner.publish(spec, emit, run_once_hooks=run_once_hooks)
+        found = await self.inner.publish(spec, emit, run_once_hooks=run_once_hooks)
+        await asyncio.sleep(self.publish_delay)
+        return found
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
         return await self.inner.rollback(spec, emit, release=release)
@@ -66,27 +70,21 @@ class SlowReads:
         await self.inner.close()
 
 
-async def test_a_slow_read_of_an_idle_host_does_not_hold_up_the_next_host(
-    app: App, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
-    # Readings go stale after 1 s while each host takes 1.8 s to restart: the idle third host must be
-    # re-read during every restart. Read in the step between two hosts, it would cost READ_DELAY there.
-    monkeypatch.setattr(rollout_module, "FULL_OBSERVE_SECONDS", 1.0)
-    slow = app.lab.hosts[2].name
+async def roll_with_slow_host(
+    app: App, spec: ReleaseSpec, slow: int, reads: list[float], **delays: float
+) -> tuple[Outcome, list[tuple[float, HostEvent]]]:
+    """Run the engine to the end with lab host number `slow` made slow; returns the outcome and timed events."""
     real: DriverFactory = driver_factory(app.lab.client_key, app.lab.known_hosts)
-    reads: list[float] = []
+    slow_name = app.lab.hosts[slow].name
 
     def drivers(spec: ReleaseSpec, host: Host) -> HostDriver:
         driver = real(spec, host)
-        return SlowReads(driver, reads) if host.name == slow else driver
-
-    spec = app.release("v2").spec
-    marks: list[tuple[float, HostEvent]] = []
+        return SlowHost(driver, reads, **delays) if host.name == slow_name else driver
 
     async def desired() -> Desired:
         return Desired(spec)
 
+    marks: list[tuple[float, HostEvent]] = []
     engine = Rollout(
         source=desired,
         drivers=drivers,
@@ -95,9 +93,20 @@ async def test_a_slow_read_of_an_idle_host_does_not_hold_up_the_next_host(
         emit=lambda event: marks.append((time.monotonic(), event)),
     )
     try:
-        outcome = await engine.run()
+        return await engine.run(), marks
     finally:
         await engine.close()
+
+
+async def test_a_slow_read_of_an_idle_host_does_not_hold_up_the_next_host(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
+    # Readings go stale after 1 s while each host takes 1.8 s to restart: the idle third host must be
+    # re-read during every restart. Read in the step between two hosts, it would cost READ_DELAY there.
+    monkeypatch.setattr(rollout_module, "FULL_OBSERVE_SECONDS", 1.0)
+    reads: list[float] = []
+    outcome, marks = await roll_with_slow_host(app, app.release("v2").spec, 2, reads, read_delay=READ_DELAY)
     assert outcome.result == Result.READY, outcome.message
 
     def first(phase: HostPhase, host: str) -> float:
@@ -126,3 +135,17 @@ async def test_a_publish_is_logged_and_cleaned_up_by_the_time_its_driver_closes(
         assert [line.split()[1] for line in log] == ["v1", "v2", "v3"][: int(version[1:])], log
         releases = sorted(p.name for p in host.path("/var/www/app/releases").iterdir())
         assert len(releases) == min(2, int(version[1:])), releases
+
+
+async def test_with_a_budget_of_two_a_slow_host_holds_up_its_own_slot_only(app: App) -> None:
+    app.drain, app.boot = 0.3, 0.2
+    assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
+    spec = app.release("v2", strategy={"maxUnavailable": 2}).spec
+    outcome, marks = await roll_with_slow_host(app, spec, 0, [], publish_delay=3.0)
+    assert outcome.result == Result.READY, outcome.message
+    published = [e.host for _, e in marks if e.phase == HostPhase.PUBLISHING]
+    ready = [e.host for _, e in marks if e.phase == HostPhase.READY]
+    names = [h.name for h in app.lab.hosts]
+    assert published == names, "spec order"
+    # host3 takes host2's slot as soon as host2 is done, while the slow host1 still holds the other.
+    assert ready == [names[1], names[2], names[0]], ready

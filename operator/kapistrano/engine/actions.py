@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -64,31 +63,17 @@ class ActionRunner:
                     fields["previous_release"] = entry.release
             self.recorder.apply(HostEvent(action.host, f"{action.kind.value.lower()} starting", phase, fields=fields))
 
-    async def run_all(self, actions: list[Action], drivers: dict[str, HostDriver]) -> None:
-        """Run actions concurrently; `once` hooks run on the first published host before the others (network I/O)."""
-        publishes = [a for a in actions if a.kind == ActionKind.PUBLISH]
+    def once_first(self, actions: list[Action]) -> Action | None:
+        """The publish that must run `once` hooks alone before any other host publishes, if any (pure).
+
+        That is the first publish of a version no host runs yet, when there are `once` hooks.
+        """
         hooks = self.spec.hooks
-        has_once = any(h.once for h in (*hooks.before_publish, *hooks.after_publish))
-        # `once` hooks (migrations) must finish on the first host before any other host publishes;
-        # without them every chosen host starts at once.
-        first_ever = (
-            has_once and publishes and not any(h.version == self.spec.version for h in self.recorder.status.hosts)
-        )
-        rest = list(actions)
-        if first_ever:
-            first = publishes[0]
-            rest.remove(first)
-            await self.run_one(first, drivers[first.host], run_once_hooks=True)
-        gate = asyncio.Semaphore(UPDATE_CONCURRENCY)
-
-        async def bounded(action: Action) -> None:
-            if action.kind == ActionKind.UPDATE:
-                async with gate:
-                    await self.run_one(action, drivers[action.host])
-            else:
-                await self.run_one(action, drivers[action.host])
-
-        await asyncio.gather(*(bounded(a) for a in rest))
+        if not any(h.once for h in (*hooks.before_publish, *hooks.after_publish)):
+            return None
+        if any(h.version == self.spec.version for h in self.recorder.status.hosts):
+            return None
+        return next((a for a in actions if a.kind == ActionKind.PUBLISH), None)
 
     async def run_one(self, action: Action, driver: HostDriver, *, run_once_hooks: bool = False) -> None:
         """Run one action and record its outcome; host errors are recorded, not raised (network I/O)."""

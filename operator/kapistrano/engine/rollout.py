@@ -17,12 +17,12 @@ from enum import StrEnum
 
 from kapistrano.api.spec import Host, ReleaseSpec
 from kapistrano.api.status import ReleaseStatus
-from kapistrano.engine.actions import ActionRunner
+from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder, StatusStore
 from kapistrano.hosts.errors import HostError
-from kapistrano.plan import Action, HostObservation, Plan, PlanInput, plan
+from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
 from kapistrano.plan.conditions import first_sight
 
 
@@ -109,6 +109,10 @@ class Rollout:
         self._reading: dict[str, tuple[ReleaseSpec, asyncio.Task[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._read_gate = asyncio.Semaphore(20)
+        #: Actions running now: host -> (task, its runner, its kind), all for _running_spec.
+        self._running: dict[str, tuple[asyncio.Task[None], ActionRunner, ActionKind]] = {}
+        self._running_spec: ReleaseSpec | None = None
+        self._update_gate = asyncio.Semaphore(UPDATE_CONCURRENCY)
         self._locked_at: dict[str, float] = {}
         self._flush = asyncio.Event()
 
@@ -215,6 +219,7 @@ class Rollout:
                 observations=observations,
                 now=self.clock(),
                 restart_token=desired.restart_token,
+                busy=frozenset(self._running),
             )
         )
         await self.recorder.replace(result.status)
@@ -234,6 +239,7 @@ class Rollout:
             return await self._loop(desired)
         finally:
             background = [flusher, *([self._reader] if self._reader else []), *(t for _, t in self._reading.values())]
+            background += [task for task, _, _ in self._running.values()]  # only on an error: resumable
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -241,18 +247,25 @@ class Rollout:
             await self.recorder.flush()
 
     async def _loop(self, desired: Desired) -> Outcome:
-        """The body of run(): one plan and its actions per turn."""
-        assert self.recorder is not None
+        """The body of run(): plan, start what the plan allows, wait until an action ends, repeat.
+
+        The next plan is made as soon as any running action ends, so with maxUnavailable N a slow
+        host holds up its own slot only, as in a Deployment's rolling update. Updates (fetches)
+        are the exception: every one ends before anything else starts.
+        """
         while True:
+            if self._running and desired.spec != self._running_spec:
+                await self._wait_running(every=True)  # a changed spec is planned once the old actions ended
             result = await self.step(desired)
             outcome = self._finished(desired, result)
-            if outcome is not None:
+            if outcome is not None and not self._running:
                 if outcome.result == Result.READY:
                     await self._stop_reading()  # a read may refresh a lock: none after the unlock
                     await self._unlock_all(desired.spec)
                 return outcome
-            if result.actions:
-                await self._act(desired, result.actions)
+            await self._start(desired, result.actions)
+            if self._running:
+                await self._wait_running(every=False, timeout=result.wait_seconds)
             else:
                 await asyncio.sleep(min(result.wait_seconds or self.poll_interval, self.poll_interval))
             desired = await self.source()
@@ -273,29 +286,61 @@ class Rollout:
             return Outcome(Result.PAUSED, status.message, status)
         return None
 
-    async def _act(self, desired: Desired, actions: list[Action]) -> None:
-        """Record intent, then run one plan's actions concurrently (network I/O, writes status)."""
+    async def _start(self, desired: Desired, actions: list[Action]) -> None:
+        """Record intent for the plan's actions, then start each as a task (writes status)."""
         assert self.recorder is not None
         runner = ActionRunner(desired, self.recorder, self.emit, self.clock)
-        drivers = {h.name: self.driver(desired.spec, h) for h in desired.spec.hosts}
-        self._touched.update(a.host for a in actions)
-        self._acting = {a.host for a in actions}
+        actions = [a for a in actions if a.host not in self._running]
+        once = runner.once_first(actions)
+        if once is not None:
+            # `once` hooks (migrations) must finish on the first host before any other host publishes.
+            publishing = any(kind == ActionKind.PUBLISH for _, _, kind in self._running.values())
+            actions = [a for a in actions if a.kind != ActionKind.PUBLISH or (a is once and not publishing)]
+        if not actions:
+            return
         runner.record_intent(actions)
         await self.recorder.flush()
-        try:
-            await runner.run_all(actions, drivers)
-        finally:
-            self._acting = set()
-        self._learn(desired.spec, runner)
+        self._running_spec = desired.spec
+        hosts = {h.name: h for h in desired.spec.hosts}
+        for action in actions:
+            driver = self.driver(desired.spec, hosts[action.host])
+            task = asyncio.create_task(self._run_action(runner, action, driver, once=action is once))
+            self._running[action.host] = (task, runner, action.kind)
+            self._acting.add(action.host)
+            self._touched.add(action.host)
+
+    async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
+        """One action; fetches run at most UPDATE_CONCURRENCY at once (network I/O)."""
+        if action.kind == ActionKind.UPDATE:
+            async with self._update_gate:
+                await runner.run_one(action, driver)
+        else:
+            await runner.run_one(action, driver, run_once_hooks=once)
+
+    async def _wait_running(self, *, every: bool, timeout: float | None = None) -> None:
+        """Wait until a running action ends (all of them when `every` or while fetching), then learn (writes)."""
+        assert self.recorder is not None
+        every = every or any(kind == ActionKind.UPDATE for _, _, kind in self._running.values())
+        tasks = [task for task, _, _ in self._running.values()]
+        until = asyncio.ALL_COMPLETED if every else asyncio.FIRST_COMPLETED
+        await asyncio.wait(tasks, timeout=timeout, return_when=until)
+        spec = self._running_spec
+        assert spec is not None
+        for name, (task, runner, _) in list(self._running.items()):
+            if task.done():
+                del self._running[name]
+                self._acting.discard(name)
+                task.result()  # a bug surfaces here; host errors were recorded in the status
+                self._learn(spec, runner, name)
         await self.recorder.flush()
 
-    def _learn(self, spec: ReleaseSpec, runner: ActionRunner) -> None:
-        """Take what finished actions proved about their hosts, so the next step need not re-read them."""
-        now = asyncio.get_running_loop().time()
-        for name, found in runner.verified.items():
-            self._remember(spec, name, now, found)
+    def _learn(self, spec: ReleaseSpec, runner: ActionRunner, name: str) -> None:
+        """Take what a finished action proved about its host, so the next step need not re-read it."""
+        found = runner.verified.pop(name, None)
+        if found is not None:
+            self._remember(spec, name, asyncio.get_running_loop().time(), found)
             self._touched.discard(name)
-        for name in runner.updated:
+        if name in runner.updated:
             seen = self._seen.get(name)
             if seen is not None and spec == self._seen_spec and name not in self._reading:
                 # Fetching a release changes nothing else: the reading stays as old as it was. (A
