@@ -146,6 +146,7 @@ async def test_with_a_budget_of_two_a_slow_host_holds_up_its_own_slot_only(app: 
     published = [e.host for _, e in marks if e.phase == HostPhase.PUBLISHING]
     ready = [e.host for _, e in marks if e.phase == HostPhase.READY]
     names = [h.name for h in app.lab.hosts]
-    assert published == names, "spec order"
+    assert set(published[:2]) == set(names[:2]), "spec order, two at a time"
+    assert published[2] == names[2]
     # host3 takes host2's slot as soon as host2 is done, while the slow host1 still holds the other.
     assert ready == [names[1], names[2], names[0]], ready
