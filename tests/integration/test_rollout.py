@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -89,3 +90,14 @@ async def test_max_unavailable_100_percent_restarts_every_host_at_once(app: App)
     first_ready = min(e["time"] for e in events if e["event"] == "ready" and e["version"] == "v2")
     assert len(draining) == 3
     assert max(draining) < first_ready, "a host waited for another one although the budget allowed all"
+
+
+async def test_a_first_deploy_that_never_gets_ready_stalls_and_leaves_the_host_alone(app: App) -> None:
+    """There is no earlier release to go back to: the rollout stalls instead of retrying a rollback."""
+    outcome = await asyncio.wait_for(app.apply("v1", healthy=False, readiness={"failureThreshold": 3}), 60)
+    assert outcome.result == Result.STALLED, outcome.message
+    assert "HostFailed" in outcome.message
+    # A first deploy has nothing to keep available: every host tried v1, and none has anything older.
+    for host in outcome.status.hosts:
+        assert (host.phase, host.rollback_failed, host.failed_version) == ("Failed", True, "v1"), host
+        assert "no previous release" in host.message

@@ -206,6 +206,17 @@ CASES = [
         busy=frozenset({H1}),
     ),
     Case(
+        "a host whose rollback failed is left as it is and the rollout stalls",
+        S3,
+        [observe(H1, "v2", ready=False), *on("v1", H2, H3, has=True)],
+        [],
+        status=prev_status(
+            hosts={H1: {"phase": "Failed", "version": "v2", "failedVersion": "v2", "rollbackFailed": True}}
+        ),
+        expect={"failed_version": "v2", "phase": "Failed", "stalled_reason": "HostFailed"},
+        conditions=FAILED,
+    ),
+    Case(
         "onFailure Halt leaves the failed host as it is",
         make_spec(3, strategy={"onFailure": "Halt"}),
         [observe(H1, "v2", ready=False), *on("v1", H2, H3, has=True)],

@@ -92,6 +92,11 @@ class HostStatus(StatusModel):
         "so that an interrupted action is resumed.",
     )
     failed_version: str | None = Field(default=None, description="The version that failed on this host.")
+    rollback_failed: bool = Field(
+        default=False,
+        description="Rolling this host back from failedVersion failed too (e.g. no earlier release): it is "
+        "left as it is until spec.version changes.",
+    )
     previous_release: str | None = Field(
         default=None, description="Release `current` pointed at before the last publish (the rollback target)."
     )

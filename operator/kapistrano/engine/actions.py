@@ -136,4 +136,6 @@ class ActionRunner:
             if action.kind in (ActionKind.UPDATE, ActionKind.PUBLISH):
                 # The version itself is broken here (bad source, failing hook, never ready): stop the rollout.
                 fields["failed_version"] = self.spec.version
+            elif action.kind == ActionKind.ROLLBACK:
+                fields["rollback_failed"] = True  # retrying would fail the same way, over and over
         self.emit(HostEvent(name, exc.message, phase, reason=exc.reason, warning=True, fields=fields))

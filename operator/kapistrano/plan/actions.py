@@ -26,7 +26,7 @@ class Gate:
 
 
 def rollbacks(spec: ReleaseSpec, views: list[HostView]) -> list[Action]:
-    """Failed hosts that still run (or half-run) the failed version go back (pure).
+    """Failed hosts that still run (or half-run) the failed version go back, unless that failed too (pure).
 
     A rollback never costs budget: the host is already unavailable.
     """
@@ -35,7 +35,7 @@ def rollbacks(spec: ReleaseSpec, views: list[HostView]) -> list[Action]:
     return [
         Action(ActionKind.ROLLBACK, v.name, "new release failed")
         for v in views
-        if v.failed and v.actionable and (v.on_desired or not v.ready)
+        if v.failed and v.actionable and (v.on_desired or not v.ready) and not (v.prev and v.prev.rollback_failed)
     ]
 
 

@@ -152,6 +152,7 @@ def host_status(view: HostView, now: datetime) -> HostStatus:
         restarted_for=prev.restarted_for if prev else None,
         action=prev.action if prev and view.in_flight else None,
         failed_version=prev.failed_version if prev and view.failed else None,
+        rollback_failed=bool(prev and view.failed and prev.rollback_failed),
         previous_release=prev.previous_release if prev else None,
         message=message,
         last_transition_time=format_time(now) if changed or prev is None else prev.last_transition_time,
