@@ -7,7 +7,9 @@ one has exited, without any fixed sleep between the two.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from kapistrano.hosts import services
@@ -96,6 +98,47 @@ async def test_a_stale_or_unreadable_pid_file_means_not_running(app: App, conten
     assert new is not None
     assert app.host.path(PIDFILE0).read_text().strip() == str(new)
     assert [e.kind for e in app.events()] == ["start"]
+
+
+async def test_a_pid_file_whose_pid_was_reused_by_another_process_is_not_signalled(app: App) -> None:
+    """The worker died without cleaning up and a later process got its pid (after a reboot, say)."""
+    stranger = await asyncio.create_subprocess_exec("sleep", "120", start_new_session=True)
+    try:
+        app.write(PIDFILE0, f"{stranger.pid}\n")
+        # What kapistrano recorded when it started the worker: same pid, another start time.
+        app.write(PIDFILE0 + ".kapistrano", f"{stranger.pid} {boot_id()}:1\n")
+        service = pidfile_service(app.worker())
+
+        assert not (await services.status(app.runner, app.ctx, service)).running
+        result = await services.restart(app.runner, app.ctx, service, on_event=app.record)
+
+        assert app.kinds()[0] == ("not-running", "0")
+        assert stranger.returncode is None, "the unrelated process was signalled"
+        new = result.instances[0].new_pid
+        assert new is not None
+        assert new != stranger.pid
+        assert (await services.status(app.runner, app.ctx, service)).running
+    finally:
+        stranger.kill()
+        await stranger.wait()
+
+
+async def test_a_started_worker_is_recorded_with_its_identity(app: App) -> None:
+    service = pidfile_service(app.worker())
+    pid = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
+    assert pid is not None
+    recorded = app.host.path(PIDFILE0 + ".kapistrano").read_text().split()
+    assert recorded == [str(pid), f"{boot_id()}:{start_ticks(pid)}"]
+
+
+def boot_id() -> str:
+    """This boot's id, shared by the lab hosts (reads /proc)."""
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def start_ticks(pid: int) -> str:
+    """When a process started, in clock ticks since boot (reads /proc)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
 
 
 async def test_a_foreground_worker_gets_its_pid_written_and_runs_detached_in_current(app: App) -> None:

@@ -167,24 +167,40 @@ class RestartResult:
 # -- the remote shell functions every wait loop uses ----------------------------------------------
 # Static shell text (no values): `now` reads a monotonic clock in centiseconds from /proc/uptime,
 # `alive` treats zombies as gone (a detached process whose reaper never reaps it still answers
-# kill -0), `readpid` prints the pid in a pid file if it holds one, and `wait_gone PID CS` polls on
-# the host every $POLL seconds until PID is gone or CS centiseconds passed, so a wait costs one
-# round trip instead of one per poll.
+# kill -0), `ident` prints what tells a process from a later one with the same pid (boot id and
+# start time in clock ticks), `readpid` prints the pid in a pid file if it holds one and it was not
+# reused (see ID_SUFFIX), and `wait_gone PID CS` polls on the host every $POLL seconds until PID is
+# gone or CS centiseconds passed, so a wait costs one round trip instead of one per poll.
 SHELL_FUNCTIONS = r"""now() { read -r _u _r < /proc/uptime; echo $(( ${_u%.*} * 100 + 1${_u#*.} - 100 )); }
 alive() {
   kill -0 "$1" 2>/dev/null || return 1
   _s=; { read -r _s < "/proc/$1/stat"; } 2>/dev/null; _s=${_s##*) }; _s=${_s%% *}
   [ "$_s" != Z ] && [ "$_s" != X ]
 }
+ident() {
+  _s=; { read -r _s < "/proc/$1/stat"; } 2>/dev/null || return 1
+  _s=${_s##*) }; set -- $_s; shift 19
+  _b=-; { read -r _b < /proc/sys/kernel/random/boot_id; } 2>/dev/null
+  echo "$_b:$1"
+}
 readpid() {
   _p=; [ -f "$1" ] && { read -r _p < "$1"; } 2>/dev/null
-  case $_p in ''|*[!0-9]*|0|1) ;; *) echo "$_p" ;; esac
+  case $_p in ''|*[!0-9]*|0|1) return 0 ;; esac
+  _ip=; _i=; [ -f "$1.kapistrano" ] && { read -r _ip _i < "$1.kapistrano"; } 2>/dev/null
+  if [ "$_ip" = "$_p" ] && [ -n "$_i" ] && _n=$(ident "$_p") && [ "$_n" != "$_i" ]; then return 0; fi
+  echo "$_p"
 }
 wait_gone() {
   _d=$(( $(now) + $2 ))
   while alive "$1"; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$POLL"; done
   return 0
 }"""
+
+
+#: Next to a pid file, kapistrano records "<pid> <ident>" of the process it started: a live process
+#: with that pid but another identity is a later process that reused the pid (after a reboot, say),
+#: so it is never signalled as the worker. Pid files without one (written by others) are trusted.
+ID_SUFFIX = ".kapistrano"
 
 
 def centis(seconds: float) -> int:

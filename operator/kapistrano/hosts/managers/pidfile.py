@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from kapistrano.api.spec import PidfileManager, Service
 from kapistrano.hosts.errors import ServiceError
 from kapistrano.hosts.managers.base import (
+    ID_SUFFIX,
     KILL_WAIT_SECONDS,
     EventSink,
     InstanceRestart,
@@ -107,7 +108,7 @@ def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
         "else echo stop stuck $(( $(now) - t0 )); fi",
         "fi",
         "fi",
-        '[ "$(readpid "$pf")" = "$p" ] && ! alive "$p" && rm -f "$pf"',
+        f'[ "$(readpid "$pf")" = "$p" ] && ! alive "$p" && rm -f "$pf" "$pf{ID_SUFFIX}"',
         "true",
     ]
 
@@ -153,7 +154,7 @@ def launch_lines(
         f"pf={quote(pidfile)}; log={quote(log_file)}",
         cmd("mkdir", "-p", posixpath.dirname(pidfile), posixpath.dirname(log_file)) + " || exit 1",
         cmd("cd", ctx.current) + " || exit 1",
-        'rm -f "$pf"',
+        f'rm -f "$pf" "$pf{ID_SUFFIX}"',
         detached(command, env, log_file),
         f"c=$!; st=; own=; grace={grace}; dd=$(( $(now) + {centis(ctx.daemon_timeout)} ))",
         "while :; do",
@@ -163,9 +164,11 @@ def launch_lines(
         '  [ "$(now)" -ge "$dd" ] && break',
         '  sleep "$POLL"',
         "done",
-        'if [ -n "$own" ]; then echo start own "$own"',
-        'elif [ -n "$grace" ] && [ -z "$st" ] && alive "$c"; then echo "$c" > "$pf" && echo start written "$c"',
-        'else echo start failed "${st:--}"; echo ---; tail -n 20 "$log" 2>/dev/null; fi',
+        'if [ -n "$own" ]; then echo start own "$own"; p=$own',
+        'elif [ -n "$grace" ] && [ -z "$st" ] && alive "$c"; then echo "$c" > "$pf" && echo start written "$c"; p=$c',
+        'else echo start failed "${st:--}"; echo ---; tail -n 20 "$log" 2>/dev/null; p=; fi',
+        f'[ -n "$p" ] && i=$(ident "$p") && echo "$p $i" > "$pf{ID_SUFFIX}"',
+        "true",
     ]
 
 
