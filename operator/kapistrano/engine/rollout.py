@@ -318,8 +318,7 @@ class Rollout:
             await runner.run_one(action, driver, run_once_hooks=once)
 
     async def _wait_running(self, *, every: bool, timeout: float | None = None) -> None:
-        """Wait until a running action ends (all of them when `every` or while fetching), then learn (writes)."""
-        assert self.recorder is not None
+        """Wait until a running action ends (all of them when `every` or while fetching), then learn from it."""
         every = every or any(kind == ActionKind.UPDATE for _, _, kind in self._running.values())
         tasks = [task for task, _, _ in self._running.values()]
         until = asyncio.ALL_COMPLETED if every else asyncio.FIRST_COMPLETED
@@ -332,7 +331,8 @@ class Rollout:
                 self._acting.discard(name)
                 task.result()  # a bug surfaces here; host errors were recorded in the status
                 self._learn(spec, runner, name)
-        await self.recorder.flush()
+        # No save here: the phase change that ended the action was saved at once by the flush loop,
+        # and the next step saves the rest.
 
     def _learn(self, spec: ReleaseSpec, runner: ActionRunner, name: str) -> None:
         """Take what a finished action proved about its host, so the next step need not re-read it."""

@@ -78,7 +78,9 @@ class StatusRecorder:
         self.min_interval = min_interval
         self._last_save: datetime | None = None
         self._dirty = False
+        self._saved: dict[str, object] | None = None
         self.saves = 0
+        self.skipped = 0
 
     async def replace(self, status: ReleaseStatus) -> None:
         """Take a whole new status (from the planner) and save it now (writes)."""
@@ -110,8 +112,17 @@ class StatusRecorder:
             await self.flush()
 
     async def flush(self) -> None:
-        """Save now (writes)."""
+        """Save now, unless the status is what was last saved (writes).
+
+        A step that changes nothing (a long wait, a Release left drifted under driftPolicy Report)
+        then costs no write: for the operator, no PATCH of the resource.
+        """
+        wire = self.status.wire()
+        self._dirty = False  # before the await: an event applied meanwhile marks it dirty again
+        if wire == self._saved:
+            self.skipped += 1
+            return
         await self.store.save(self.status)
+        self._saved = wire
         self.saves += 1
         self._last_save = self.clock()
-        self._dirty = False
