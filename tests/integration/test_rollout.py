@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 from kapistrano.engine.rollout import Result
+from kapistrano.engine.ssh_driver import driver_factory
+from kapistrano.hosts import layout
+from kapistrano.hosts.errors import CommandTimeout
+from kapistrano.hosts.shell import cmd
 from kapistrano.lab import HostLab
 
 from .appkit import App, by_pid
@@ -101,3 +105,23 @@ async def test_a_first_deploy_that_never_gets_ready_stalls_and_leaves_the_host_a
     for host in outcome.status.hosts:
         assert (host.phase, host.rollback_failed, host.failed_version) == ("Failed", True, "v1"), host
         assert "no previous release" in host.message
+
+
+async def test_an_after_update_hook_cut_short_leaves_no_release_to_reuse(app: App) -> None:
+    """A release is complete (reusable) only once its afterUpdate hooks ran to the end."""
+    slow = {"afterUpdate": [{"name": "bundle", "run": "sleep 30"}]}
+    spec = app.release("v1", hooks=slow, ssh={"user": "root", "commandTimeoutSeconds": 1}).spec
+    driver = driver_factory(app.lab.client_key, app.lab.known_hosts)(spec, spec.hosts[0])
+    try:
+        with pytest.raises(CommandTimeout):
+            await driver.update(spec, lambda _event: None)
+        assert await layout.find_release_for_version(driver.conn, spec.deploy_path, "v1") is None
+        assert await layout.list_releases(driver.conn, spec.deploy_path) == [], "a half-made release was left"
+        # The hooks see REVISION (as in Capistrano) but not yet the marker that makes the release reusable.
+        check = "test -f REVISION && test ! -e .kapistrano-version && touch hooked"
+        fixed = app.release("v1", hooks={"afterUpdate": [{"name": "bundle", "run": check}]}).spec
+        release = await driver.update(fixed, lambda _event: None)
+        hooked = f"{layout.Paths(fixed.deploy_path).release(release)}/hooked"
+        assert (await driver.conn.run(cmd("test", "-f", hooked), check=False)).exit_status == 0
+    finally:
+        await driver.close()

@@ -15,7 +15,7 @@ from kapistrano.api.status import HostPhase
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
 from kapistrano.hosts import fetch, layout, lock, probes, services
-from kapistrano.hosts.errors import CommandFailed, HostError, NotReady, SourceError
+from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
 from kapistrano.hosts.shell import cmd, user_command
 from kapistrano.hosts.ssh import SshConnection, target_for_host
@@ -115,19 +115,20 @@ class SshHostDriver:
     # -- updating --------------------------------------------------------------------------------
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:
-        """Fetch and link the release (or reuse one), then run afterUpdate hooks (network I/O)."""
+        """Fetch and link the release (or reuse one) and run its afterUpdate hooks (network I/O).
+
+        The hooks run before the release is marked complete: one cut short (a timeout, a lost
+        connection, a killed kapistrano) leaves no release that a later run would reuse unhooked.
+        """
         await self.settle()
-        result = await fetch.update_host(self.conn, fetch.UpdateInputs.from_spec(spec))
+
+        async def hooks(release_dir: str) -> None:
+            await self._hooks(spec, spec.hooks.after_update, release_dir, emit, run_once=True)
+
+        result = await fetch.update_host(self.conn, fetch.UpdateInputs.from_spec(spec), before_complete=hooks)
         assert result.release is not None
         if result.reused:
             emit(HostEvent(self.name, f"reusing release {result.release}"))
-            return result.release
-        release_dir = layout.Paths(spec.deploy_path).release(result.release)
-        try:
-            await self._hooks(spec, spec.hooks.after_update, release_dir, emit, run_once=True)
-        except CommandFailed:
-            await layout.remove_release(self.conn, spec.deploy_path, result.release)
-            raise
         return result.release
 
     # -- publishing ------------------------------------------------------------------------------

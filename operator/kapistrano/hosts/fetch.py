@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -242,11 +242,19 @@ async def fetch_source(runner: Runner, inputs: UpdateInputs, release_dir: str) -
     raise SourceError(runner.name, "the release has no source (git, archive or path)")
 
 
-async def update_host(runner: Runner, inputs: UpdateInputs, now: datetime | None = None) -> HostUpdate:
+async def update_host(
+    runner: Runner,
+    inputs: UpdateInputs,
+    now: datetime | None = None,
+    *,
+    before_complete: Callable[[str], Awaitable[None]] | None = None,
+) -> HostUpdate:
     """Prepare, then reuse or build the release for inputs.version (side effects); raises HostError.
 
-    Takes no lock: the caller holds the host lock. A release is complete once its markers exist;
-    a failed build removes its directory, so no half-made release is left behind.
+    Takes no lock: the caller holds the host lock. A release is complete once its version marker
+    exists, written after `before_complete` (the afterUpdate hooks) ran on the release directory;
+    a failed or interrupted build removes its directory, and one killed outright has no marker, so a
+    half-made release is never reused.
     """
     started = time.monotonic()
     deploy_to = inputs.deploy_to
@@ -261,7 +269,10 @@ async def update_host(runner: Runner, inputs: UpdateInputs, now: datetime | None
     try:
         revision = await fetch_source(runner, inputs, release_dir)
         await layout.link_shared(runner, deploy_to, release_dir, inputs.linked_dirs, inputs.linked_files)
-        await layout.write_markers(runner, release_dir, revision, inputs.version)
+        await layout.write_revision(runner, release_dir, revision)
+        if before_complete is not None:
+            await before_complete(release_dir)
+        await layout.mark_complete(runner, release_dir, inputs.version)
     except BaseException:
         await _discard(runner, deploy_to, name)
         raise

@@ -215,14 +215,33 @@ async def link_shared(
         await runner.run(link_shared_command(deploy_to, release_dir, linked_dirs, linked_files))
 
 
+def write_revision_command(release_dir: str, revision: str) -> str:
+    """Write REVISION into a release (pure)."""
+    return _sh('printf "%s\\n" "$2" > "$1/REVISION"', release_dir, revision)
+
+
+def mark_complete_command(release_dir: str, version: str) -> str:
+    """Write .kapistrano-version into a release (pure)."""
+    return _sh('printf "%s\\n" "$2" > "$1/.kapistrano-version"', release_dir, version)
+
+
 def write_markers_command(release_dir: str, revision: str, version: str) -> str:
     """Write REVISION and .kapistrano-version into a release (pure)."""
-    body = 'printf "%s\\n" "$2" > "$1/REVISION"\nprintf "%s\\n" "$3" > "$1/.kapistrano-version"'
-    return _sh("set -e\n" + body, release_dir, revision, version)
+    return write_revision_command(release_dir, revision) + " && " + mark_complete_command(release_dir, version)
+
+
+async def write_revision(runner: Runner, release_dir: str, revision: str) -> None:
+    """Record the release's revision, as Capistrano does before its `deploy:updated` hooks (side effect)."""
+    await runner.run(write_revision_command(release_dir, revision))
+
+
+async def mark_complete(runner: Runner, release_dir: str, version: str) -> None:
+    """Record the release's version; written last, so this marker means complete (side effect)."""
+    await runner.run(mark_complete_command(release_dir, version))
 
 
 async def write_markers(runner: Runner, release_dir: str, revision: str, version: str) -> None:
-    """Record the release's revision and version; written last, so a marker means complete (side effect)."""
+    """Record the release's revision, then its version (side effect)."""
     await runner.run(write_markers_command(release_dir, revision, version))
 
 
