@@ -188,6 +188,25 @@ CASES = [
         conditions=ROLLING_BACK,
     ),
     Case(
+        "a rollback interrupted after switching back is finished (the failed version's process still answers)",
+        S3,
+        [observe(H1, "v1"), *on("v1", H2, H3, has=True)],
+        [("Rollback", H1)],
+        status=prev_status(
+            hosts={H1: {"phase": "Publishing", "version": "v2", "failedVersion": "v2", "action": "Rollback"}}
+        ),
+        expect={"failed_version": "v2", "stalled_reason": None},
+        conditions=ROLLING_BACK,
+    ),
+    Case(
+        "a switched-back host whose processes still run from the failed release is rolled back again",
+        S3,
+        [observe(H1, "v1", services_on_current=False), *on("v1", H2, H3, has=True)],
+        [("Rollback", H1)],
+        status=prev_status(hosts={H1: {"phase": "Failed", "version": "v2", "failedVersion": "v2"}}),
+        conditions=ROLLING_BACK,
+    ),
+    Case(
         "a host with an action running counts against the budget and gets no other action",
         S3,
         [observe(H1, "v1", has=True), *on("v1", H2, H3, has=True)],

@@ -28,15 +28,21 @@ class Gate:
 def rollbacks(spec: ReleaseSpec, views: list[HostView]) -> list[Action]:
     """Failed hosts that still run (or half-run) the failed version go back, unless that failed too (pure).
 
-    A rollback never costs budget: the host is already unavailable.
+    A rollback never costs budget: the host is already unavailable. One that was interrupted after
+    switching `current` back is finished: its processes may still run the failed release.
     """
     if spec.strategy.on_failure != OnFailure.ROLLBACK:
         return []
     return [
         Action(ActionKind.ROLLBACK, v.name, "new release failed")
         for v in views
-        if v.failed and v.actionable and (v.on_desired or not v.ready) and not (v.prev and v.prev.rollback_failed)
+        if v.failed and v.actionable and _left_on_failed_release(v) and not (v.prev and v.prev.rollback_failed)
     ]
+
+
+def _left_on_failed_release(v: HostView) -> bool:
+    """The host may still run the failed release: current, its processes or an unfinished rollback (pure)."""
+    return v.on_desired or not v.ready or v.rolling_back or v.obs.services_on_current is False
 
 
 def updates(views: list[HostView]) -> list[Action]:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import HostPhase, HostStatus, ReleaseStatus, format_time, parse_time
-from kapistrano.plan.model import HostObservation
+from kapistrano.plan.model import ActionKind, HostObservation
 
 #: Actions the engine records on a host before acting; seeing one on a fresh start means the action
 #: was interrupted and the host must be published again (Rule 2: intent is recorded before acting).
@@ -33,6 +33,8 @@ class HostView:
     failed: bool
     #: The previous status described the rollout of this same spec.version.
     same_rollout: bool = True
+    #: A rollback of this failed host was recorded as started and has not ended (it was interrupted).
+    rolling_back: bool = False
 
     @property
     def actionable(self) -> bool:
@@ -95,6 +97,7 @@ def view_host(
     on_desired = obs.version == spec.version
     failed = same_rollout and prev is not None and prev.failed_version == spec.version
     in_flight = same_rollout and prev is not None and prev.action in RESUMABLE_ACTIONS and not failed
+    rolling_back = failed and prev is not None and prev.action == ActionKind.ROLLBACK.value
     phase = _phase(obs, prev, failed or in_flight, on_desired)
     ready = bool(obs.ready) and obs.reachable
     since = _ready_since(obs, prev, now) if ready else None
@@ -112,6 +115,7 @@ def view_host(
         in_flight=in_flight,
         failed=failed,
         same_rollout=same_rollout,
+        rolling_back=rolling_back,
     )
 
 
@@ -150,7 +154,7 @@ def host_status(view: HostView, now: datetime) -> HostStatus:
         attempts=prev.attempts if prev and view.same_rollout else 0,
         restarts=prev.restarts if prev else 0,
         restarted_for=prev.restarted_for if prev else None,
-        action=prev.action if prev and view.in_flight else None,
+        action=prev.action if prev and (view.in_flight or view.rolling_back) else None,
         failed_version=prev.failed_version if prev and view.failed else None,
         rollback_failed=bool(prev and view.failed and prev.rollback_failed),
         previous_release=prev.previous_release if prev else None,
