@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,3 +30,52 @@ async def test_a_status_that_did_not_change_is_not_saved_again(tmp_path: Path) -
     await recorder.flush()
     assert recorder.saves == 2
     assert json.loads(path.read_text())["hosts"][0]["phase"] == "Publishing"
+
+
+class GatedStore:
+    """A store whose first save takes a snapshot at once and lands only when the test opens the gate.
+
+    That is what a save through a worker thread or a slow API server does: the status it writes was
+    read at one moment, and it may land after a later save.
+    """
+
+    def __init__(self, *, snapshot_at_once: bool) -> None:
+        self.snapshot_at_once = snapshot_at_once
+        self.landed: list[str] = []
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def load(self) -> ReleaseStatus | None:
+        return None
+
+    async def save(self, status: ReleaseStatus) -> None:
+        first = not self.entered.is_set()
+        self.entered.set()
+        taken = status.message if self.snapshot_at_once else None
+        if first:
+            await self.gate.wait()
+        self.landed.append(taken if taken is not None else status.message)
+
+
+async def test_a_slow_save_never_lands_after_a_newer_one() -> None:
+    store = GatedStore(snapshot_at_once=True)
+    recorder = StatusRecorder(store, ReleaseStatus(message="older"), clock)
+    first = asyncio.create_task(recorder.flush())
+    await store.entered.wait()
+    recorder.status.message = "newer"
+    second = asyncio.create_task(recorder.flush())
+    await asyncio.sleep(0)  # one turn of the loop: enough for the second save to land, were it not held back
+    store.gate.set()
+    await asyncio.gather(first, second)
+    assert store.landed[-1] == "newer", store.landed
+
+
+async def test_a_save_writes_the_status_as_it_was_when_it_was_asked_for() -> None:
+    store = GatedStore(snapshot_at_once=False)
+    recorder = StatusRecorder(store, ReleaseStatus(message="asked"), clock)
+    saving = asyncio.create_task(recorder.flush())
+    await store.entered.wait()
+    recorder.status.message = "changed later"
+    store.gate.set()
+    await saving
+    assert store.landed == ["asked"]

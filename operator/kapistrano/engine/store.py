@@ -81,6 +81,7 @@ class StatusRecorder:
         self._saved: dict[str, object] | None = None
         self.saves = 0
         self.skipped = 0
+        self._saving = asyncio.Lock()
 
     async def replace(self, status: ReleaseStatus) -> None:
         """Take a whole new status (from the planner) and save it now (writes)."""
@@ -117,12 +118,15 @@ class StatusRecorder:
         A step that changes nothing (a long wait, a Release left drifted under driftPolicy Report)
         then costs no write: for the operator, no PATCH of the resource.
         """
-        wire = self.status.wire()
-        self._dirty = False  # before the await: an event applied meanwhile marks it dirty again
-        if wire == self._saved:
-            self.skipped += 1
-            return
-        await self.store.save(self.status)
-        self._saved = wire
-        self.saves += 1
-        self._last_save = self.clock()
+        # One save at a time, each of a copy taken now: a slow save (a worker thread, the API
+        # server) can neither land after a newer one nor write changes made while it runs.
+        async with self._saving:
+            wire = self.status.wire()
+            self._dirty = False  # before the await: an event applied meanwhile marks it dirty again
+            if wire == self._saved:
+                self.skipped += 1
+                return
+            await self.store.save(self.status.model_copy(deep=True))
+            self._saved = wire
+            self.saves += 1
+            self._last_save = self.clock()
