@@ -116,6 +116,15 @@ async def test_attempts_are_scheduled_on_the_period_grid_however_long_they_take(
     assert [round(d - first, 9) for d in clock.deadlines] == [0.0, 1.0, 2.0]
 
 
+async def test_the_first_attempt_waits_for_initial_delay_seconds(app: App) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    outcome, seen = await run(app, probe(exec={"command": "true"}, initialDelaySeconds=1))
+    assert outcome.ready
+    assert len(seen) == 1
+    assert 1.0 <= loop.time() - started < 2.0, "the probe did not wait for initialDelaySeconds, or far longer"
+
+
 async def test_an_attempt_is_bounded_by_timeout_seconds(app: App) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()

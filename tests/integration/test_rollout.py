@@ -50,20 +50,30 @@ async def test_a_release_rolls_across_every_host_one_at_a_time(app: App) -> None
 
 async def test_hooks_run_in_the_release_and_once_hooks_on_the_first_host_only(app: App) -> None:
     marks = app.root / "hooks.log"
+    # The migration takes a while, so a host that published during it would be caught doing so.
+    migrate = f"echo migrate $(hostname) >> {marks}; sleep 0.5; echo migrated $(date +%s.%N) >> {marks}"
     hooks = {
         "afterUpdate": [{"name": "bundle", "run": f"echo update $(cat VERSION) $(hostname) >> {marks}"}],
-        "beforePublish": [{"name": "migrate", "run": f"echo migrate $(hostname) >> {marks}", "once": True}],
+        "beforePublish": [
+            {"name": "migrate", "run": migrate, "once": True},
+            {"name": "announce", "run": f"echo before $(hostname) $(date +%s.%N) >> {marks}"},
+        ],
         "afterPublish": [{"name": "notify", "run": f"echo published $(hostname) >> {marks}"}],
     }
-    outcome = await app.apply("v1", hooks=hooks)
+    outcome = await app.apply("v1", hooks=hooks, strategy={"maxUnavailable": "100%"})
     assert outcome.result == Result.READY, outcome.message
     lines = marks.read_text().splitlines()
     names = [h.name for h in app.lab.hosts]
     assert sorted(line for line in lines if line.startswith("update")) == [f"update v1 {n}" for n in names]
-    assert [line for line in lines if line.startswith("migrate")] == [f"migrate {names[0]}"]
-    # A first deploy has nothing to keep available, so the other hosts may publish together.
+    assert [line for line in lines if line.startswith("migrate ")] == [f"migrate {names[0]}"]
     assert sorted(line for line in lines if line.startswith("published")) == [f"published {n}" for n in names]
-    assert lines.index(f"migrate {names[0]}") < min(i for i, line in enumerate(lines) if line.startswith("published"))
+    migrated = float(next(line for line in lines if line.startswith("migrated")).split()[1])
+    began = {line.split()[1]: float(line.split()[2]) for line in lines if line.startswith("before")}
+    assert sorted(began) == names
+    # Although the budget lets every host publish at once, none starts before the migration ended.
+    assert all(began[n] > migrated for n in names[1:]), (migrated, began)
+    starts = {e["host"]: e["time"] for e in app.read_events() if e["event"] == "start"}
+    assert all(starts[n] > migrated for n in names), (migrated, starts)
 
 
 async def test_a_canary_pause_stops_after_its_hosts_and_raising_it_finishes(app: App) -> None:
