@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kapistrano.lab import HostLab, require_lab_support
+from kapistrano.lab.registry import REGISTRY_DIR
 
 from .appkit import App
 
@@ -80,7 +82,20 @@ def test_the_demo_rolls_a_release_and_cleans_up() -> None:
     reason = require_lab_support()
     if reason is not None:
         pytest.skip(reason)
+    before = leftovers()
     result = kapistrano("demo", "--hosts", "2", "--drain", "0.5", "--boot", "0.2", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "v2 rolled across 2 hosts" in result.stdout
     assert "at most 0 host(s) had no live worker" in result.stdout
+    assert leftovers() == before, "the demo left namespaces, lab records or directories behind"
+
+
+def leftovers() -> dict[str, set[str]]:
+    """Network namespaces, lab records and demo/lab directories on the machine now (reads the system)."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    temp = Path(tempfile.gettempdir())
+    return {
+        "netns": {line.split()[0] for line in netns.splitlines() if line.strip()},
+        "records": {p.name for p in REGISTRY_DIR.glob("*.json")},
+        "dirs": {p.name for pattern in ("kapistrano-demo-*", "kapistrano-lab-*") for p in temp.glob(pattern)},
+    }

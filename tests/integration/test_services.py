@@ -72,7 +72,9 @@ async def test_the_kill_signal_ends_a_worker_that_outlives_stop_timeout(app: App
     assert not app.alive(old)
 
 
-async def test_quiet_signal_comes_before_the_stop_signal(app: App) -> None:
+async def test_the_quiet_signal_reaches_the_worker_as_well_as_the_stop_signal(app: App) -> None:
+    """Both arrive (their order on the wire is checked in unit/test_services_pure.py: signals that
+    are pending together reach a Python handler in signal-number order, so the worker cannot tell)."""
     service = pidfile_service(app.worker(), quietSignal="TSTP")
     old = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
     assert old is not None
