@@ -135,3 +135,19 @@ async def test_an_after_update_hook_cut_short_leaves_no_release_to_reuse(app: Ap
         assert (await driver.conn.run(cmd("test", "-f", hooked), check=False)).exit_status == 0
     finally:
         await driver.close()
+
+
+async def test_min_ready_seconds_holds_the_next_host_and_the_locks_last_until_the_end(app: App) -> None:
+    assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
+    before = len(app.read_events())
+    # Run from releases/<name>: the hook fails, and so does the rollout, unless the host lock is held.
+    locked = {"beforePublish": [{"name": "locked", "run": "test -f ../../.kapistrano.lock"}]}
+    outcome = await app.apply("v2", strategy={"minReadySeconds": 1}, hooks=locked)
+    assert outcome.result == Result.READY, outcome.message
+    events = app.read_events()[before:]
+    ready = {e["host"]: e["time"] for e in events if e["event"] == "ready" and e["version"] == "v2"}
+    draining = {e["host"]: e["time"] for e in events if e["event"] == "draining" and e["version"] == "v1"}
+    names = [h.name for h in app.lab.hosts]
+    for previous, following in itertools.pairwise(names):
+        assert draining[following] - ready[previous] >= 1.0, f"{following} started before {previous} held 1 s"
+    assert not any(h.path("/var/www/app/.kapistrano.lock").exists() for h in app.lab.hosts), "a lock was kept"

@@ -13,7 +13,7 @@ from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import ReleaseStatus, format_time, parse_time
 from kapistrano.plan import ActionKind, HostObservation, Plan, max_unavailable, plan
 
-from .planfixtures import NOW, make_input, make_spec
+from .planfixtures import NOW, ago, make_input, make_spec, prev_status
 
 DISRUPTIVE = {ActionKind.PUBLISH, ActionKind.RESTART}
 budgets = st.one_of(st.integers(1, 5), st.sampled_from(["1%", "25%", "34%", "50%", "100%"]))
@@ -30,11 +30,18 @@ def held_down(result: Plan, spec: ReleaseSpec, now: datetime) -> set[str]:
 
 
 def assert_within_budget(result: Plan, spec: ReleaseSpec, now: datetime = NOW) -> None:
-    """Starting the chosen actions never takes more than maxUnavailable hosts down."""
+    """Starting the chosen actions never takes more than maxUnavailable hosts down.
+
+    Neither counted as unavailable (minReadySeconds included) nor as not serving at all: a host
+    that is ready inside its minReadySeconds still serves.
+    """
     budget = max_unavailable(spec.strategy.max_unavailable, len(spec.hosts))
     down = held_down(result, spec, now)
-    newly_down = {a.host for a in result.actions if a.kind in DISRUPTIVE} - down
+    acted_on = {a.host for a in result.actions if a.kind in DISRUPTIVE}
+    newly_down = acted_on - down
     assert len(newly_down) <= max(0, budget - len(down)), (budget, down, newly_down)
+    not_serving = {h.name for h in result.status.hosts if not h.ready}
+    assert len(not_serving | acted_on) <= max(budget, len(not_serving)), (budget, not_serving, acted_on)
 
 
 observation = st.builds(
@@ -56,6 +63,24 @@ def test_budget_is_never_exceeded_from_any_observed_state(
     spec = make_spec(n, strategy={"maxUnavailable": budget, "minReadySeconds": min_ready})
     observed = [replace(data.draw(observation), name=h.name) for h in spec.hosts]
     result = plan(make_input(spec, observed))
+    assert_within_budget(result, spec)
+
+
+@settings(max_examples=400, deadline=None)
+@given(n=st.integers(1, 12), budget=budgets, data=st.data())
+def test_budget_is_never_exceeded_while_hosts_hold_min_ready_seconds(
+    n: int, budget: int | str, data: st.DataObject
+) -> None:
+    spec = make_spec(n, strategy={"maxUnavailable": budget, "minReadySeconds": 30})
+    observed = [replace(data.draw(observation), name=h.name) for h in spec.hosts]
+    # Seconds each host has been ready for, as the previous status says (None: no entry).
+    since = data.draw(st.lists(st.sampled_from([None, 5, 40]), min_size=n, max_size=n))
+    entries = {
+        o.name: {"phase": "Ready", "version": o.version, "ready": True, "readySince": ago(s)}
+        for o, s in zip(observed, since, strict=True)
+        if s is not None
+    }
+    result = plan(make_input(spec, observed, prev_status(hosts=entries)))
     assert_within_budget(result, spec)
 
 

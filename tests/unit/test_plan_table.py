@@ -116,6 +116,16 @@ CASES = [
         status=prev_status(hosts={H1: {"phase": "Ready", "version": "v2", "ready": True, "readySince": ago(31)}}),
     ),
     Case(
+        "hosts ready but inside minReadySeconds are not restarted together: the rollout waits",
+        make_spec(3, strategy={"minReadySeconds": 30}),
+        UPDATED,
+        [],
+        status=prev_status(
+            hosts={n: {"phase": "Ready", "version": "v1", "ready": True, "readySince": ago(5)} for n in (H1, H2, H3)}
+        ),
+        expect={"wait_seconds": 25.0, "hosts_available": 0, "hosts_ready": 3},
+    ),
+    Case(
         "an unreachable host uses up the budget",
         S3,
         [*on("v1", H1, H3, has=True), HostObservation(name=H2, reachable=False)],

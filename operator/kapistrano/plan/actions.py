@@ -70,17 +70,19 @@ def _needs_heal(v: HostView) -> bool:
 def within_budget(spec: ReleaseSpec, views: list[HostView], candidates: list[HostView]) -> list[HostView]:
     """Candidates that may start now without more than maxUnavailable hosts down (pure).
 
-    Hosts already unavailable are counted against the budget; acting on one of them costs nothing more,
-    so it may always proceed (like Kubernetes replacing an unhealthy pod first).
+    Hosts already unavailable are counted against the budget. Acting on one that is not ready costs
+    nothing more, so it may always proceed (like Kubernetes replacing an unhealthy pod first). One
+    that is ready but still inside minReadySeconds does serve: taking it down needs room in the
+    budget like any other, or a fleet that just became ready would be restarted all at once.
     """
     budget = max_unavailable(spec.strategy.max_unavailable, len(views))
     down = sum(v.unavailable for v in views)
     chosen = []
     for c in candidates:
-        if c.unavailable:
+        if not c.ready:
             chosen.append(c)
         elif down < budget:
-            down += 1
+            down += c.available  # a ready host not yet available is already counted
             chosen.append(c)
     return chosen
 
