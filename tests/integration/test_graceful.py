@@ -16,6 +16,7 @@ from kapistrano.hosts import services
 from kapistrano.hosts.errors import ServiceError
 from kapistrano.hosts.runner import Runner
 
+from tests.integration.hostkit import wait_until
 from tests.integration.servicekit import DEPLOY_TO, RELEASE, App, app
 
 __all__ = ["app"]
@@ -176,3 +177,41 @@ async def test_a_new_master_that_is_not_ready_is_quit_and_the_old_one_keeps_serv
     assert app.alive(old)
     assert (await get(app.runner))[1] == old
     assert app.host.path(PIDFILE).read_text().strip() == str(old)
+
+
+async def test_a_reload_cut_short_before_its_quit_is_undone_and_done_again(app: App) -> None:
+    """A kapistrano killed between USR2 and QUIT leaves two masters; the next restart must still work."""
+    install_unicorn_app(app)
+    service = web_service(timeoutSeconds=10)
+    first = await start_master(app, service)
+    app.host.exec(["kill", "-USR2", str(first)])
+
+    async def two_masters() -> bool:
+        named = app.host.path(PIDFILE).read_text().strip() if app.host.path(PIDFILE).exists() else ""
+        oldbin = app.host.path(PIDFILE + ".oldbin")
+        return named.isdigit() and int(named) != first and oldbin.exists() and oldbin.read_text().strip() == str(first)
+
+    await wait_until(two_masters, timeout=15)
+    interrupted = int(app.host.path(PIDFILE).read_text())
+    await wait_until(lambda: _answers(app, interrupted), timeout=15)
+
+    check = services.readiness(app.runner, app.ctx, service)
+    result = await services.restart(app.runner, app.ctx, service, on_event=app.record, check_ready=check)
+
+    newest = result.instances[0].new_pid
+    assert newest is not None
+    assert newest not in (first, interrupted)
+    assert [k for k, _ in app.kinds()][:2] == ["rolling-back", "quitting"]
+    assert not app.alive(first)
+    assert not app.alive(interrupted)
+    assert (await get(app.runner))[1] == newest
+    assert app.host.path(PIDFILE).read_text().strip() == str(newest)
+    assert not app.host.path(PIDFILE + ".oldbin").exists()
+
+
+async def _answers(app: App, master: int) -> bool:
+    """Whether a request is answered by `master`'s workers (side effect: a request)."""
+    try:
+        return (await get(app.runner))[1] == master
+    except (AssertionError, OSError, ValueError, EOFError):
+        return False

@@ -156,6 +156,20 @@ async def _start_master(
     return RestartResult(service.name, (InstanceRestart(MASTER, None, pid),))
 
 
+async def _undo_interrupted_reload(
+    runner: Runner, ctx: ServiceContext, service: Service, new: int, old: int, *, on_event: EventSink
+) -> int:
+    """Retire the unproven master of a reload cut short before its quit; the old one serves alone again.
+
+    unicorn refuses to re-exec while `.oldbin` names a live master, so a reload killed between
+    USR2 and QUIT could never be retried otherwise. Returns the master now in the pid file (side
+    effects: signals on the host).
+    """
+    on_event(ServiceEvent("rolling-back", service.name, MASTER, new, detail="(an earlier reload did not finish)"))
+    await _retire(runner, ctx, service, new, on_event=on_event, restore=old)
+    return old
+
+
 async def restart(
     runner: Runner,
     ctx: ServiceContext,
@@ -166,10 +180,12 @@ async def restart(
 ) -> RestartResult:
     """Reload the master without downtime, or start it if none runs (side effects: processes on the host)."""
     settings, pidfile = settings_of(service, GracefulManager), master_pidfile(ctx, service)
-    (state,) = await read_pids(runner, ctx, service.name, [pidfile])
+    state, oldbin = await read_pids(runner, ctx, service.name, [pidfile, pidfile + ".oldbin"])
     if not state.alive or state.pid is None:
         return await _start_master(runner, ctx, service, state.pid, on_event=on_event, check_ready=check_ready)
     old = state.pid
+    if oldbin.alive and oldbin.pid is not None and oldbin.pid != old:
+        old = await _undo_interrupted_reload(runner, ctx, service, old, oldbin.pid, on_event=on_event)
     on_event(ServiceEvent("reloading", service.name, MASTER, old, detail=f"({settings.reload_signal!s})"))
     wait = settings.timeout_seconds
     result = await run_script(runner, ctx, service.name, reload_lines(settings, old, pidfile), wait=wait)
