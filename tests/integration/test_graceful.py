@@ -25,6 +25,7 @@ PORT = 8080
 PIDFILE = f"{DEPLOY_TO}/shared/tmp/pids/unicorn.pid"
 CONFIG_RU = """\
 run lambda { |env|
+  sleep 5 if env["PATH_INFO"] == "/slow"
   body = "ok #{Process.pid} #{Process.ppid}\\n"
   [200, {"content-type" => "text/plain", "content-length" => body.bytesize.to_s}, [body]]
 }
@@ -54,11 +55,11 @@ def install_unicorn_app(app: App) -> None:
     app.write(f"{RELEASE}/unicorn.conf.rb", UNICORN_CONF)
 
 
-async def get(runner: Runner) -> tuple[int, int]:
-    """GET / through the SSH connection; (worker pid, master pid) from the body (side effect: a request)."""
+async def get(runner: Runner, path: str = "/") -> tuple[int, int]:
+    """GET a path through the SSH connection; (worker pid, master pid) from the body (side effect: a request)."""
     reader, writer = await runner.open_tcp("127.0.0.1", PORT)
     try:
-        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
         response = await reader.read()
     finally:
@@ -215,3 +216,32 @@ async def _answers(app: App, master: int) -> bool:
         return (await get(app.runner))[1] == master
     except (AssertionError, OSError, ValueError, EOFError):
         return False
+
+
+async def test_an_old_master_still_finishing_requests_is_not_taken_for_an_unfinished_reload(app: App) -> None:
+    """QUIT sent, the old master lingers past timeoutSeconds with a slow request: the next restart reloads
+    the proven new master and lets the old one finish, instead of bringing the old one back."""
+    install_unicorn_app(app)
+    service = web_service(timeoutSeconds=2)
+    first = await start_master(app, service)
+    slow = asyncio.create_task(get(app.runner, "/slow"))  # 5 s in a worker of the first master
+
+    async def first_is_lingering() -> bool:
+        return any(kind == "lingering" for kind, _ in app.kinds())
+
+    check = services.readiness(app.runner, app.ctx, service)
+    second = (await services.restart(app.runner, app.ctx, service, on_event=app.record, check_ready=check)).instances
+    await wait_until(first_is_lingering, timeout=1)  # restart() returned: its events are all in
+    assert app.alive(first), "the slow request did not keep the first master busy: nothing is tested"
+    app.seen.clear()
+    third = (await services.restart(app.runner, app.ctx, service, on_event=app.record, check_ready=check)).instances
+
+    assert [k for k, _ in app.kinds()][:2] == ["reloading", "new-master"], "the proven master was rolled back"
+    assert not app.alive(second[0].new_pid or 0)
+    assert (await get(app.runner))[1] == third[0].new_pid
+    await asyncio.wait_for(slow, 10)  # answered 200: the first master's worker finished its request
+
+    async def first_gone() -> bool:
+        return not app.alive(first)
+
+    await wait_until(first_gone, timeout=10)

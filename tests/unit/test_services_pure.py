@@ -230,6 +230,14 @@ def test_retire_restores_the_pid_file_only_when_asked() -> None:
     assert "r=500" not in script_body(plain)
     assert "r=500" in script_body(restoring)
     assert sh_syntax_ok(remote_script(CTX, restoring))
+    assert sh_syntax_ok(remote_script(CTX, plain))
+
+
+def test_retiring_the_old_master_forgets_its_oldbin_before_signalling_it() -> None:
+    plain = script_body(graceful.retire_lines("QUIT", 500, 60, ODD))
+    assert 'rm -f "$ob"' in plain
+    assert plain.index('rm -f "$ob"') < plain.index("kill -s QUIT 500")
+    assert 'rm -f "$ob"' not in script_body(graceful.retire_lines("QUIT", 601, 60, ODD, restore=500))
 
 
 def test_parse_retire() -> None:

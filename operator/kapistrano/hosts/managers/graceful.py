@@ -85,9 +85,15 @@ def retire_lines(
     """Script lines: signal a master, wait on the host for it to exit, report `retire exited|lingering CS` (pure).
 
     With `restore`, the pid file is pointed back at that pid if it does not name it (a failed reload).
+    Without it, the old master of a finished reload is retired: `.oldbin` stops naming it before it
+    is signalled, so a master still shutting down is never taken for one an unfinished reload left.
     """
+    forget = []
+    if pidfile is not None and restore is None:
+        forget = [f"ob={quote(pidfile + '.oldbin')}", '[ "$(readpid "$ob")" = "$p" ] && rm -f "$ob"']
     lines = [
         f"p={quote(pid)}; t0=$(now)",
+        *forget,
         cmd("kill", "-s", signal, pid) + " 2>/dev/null",
         f'if wait_gone "$p" {centis(seconds)}; then echo retire exited $(( $(now) - t0 ));',
         "else echo retire lingering $(( $(now) - t0 )); fi",
