@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import select
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +104,45 @@ def leftovers() -> dict[str, set[str]]:
         "records": {p.name for p in REGISTRY_DIR.glob("*.json")},
         "dirs": {p.name for pattern in ("kapistrano-demo-*", "kapistrano-lab-*") for p in temp.glob(pattern)},
     }
+
+
+def run_in_terminal(argv: list[str], timeout: float = 120) -> tuple[int, str]:
+    """Run a command with a pseudo-terminal as its stdout and stderr; (exit status, all it wrote)."""
+    leader, follower = pty.openpty()
+    env = os.environ | {"TERM": "xterm-256color", "COLUMNS": "140", "LINES": "40"}
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return proc.wait(10), b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_apply_on_a_terminal_redraws_a_table_of_every_host(app: App) -> None:
+    release = app.write("v1")
+    argv = [sys.executable, "-m", "kapistrano.cli.main", "apply", "-f", str(release), *map(str, ssh_args(app))]
+    status, output = run_in_terminal(argv)
+    assert status == 0, output[-3000:]
+    assert "\x1b[" in output, "no terminal control sequences: this was not the live view"
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    assert plain.count("PHASE") >= 3, "the table was not redrawn as the rollout went on"
+    last = plain.rsplit("PHASE", 1)[1]
+    for host in app.lab.hosts:
+        assert re.search(rf"{host.name}\s*│\s*Ready\s*│\s*v1\s*│", last), last
+    assert "2/2 hosts ready" in last
