@@ -75,6 +75,8 @@ def test_a_rollout_under_load_fails_no_request(lab: HostLab) -> None:
         with running(*loops):
             for version in ("v2", "v1"):
                 work.apply_cli(work.manifest(version, service, strategy={"maxUnavailable": 1}))
+            # A loop that used up its bounded count would have watched only part of the rollouts.
+            assert all(loop.is_alive() for loop in loops), "a load loop ended before the rollouts did"
         for host in lab.hosts:
             assert work.current_version(host.name) == "v1", host.name
     finally:
