@@ -24,8 +24,9 @@ def scene(kube: Kube, lab: HostLab) -> Iterator[Scene]:
 
 def test_a_second_release_on_the_same_hosts_stalls_with_conflict_and_the_first_completes(scene: Scene) -> None:
     gate = scene.app.root / "gate"
-    # The first Release holds its host locks in afterUpdate until the test opens the gate.
-    held = {"afterUpdate": [{"name": "gate", "run": f"while [ ! -e {gate} ]; do sleep 0.1; done"}]}
+    # The first Release holds its host locks in afterUpdate until the test opens the gate (2 minutes at most).
+    wait = f"i=0; while [ ! -e {gate} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done; [ -e {gate} ]"
+    held = {"afterUpdate": [{"name": "gate", "run": wait}]}
     scene.secret()
     scene.apply("v1", name="first", hooks=held)
     wait_until(lambda: all(h.path(LOCK).exists() for h in scene.lab.hosts), "the first Release's host locks", 30)
