@@ -208,3 +208,19 @@ async def test_a_daemon_that_never_writes_its_pid_file_fails_in_time(app: App) -
     service = pidfile_service(app.worker("--daemonize", "--drain", "0"))
     with pytest.raises(ServiceError, match="wrote no pid file"):
         await services.restart(app.runner, ctx, service)
+
+
+async def test_a_start_command_with_variable_assignments_is_tracked_and_waited_for_as_the_worker(
+    app: App,
+) -> None:
+    """`RAILS_ENV=production bundle exec sidekiq` style: the pid kept is the worker's, not a shell's."""
+    service = pidfile_service("WORKER_MODE='slow drain' " + app.worker("--drain", "2"))
+    old = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
+    assert old is not None
+    assert app.event("start", old).pid == old, "the pid file names a shell, not the worker"
+    assert b"WORKER_MODE=slow drain" in environ_of(old)
+
+    new = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
+    assert new is not None
+    started, exited = await app.wait_event("start", new), app.event("exit", old)
+    assert started.at >= exited.at, "the new worker started while the old one was still draining"

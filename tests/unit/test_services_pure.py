@@ -189,6 +189,20 @@ def test_simple_commands_are_recognised_conservatively(command: str, simple: boo
 def test_exec_if_simple_lets_the_shells_pid_become_the_programs() -> None:
     assert exec_if_simple("worker -v") == "exec worker -v"
     assert exec_if_simple("a && b") == "a && b"
+    assert exec_if_simple("RAILS_ENV=production Q='a b' bundle exec sidekiq") == (
+        "exec env RAILS_ENV=production Q='a b' bundle exec sidekiq"
+    )
+    assert exec_if_simple("FOO=1") == "FOO=1"
+    assert exec_if_simple("FOO=1 cd x") == "FOO=1 cd x"
+    assert exec_if_simple("FOO=1 a | b") == "FOO=1 a | b"
+
+
+def test_an_exec_with_assignments_runs_the_program_in_the_shells_place() -> None:
+    """Run by the real sh: the program gets the variables and the shell's pid."""
+    script = "echo $$; " + exec_if_simple('GREETING="hello there" sh -c \'echo $$ "$GREETING"\'')
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == out[1].split()[0], out
+    assert out[1].split(maxsplit=1)[1] == "hello there"
 
 
 def test_detached_quotes_the_command_as_one_argument() -> None:

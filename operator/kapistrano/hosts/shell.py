@@ -6,6 +6,7 @@ always run as `cd <dir> && <command>` through `user_command`.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable, Mapping
 
@@ -51,28 +52,57 @@ _SHELL_WORDS = frozenset(
 _OPERATOR_CHARS = frozenset("();<>|&")
 
 
-def is_simple_command(command: str) -> bool:
-    """True when a user command is one program invocation that `exec` can replace the shell with (pure).
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
-    Conservative: pipelines, lists, redirections, subshells, assignments, several lines or anything
-    shlex cannot split count as not simple.
-    """
+
+def _words(command: str) -> list[str] | None:
+    """The shell words of a one-line command, None when it has several lines or cannot be split (pure)."""
     if "\n" in command or "\r" in command:
-        return False
+        return None
     lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     try:
-        words = list(lexer)
+        return list(lexer)
     except ValueError:
+        return None
+
+
+def _assignments(words: list[str]) -> int:
+    """How many leading words are variable assignments (`RAILS_ENV=production`) (pure)."""
+    count = 0
+    while count < len(words) and _ASSIGNMENT.match(words[count]):
+        count += 1
+    return count
+
+
+def is_simple_command(command: str, *, allow_assignments: bool = False) -> bool:
+    """True when a user command is one program invocation that `exec` can replace the shell with (pure).
+
+    Conservative: pipelines, lists, redirections, subshells, several lines or anything shlex cannot
+    split count as not simple; so do leading assignments unless allowed.
+    """
+    words = _words(command)
+    if not words:
         return False
+    if allow_assignments:
+        words = words[_assignments(words) :]
     if not words or words[0] in _SHELL_WORDS or "=" in words[0]:
         return False
     return not any(word and set(word) <= _OPERATOR_CHARS for word in words)
 
 
 def exec_if_simple(command: str) -> str:
-    """Prefix a simple user command with `exec` so the shell's pid becomes the program's (pure)."""
-    return f"exec {command}" if is_simple_command(command) else command
+    """Make a simple user command replace its shell, so the shell's pid becomes the program's (pure).
+
+    `RAILS_ENV=production bundle exec sidekiq` goes through `env`: `exec` itself takes no
+    assignments. A command that is not simple is left as it is (its shell's pid is the one known).
+    """
+    if is_simple_command(command):
+        return f"exec {command}"
+    words = _words(command)
+    if words and _assignments(words) and is_simple_command(command, allow_assignments=True):
+        return f"exec env {command}"
+    return command
 
 
 def detached(command: str, env: Mapping[str, str], log_file: str) -> str:
