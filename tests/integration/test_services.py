@@ -224,3 +224,26 @@ async def test_a_start_command_with_variable_assignments_is_tracked_and_waited_f
     assert new is not None
     started, exited = await app.wait_event("start", new), app.event("exit", old)
     assert started.at >= exited.at, "the new worker started while the old one was still draining"
+
+
+@pytest.mark.parametrize("shape", ["{worker} | cat", "true && {worker}"])
+async def test_a_compound_start_command_is_stopped_as_a_whole_before_its_successor_starts(app: App, shape: str) -> None:
+    """A pipeline or a list runs under a shell: its worker must drain and exit before the next one starts."""
+    service = pidfile_service(shape.format(worker=app.worker("--drain", "2")), quietSignal="TSTP")
+    await services.restart(app.runner, app.ctx, service)
+    (first,) = [e.pid for e in app.events() if e.kind == "start"]
+    tracked = app.host.path(PIDFILE0).read_text().strip()
+    assert tracked != str(first), "the command ran as one program: nothing compound is tested"
+    assert app.host.path(PIDFILE0 + ".kapistrano").read_text().split()[2:] == ["group"]
+
+    restarted = (await services.restart(app.runner, app.ctx, service)).instances[0]
+
+    exited = app.event("exit", first)
+    assert restarted.stop_seconds is not None
+    assert restarted.stop_seconds >= 2.0, "the stop returned before the worker drained"
+    assert not restarted.killed
+    (second,) = [e.pid for e in app.events() if e.kind == "start" and e.pid != first]
+    started = await app.wait_event("start", second)
+    assert started.at >= exited.at, "the new worker started while the old one was still draining"
+    assert not app.alive(first)
+    assert not app.alive(int(tracked))

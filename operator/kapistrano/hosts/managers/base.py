@@ -171,6 +171,7 @@ class RestartResult:
 # start time in clock ticks), `readpid` prints the pid in a pid file if it holds one and it was not
 # reused (see ID_SUFFIX), and `wait_gone PID CS` polls on the host every $POLL seconds until PID is
 # gone or CS centiseconds passed, so a wait costs one round trip instead of one per poll.
+# `group_alive PGID` is `alive` for a whole process group (dash's kill takes `-SIG -PGID`, not `-s`).
 SHELL_FUNCTIONS = r"""now() { read -r _u _r < /proc/uptime; echo $(( ${_u%.*} * 100 + 1${_u#*.} - 100 )); }
 alive() {
   kill -0 "$1" 2>/dev/null || return 1
@@ -186,7 +187,7 @@ ident() {
 readpid() {
   _p=; [ -f "$1" ] && { read -r _p < "$1"; } 2>/dev/null
   case $_p in ''|*[!0-9]*|0|1) return 0 ;; esac
-  _ip=; _i=; [ -f "$1.kapistrano" ] && { read -r _ip _i < "$1.kapistrano"; } 2>/dev/null
+  _ip=; _i=; _m=; [ -f "$1.kapistrano" ] && { read -r _ip _i _m < "$1.kapistrano"; } 2>/dev/null
   if [ "$_ip" = "$_p" ] && [ -n "$_i" ] && _n=$(ident "$_p") && [ "$_n" != "$_i" ]; then return 0; fi
   echo "$_p"
 }
@@ -194,13 +195,26 @@ wait_gone() {
   _d=$(( $(now) + $2 ))
   while alive "$1"; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$POLL"; done
   return 0
+}
+group_alive() {
+  kill -0 -"$1" 2>/dev/null || return 1
+  for _f in /proc/[0-9]*/stat; do
+    _s=; { read -r _s < "$_f"; } 2>/dev/null || continue
+    _s=${_s##*) }; set -- "$1" $_s
+    [ "$4" = "$1" ] && [ "$2" != Z ] && [ "$2" != X ] && return 0
+  done
+  return 1
 }"""
 
 
-#: Next to a pid file, kapistrano records "<pid> <ident>" of the process it started: a live process
-#: with that pid but another identity is a later process that reused the pid (after a reboot, say),
-#: so it is never signalled as the worker. Pid files without one (written by others) are trusted.
+#: Next to a pid file, kapistrano records "<pid> <ident> [group]" of the process it started: a live
+#: process with that pid but another identity is a later process that reused the pid (after a
+#: reboot, say), so it is never signalled as the worker. Pid files without one (written by others)
+#: are trusted. `group` marks the shell of a start command that is not one program (`a | b`): its
+#: process group is what gets signalled and waited for.
 ID_SUFFIX = ".kapistrano"
+#: The third word of an identity line whose pid leads a process group kapistrano stops as a whole.
+GROUP_MARK = "group"
 
 
 def centis(seconds: float) -> int:

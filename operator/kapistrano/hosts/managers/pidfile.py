@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from kapistrano.api.spec import PidfileManager, Service
 from kapistrano.hosts.errors import ServiceError
 from kapistrano.hosts.managers.base import (
+    GROUP_MARK,
     ID_SUFFIX,
     KILL_WAIT_SECONDS,
     EventSink,
@@ -36,7 +37,7 @@ from kapistrano.hosts.managers.base import (
     settings_of,
 )
 from kapistrano.hosts.runner import Runner
-from kapistrano.hosts.shell import cmd, detached, quote
+from kapistrano.hosts.shell import cmd, detached, exec_if_simple, quote
 
 
 def pidfile_path(ctx: ServiceContext, template: str, index: int) -> str:
@@ -91,24 +92,39 @@ class StopOutcome:
     seconds: float | None
 
 
+#: Script lines defining what stop_lines signals and waits for: the pid, or the whole process group
+#: when the identity file marks the pid as the shell of a compound start command.
+_STOP_TARGET = [
+    f'g=; _ip=; _i=; _m=; {{ read -r _ip _i _m < "$pf{ID_SUFFIX}"; }} 2>/dev/null',
+    f'[ "$_ip" = "$p" ] && [ "$_m" = {GROUP_MARK} ] && g=1',
+    'sig() { if [ -n "$g" ]; then kill -"$1" -"$p" 2>/dev/null; else kill -s "$1" "$p" 2>/dev/null; fi; }',
+    'up() { if [ -n "$g" ]; then group_alive "$p"; else alive "$p"; fi; }',
+    'down_within() { _d=$(( $(now) + $1 )); while up; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$POLL"; done; }',
+]
+
+
 def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
     """Script lines that signal `pid`, wait on the host for it to exit, escalate, and report (pure).
 
-    The pid file is removed once its pid is gone (only if it still names that pid).
+    A compound start command's shell is stopped with its whole process group: signalling the shell
+    alone would leave the worker running beside its successor. The group also gets CONT after the
+    stop signal, in case the quiet signal stopped a member that does not handle it. The pid file is
+    removed once everything is gone (only if it still names that pid).
     """
-    quiet = [cmd("kill", "-s", str(settings.quiet_signal), pid) + " 2>/dev/null"] if settings.quiet_signal else []
+    quiet = [f"sig {quote(str(settings.quiet_signal))}"] if settings.quiet_signal else []
     return [
         f"p={quote(pid)}; pf={quote(pidfile)}; t0=$(now)",
-        'if ! alive "$p"; then echo stop gone; else',
+        *_STOP_TARGET,
+        "if ! up; then echo stop gone; else",
         *quiet,
-        cmd("kill", "-s", str(settings.stop_signal), pid) + " 2>/dev/null",
-        f'if wait_gone "$p" {centis(settings.stop_timeout_seconds)}; then echo stop exited $(( $(now) - t0 )); else',
-        cmd("kill", "-s", str(settings.kill_signal), pid) + " 2>/dev/null",
-        f'if wait_gone "$p" {centis(KILL_WAIT_SECONDS)}; then echo stop killed $(( $(now) - t0 ));',
+        f'sig {quote(str(settings.stop_signal))}; [ -n "$g" ] && sig CONT',
+        f"if down_within {centis(settings.stop_timeout_seconds)}; then echo stop exited $(( $(now) - t0 )); else",
+        f"sig {quote(str(settings.kill_signal))}",
+        f"if down_within {centis(KILL_WAIT_SECONDS)}; then echo stop killed $(( $(now) - t0 ));",
         "else echo stop stuck $(( $(now) - t0 )); fi",
         "fi",
         "fi",
-        f'[ "$(readpid "$pf")" = "$p" ] && ! alive "$p" && rm -f "$pf" "$pf{ID_SUFFIX}"',
+        f'[ "$(readpid "$pf")" = "$p" ] && ! up && rm -f "$pf" "$pf{ID_SUFFIX}"',
         "true",
     ]
 
@@ -164,10 +180,11 @@ def launch_lines(
         '  [ "$(now)" -ge "$dd" ] && break',
         '  sleep "$POLL"',
         "done",
-        'if [ -n "$own" ]; then echo start own "$own"; p=$own',
-        'elif [ -n "$grace" ] && [ -z "$st" ] && alive "$c"; then echo "$c" > "$pf" && echo start written "$c"; p=$c',
+        'm=; if [ -n "$own" ]; then echo start own "$own"; p=$own',
+        'elif [ -n "$grace" ] && [ -z "$st" ] && alive "$c"; then echo "$c" > "$pf" && echo start written "$c"; p=$c'
+        + (f"; m={GROUP_MARK}" if exec_if_simple(command) == command else ""),
         'else echo start failed "${st:--}"; echo ---; tail -n 20 "$log" 2>/dev/null; p=; fi',
-        f'[ -n "$p" ] && i=$(ident "$p") && echo "$p $i" > "$pf{ID_SUFFIX}"',
+        f'[ -n "$p" ] && i=$(ident "$p") && echo "$p $i${{m:+ $m}}" > "$pf{ID_SUFFIX}"',
         "true",
     ]
 
