@@ -194,6 +194,25 @@ async def test_a_version_that_never_gets_ready_is_rolled_back_and_not_retried(la
     assert_no_overlap(app)
 
 
+async def test_on_failure_halt_leaves_the_failed_host_as_it_is_and_stops(lab: HostLab, make_app: Any) -> None:
+    app: App = make_app(lab, drain=0.3, boot=0.2)
+    assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
+    host1, *others = lab.hosts
+    v1_pids = {h.name: pid_of(h) for h in others}
+    broken = {"healthy": False, "readiness": {"failureThreshold": 3, "periodSeconds": 0.1}}
+
+    outcome = await app.apply("v2", strategy={"onFailure": "Halt"}, **broken)
+
+    assert outcome.result == Result.STALLED, outcome.message
+    assert outcome.status.failed_version == "v2"
+    entry = outcome.status.host("host1")
+    assert entry is not None
+    assert (entry.phase, entry.version) == ("Failed", "v2"), entry
+    assert release_version(app, "host1", current_release(app, "host1")) == "v2", "host1 was rolled back"
+    assert health(host1) == "not ready v2 503", "the v2 worker is not left running for a human to look at"
+    assert {h.name: pid_of(h) for h in others} == v1_pids, "other hosts were restarted"
+
+
 # -- 5. a host cut off the network mid-rollout ----------------------------------------------------------
 
 
