@@ -41,10 +41,10 @@ class SlowHost:
         self.read_delay = read_delay
         self.publish_delay = publish_delay
 
-    async def observe(self, spec: ReleaseSpec, *, confirm: bool = False) -> HostObservation:
+    async def observe(self, spec: ReleaseSpec) -> HostObservation:
         self.reads.append(time.monotonic())
         await asyncio.sleep(self.read_delay)
-        return await self.inner.observe(spec, confirm=confirm)
+        return await self.inner.observe(spec)
 
     async def lock(self, owner: str, ttl_seconds: int) -> None:
         await self.inner.lock(owner, ttl_seconds)

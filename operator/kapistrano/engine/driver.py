@@ -14,12 +14,8 @@ class HostDriver(Protocol):
 
     name: str
 
-    async def observe(self, spec: ReleaseSpec, *, confirm: bool = False) -> HostObservation:
-        """Read the host: where `current` points, which releases exist, whether services run and are ready.
-
-        With `confirm` (the host was ready), a failed readiness attempt of a running service is
-        retried every periodSeconds and counts only after failureThreshold failures in a row.
-        """
+    async def observe(self, spec: ReleaseSpec) -> HostObservation:
+        """Read the host: where `current` points, which releases exist, whether services run and are ready."""
         ...
 
     async def lock(self, owner: str, ttl_seconds: int) -> None:

@@ -139,17 +139,12 @@ class Rollout:
             if lock and now - self._locked_at.get(host.name, -LOCK_REFRESH_SECONDS) >= LOCK_REFRESH_SECONDS:
                 await driver.lock(self.owner, lock_ttl(spec))
                 self._locked_at[host.name] = now
-            return await driver.observe(spec, confirm=self._was_ready(host.name))
+            return await driver.observe(spec)
         except HostError as exc:
             reachable = exc.reason not in ("Unreachable", "CommandTimeout")
             return HostObservation(
                 name=host.name, reachable=reachable, error_reason=exc.reason, error_message=exc.message
             )
-
-    def _was_ready(self, name: str) -> bool:
-        """The status says the host is ready and nothing runs on it: one failed probe must not undo that (pure)."""
-        entry = self.recorder.status.host(name) if self.recorder is not None else None
-        return entry is not None and entry.ready and name not in self._running
 
     async def observe_all(
         self, spec: ReleaseSpec, *, lock: bool = True, hosts: list[Host] | None = None

@@ -53,7 +53,7 @@ class SshHostDriver:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def observe(self, spec: ReleaseSpec, *, confirm: bool = False) -> HostObservation:
+    async def observe(self, spec: ReleaseSpec) -> HostObservation:
         """Where current points, whether the release for spec.version exists, whether services are ready."""
         await self.settle()
         deploy_to = spec.deploy_path
@@ -64,7 +64,7 @@ class SshHostDriver:
         if current is None or not current.exists:
             return HostObservation(name=self.name, has_desired_release=desired is not None, ready=False)
         ctx = self._context(spec, current.release)
-        ready, on_current = await self._services_ready(spec, ctx, confirm=confirm)
+        ready, on_current = await self._services_ready(spec, ctx)
         return HostObservation(
             name=self.name,
             version=current.version,
@@ -74,21 +74,14 @@ class SshHostDriver:
             services_on_current=on_current,
         )
 
-    async def _services_ready(
-        self, spec: ReleaseSpec, ctx: ServiceContext, *, confirm: bool = False
-    ) -> tuple[bool, bool | None]:
-        """(every service runs and passes its probe, its processes run from current) (network I/O).
-
-        A dead process is not ready at once. A failed probe attempt is too, unless `confirm`: then
-        only failureThreshold failures in a row are (probes.still_ready).
-        """
+    async def _services_ready(self, spec: ReleaseSpec, ctx: ServiceContext) -> tuple[bool, bool | None]:
+        """(every service runs and passes one probe attempt, its processes run from current) (network I/O)."""
         if not spec.services:
             return True, None
         states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in spec.services))
         if not all(state.running is not False for state in states):
             return False, None
-        probe = probes.still_ready if confirm else probes.attempt
-        attempts = [probe(self.conn, ctx, s.readiness) for s in spec.services if s.readiness is not None]
+        attempts = [probes.attempt(self.conn, ctx, s.readiness) for s in spec.services if s.readiness is not None]
         ready = all(a.ok for a in await asyncio.gather(*attempts))
         pids = [pid for state in states for pid in state.pids]
         return ready, await self._run_from(pids, ctx.current)
@@ -234,7 +227,7 @@ class SshHostDriver:
         end = loop.time() + hold
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(HOLD_CHECK_SECONDS, left))
-            ready, _ = await self._services_ready(spec, ctx, confirm=True)
+            ready, _ = await self._services_ready(spec, ctx)
             if not ready:
                 raise NotReady(self.name, f"a service stopped being ready during minReadySeconds ({hold}s)")
 

@@ -248,18 +248,3 @@ async def wait_ready(
         error.outcome = outcome
         raise error
     return outcome
-
-
-async def still_ready(runner: Runner, ctx: ServiceContext, probe: Probe, *, clock: Clock | None = None) -> Attempt:
-    """One attempt at a service believed ready; a failure counts only once failureThreshold failed in a row.
-
-    Like a kubelet's probe of a running container: a single slow or failed answer does not make a
-    ready service unready (nor get it restarted). The first attempt is made at once; after a failure,
-    more follow every periodSeconds until one succeeds (side effects: the probe's).
-    """
-    patient = probe.model_copy(update={"initial_delay_seconds": 0, "success_threshold": 1})
-    try:
-        last = (await wait_ready(runner, ctx, patient, clock=clock)).last
-    except NotReady as error:
-        last = error.outcome.last if isinstance(error.outcome, ProbeOutcome) else None
-    return last if last is not None else Attempt(ok=False, message="no attempt was made")
