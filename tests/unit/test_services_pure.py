@@ -19,7 +19,7 @@ from kapistrano.hosts.managers.base import (
     centis,
     remote_script,
 )
-from kapistrano.hosts.shell import detached, exec_if_simple, is_simple_command
+from kapistrano.hosts.shell import detached, exec_if_simple, is_simple_command, replaces_shell
 
 CTX = ServiceContext(deploy_to="/var/www/app")
 ODD = "/var/www/a b/it's $(rm -rf ~) `x`;|&.pid"
@@ -196,6 +196,29 @@ def test_exec_if_simple_lets_the_shells_pid_become_the_programs() -> None:
     assert exec_if_simple("FOO=1") == "FOO=1"
     assert exec_if_simple("FOO=1 cd x") == "FOO=1 cd x"
     assert exec_if_simple("FOO=1 a | b") == "FOO=1 a | b"
+
+
+@pytest.mark.parametrize(
+    ("command", "replaced"),
+    [
+        ("worker -v", True),
+        ("RAILS_ENV=production bundle exec sidekiq", True),
+        ("exec worker -v", True),
+        ("exec env A=1 python3 w.py", True),
+        ("exec worker | cat", False),
+        ("worker | logger", False),
+        ("true && worker", False),
+        ("cd sub; exec worker", False),
+    ],
+)
+def test_commands_whose_program_takes_the_shells_pid_are_told_apart(command: str, replaced: bool) -> None:
+    assert replaces_shell(command) is replaced
+
+
+def test_only_a_start_command_that_keeps_its_shell_is_marked_as_a_process_group() -> None:
+    env = pidfile.launch_env(CTX, 0, ODD)
+    assert "m=group" not in script_body(pidfile.launch_lines(CTX, "exec env A=1 worker", ODD, "/l.log", env))
+    assert "m=group" in script_body(pidfile.launch_lines(CTX, "worker | logger", ODD, "/l.log", env))
 
 
 def test_an_exec_with_assignments_runs_the_program_in_the_shells_place() -> None:

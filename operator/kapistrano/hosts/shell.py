@@ -105,6 +105,17 @@ def exec_if_simple(command: str) -> str:
     return command
 
 
+def replaces_shell(command: str) -> bool:
+    """True when the program a user command runs takes its shell's pid: made so here, or `exec` by the user (pure).
+
+    Otherwise (`a | b`, `a && b`) the pid kapistrano knows is a shell's, and the program is its child.
+    """
+    if exec_if_simple(command) != command:
+        return True
+    words = _words(command) or []
+    return words[:1] == ["exec"] and is_simple_command(command[len("exec") :].strip())
+
+
 def detached(command: str, env: Mapping[str, str], log_file: str) -> str:
     """Start a user command in the background in its own session (pure).
 

@@ -37,7 +37,7 @@ from kapistrano.hosts.managers.base import (
     settings_of,
 )
 from kapistrano.hosts.runner import Runner
-from kapistrano.hosts.shell import cmd, detached, exec_if_simple, quote
+from kapistrano.hosts.shell import cmd, detached, quote, replaces_shell
 
 
 def pidfile_path(ctx: ServiceContext, template: str, index: int) -> str:
@@ -182,7 +182,7 @@ def launch_lines(
         "done",
         'm=; if [ -n "$own" ]; then echo start own "$own"; p=$own',
         'elif [ -n "$grace" ] && [ -z "$st" ] && alive "$c"; then echo "$c" > "$pf" && echo start written "$c"; p=$c'
-        + (f"; m={GROUP_MARK}" if exec_if_simple(command) == command else ""),
+        + ("" if replaces_shell(command) else f"; m={GROUP_MARK}"),
         'else echo start failed "${st:--}"; echo ---; tail -n 20 "$log" 2>/dev/null; p=; fi',
         f'[ -n "$p" ] && i=$(ident "$p") && echo "$p $i${{m:+ $m}}" > "$pf{ID_SUFFIX}"',
         "true",
