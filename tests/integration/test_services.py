@@ -15,6 +15,7 @@ import pytest
 from kapistrano.hosts import services
 from kapistrano.hosts.errors import ServiceError
 
+from tests.integration.hostkit import wait_until
 from tests.integration.servicekit import App, app, cwd_of, dead_pid, environ_of, pidfile_service, session_of
 
 __all__ = ["app"]
@@ -247,3 +248,25 @@ async def test_a_compound_start_command_is_stopped_as_a_whole_before_its_success
     assert started.at >= exited.at, "the new worker started while the old one was still draining"
     assert not app.alive(first)
     assert not app.alive(int(tracked))
+
+
+async def test_a_compound_command_whose_shell_died_still_runs_until_its_worker_is_gone(app: App) -> None:
+    """The shell of `worker | cat` killed by hand (or by a stop cut short): the worker still counts."""
+    service = pidfile_service(app.worker("--drain", "1") + " | cat")
+    await services.restart(app.runner, app.ctx, service)
+    (first,) = [e.pid for e in app.events() if e.kind == "start"]
+    shell = int(app.host.path(PIDFILE0).read_text())
+    app.host.exec(["kill", "-KILL", str(shell)])
+
+    async def shell_gone() -> bool:
+        return not app.alive(shell)
+
+    await wait_until(shell_gone)
+    assert app.alive(first)
+    assert (await services.status(app.runner, app.ctx, service)).running, "the running worker was not seen"
+
+    await services.restart(app.runner, app.ctx, service)
+
+    (second,) = [e.pid for e in app.events() if e.kind == "start" and e.pid != first]
+    started = await app.wait_event("start", second)
+    assert started.at >= app.event("exit", first).at, "the successor started beside the old worker"

@@ -171,7 +171,9 @@ class RestartResult:
 # start time in clock ticks), `readpid` prints the pid in a pid file if it holds one and it was not
 # reused (see ID_SUFFIX), and `wait_gone PID CS` polls on the host every $POLL seconds until PID is
 # gone or CS centiseconds passed, so a wait costs one round trip instead of one per poll.
-# `group_alive PGID` is `alive` for a whole process group (dash's kill takes `-SIG -PGID`, not `-s`).
+# `group_alive PGID` is `alive` for a whole process group (dash's kill takes `-SIG -PGID`, not `-s`);
+# `grouped PIDFILE PID` says whether the identity file marks PID as such a group's shell, and
+# `running PIDFILE PID` is whichever of the two applies.
 SHELL_FUNCTIONS = r"""now() { read -r _u _r < /proc/uptime; echo $(( ${_u%.*} * 100 + 1${_u#*.} - 100 )); }
 alive() {
   kill -0 "$1" 2>/dev/null || return 1
@@ -195,6 +197,13 @@ wait_gone() {
   _d=$(( $(now) + $2 ))
   while alive "$1"; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$POLL"; done
   return 0
+}
+grouped() {
+  _ip=; _i=; _m=; { read -r _ip _i _m < "$1.kapistrano"; } 2>/dev/null
+  [ "$_ip" = "$2" ] && [ "$_m" = group ]
+}
+running() {
+  if grouped "$1" "$2"; then group_alive "$2"; else alive "$2"; fi
 }
 group_alive() {
   kill -0 -"$1" 2>/dev/null || return 1

@@ -57,7 +57,7 @@ def read_lines(pidfiles: list[str]) -> list[str]:
     """Script lines printing `pid <n> <pid|-> <1|0>` for each pid file: its pid and whether it lives (pure)."""
     lines = []
     for n, path in enumerate(pidfiles):
-        lines.append(f'p=$(readpid {quote(path)}); a=0; [ -n "$p" ] && alive "$p" && a=1')
+        lines.append(f'p=$(readpid {quote(path)}); a=0; [ -n "$p" ] && running {quote(path)} "$p" && a=1')
         lines.append(f'echo pid {n} "${{p:--}}" "$a"')
     return lines
 
@@ -92,14 +92,15 @@ class StopOutcome:
     seconds: float | None
 
 
+GROUP_POLL = "0.1"
 #: Script lines defining what stop_lines signals and waits for: the pid, or the whole process group
-#: when the identity file marks the pid as the shell of a compound start command.
+#: when the identity file marks the pid as the shell of a compound start command. A group is polled
+#: every GROUP_POLL seconds: each look reads every process's stat file.
 _STOP_TARGET = [
-    f'g=; _ip=; _i=; _m=; {{ read -r _ip _i _m < "$pf{ID_SUFFIX}"; }} 2>/dev/null',
-    f'[ "$_ip" = "$p" ] && [ "$_m" = {GROUP_MARK} ] && g=1',
+    f'g=; gp=$POLL; grouped "$pf" "$p" && g=1 && gp={quote(GROUP_POLL)}',
     'sig() { if [ -n "$g" ]; then kill -"$1" -"$p" 2>/dev/null; else kill -s "$1" "$p" 2>/dev/null; fi; }',
     'up() { if [ -n "$g" ]; then group_alive "$p"; else alive "$p"; fi; }',
-    'down_within() { _d=$(( $(now) + $1 )); while up; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$POLL"; done; }',
+    'down_within() { _d=$(( $(now) + $1 )); while up; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$gp"; done; }',
 ]
 
 
@@ -107,9 +108,9 @@ def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
     """Script lines that signal `pid`, wait on the host for it to exit, escalate, and report (pure).
 
     A compound start command's shell is stopped with its whole process group: signalling the shell
-    alone would leave the worker running beside its successor. The group also gets CONT after the
-    stop signal, in case the quiet signal stopped a member that does not handle it. The pid file is
-    removed once everything is gone (only if it still names that pid).
+    alone would leave the worker running beside its successor. (The group was made by setsid, so it
+    is orphaned: a quiet signal such as TSTP cannot suspend a member that does not handle it.) The
+    pid file is removed once everything is gone (only if it still names that pid).
     """
     quiet = [f"sig {quote(str(settings.quiet_signal))}"] if settings.quiet_signal else []
     return [
@@ -117,7 +118,7 @@ def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
         *_STOP_TARGET,
         "if ! up; then echo stop gone; else",
         *quiet,
-        f'sig {quote(str(settings.stop_signal))}; [ -n "$g" ] && sig CONT',
+        f"sig {quote(str(settings.stop_signal))}",
         f"if down_within {centis(settings.stop_timeout_seconds)}; then echo stop exited $(( $(now) - t0 )); else",
         f"sig {quote(str(settings.kill_signal))}",
         f"if down_within {centis(KILL_WAIT_SECONDS)}; then echo stop killed $(( $(now) - t0 ));",
