@@ -245,3 +245,23 @@ async def test_an_old_master_still_finishing_requests_is_not_taken_for_an_unfini
         return not app.alive(first)
 
     await wait_until(first_gone, timeout=10)
+
+
+async def test_a_stale_oldbin_naming_a_stranger_is_forgotten_and_the_stranger_left_alone(app: App) -> None:
+    """A crash left `.oldbin` behind and its pid now belongs to another process: the reload goes on as usual."""
+    install_unicorn_app(app)
+    service = web_service(timeoutSeconds=10)
+    master = await start_master(app, service)
+    stranger = int(app.host.exec("setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!").stdout)
+    try:
+        app.write(PIDFILE + ".oldbin", f"{stranger}\n")
+        check = services.readiness(app.runner, app.ctx, service)
+        result = await services.restart(app.runner, app.ctx, service, on_event=app.record, check_ready=check)
+        new = result.instances[0].new_pid
+        assert [k for k, _ in app.kinds()] == ["reloading", "new-master", "quitting", "exited"]
+        assert new not in (None, master, stranger)
+        assert app.alive(stranger), "the stranger was signalled"
+        assert (await get(app.runner))[1] == new
+        assert not app.alive(master)
+    finally:
+        app.host.exec(["kill", str(stranger)], check=False)

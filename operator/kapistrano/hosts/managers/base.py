@@ -173,7 +173,7 @@ class RestartResult:
 # gone or CS centiseconds passed, so a wait costs one round trip instead of one per poll.
 # `group_alive PGID` is `alive` for a whole process group (dash's kill takes `-SIG -PGID`, not `-s`);
 # `grouped PIDFILE PID` says whether the identity file marks PID as such a group's shell, and
-# `running PIDFILE PID` is whichever of the two applies.
+# `running PIDFILE PID` is whichever of the two applies; `ppid PID` prints PID's parent.
 SHELL_FUNCTIONS = r"""now() { read -r _u _r < /proc/uptime; echo $(( ${_u%.*} * 100 + 1${_u#*.} - 100 )); }
 alive() {
   kill -0 "$1" 2>/dev/null || return 1
@@ -197,6 +197,10 @@ wait_gone() {
   _d=$(( $(now) + $2 ))
   while alive "$1"; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$POLL"; done
   return 0
+}
+ppid() {
+  _s=; { read -r _s < "/proc/$1/stat"; } 2>/dev/null || return 1
+  _s=${_s##*) }; set -- $_s; echo "$2"
 }
 grouped() {
   _ip=; _i=; _m=; { read -r _ip _i _m < "$1.kapistrano"; } 2>/dev/null

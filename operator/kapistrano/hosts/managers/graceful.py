@@ -162,6 +162,31 @@ async def _start_master(
     return RestartResult(service.name, (InstanceRestart(MASTER, None, pid),))
 
 
+def oldbin_lines(master: int, old: int, pidfile: str) -> list[str]:
+    """Script lines: report `oldbin child` when `old` is `master`'s parent (a reload cut short), else
+    forget a `.oldbin` naming `old` (left by a crash, its pid since reused) and report `oldbin stale` (pure).
+    """
+    return [
+        f"m={quote(master)}; o={quote(old)}; ob={quote(pidfile + '.oldbin')}",
+        'if [ "$(ppid "$m")" = "$o" ]; then echo oldbin child',
+        'else [ "$(readpid "$ob")" = "$o" ] && rm -f "$ob"; echo oldbin stale; fi',
+    ]
+
+
+async def _settle_oldbin(
+    runner: Runner, ctx: ServiceContext, service: Service, master: int, old: int, *, on_event: EventSink
+) -> int:
+    """Deal with a live pid in `.oldbin` before a reload; returns the master to reload (side effects).
+
+    Only a master forked by that pid is the new half of an unfinished reload: anything else there is
+    a stranger that reused a crashed master's pid, and is left alone.
+    """
+    result = await run_script(runner, ctx, service.name, oldbin_lines(master, old, master_pidfile(ctx, service)))
+    if ["oldbin", "child"] not in marker_lines(result.stdout, ("oldbin",)):
+        return master
+    return await _undo_interrupted_reload(runner, ctx, service, master, old, on_event=on_event)
+
+
 async def _undo_interrupted_reload(
     runner: Runner, ctx: ServiceContext, service: Service, new: int, old: int, *, on_event: EventSink
 ) -> int:
@@ -191,7 +216,7 @@ async def restart(
         return await _start_master(runner, ctx, service, state.pid, on_event=on_event, check_ready=check_ready)
     old = state.pid
     if oldbin.alive and oldbin.pid is not None and oldbin.pid != old:
-        old = await _undo_interrupted_reload(runner, ctx, service, old, oldbin.pid, on_event=on_event)
+        old = await _settle_oldbin(runner, ctx, service, old, oldbin.pid, on_event=on_event)
     on_event(ServiceEvent("reloading", service.name, MASTER, old, detail=f"({settings.reload_signal!s})"))
     wait = settings.timeout_seconds
     result = await run_script(runner, ctx, service.name, reload_lines(settings, old, pidfile), wait=wait)
