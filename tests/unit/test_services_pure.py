@@ -196,6 +196,8 @@ def test_exec_if_simple_lets_the_shells_pid_become_the_programs() -> None:
     assert exec_if_simple("FOO=1") == "FOO=1"
     assert exec_if_simple("FOO=1 cd x") == "FOO=1 cd x"
     assert exec_if_simple("FOO=1 a | b") == "FOO=1 a | b"
+    for expanded in ("JAVA_OPTS=$OPTS java", "STAMP=`date` w", "GEM_HOME=~/gems w", "X=a* w"):
+        assert exec_if_simple(expanded) == expanded, expanded
 
 
 @pytest.mark.parametrize(

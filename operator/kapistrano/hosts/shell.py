@@ -53,6 +53,8 @@ _OPERATOR_CHARS = frozenset("();<>|&")
 
 
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+#: Characters that make the shell expand a word: an assignment holding one cannot move behind `env`.
+_EXPANDED = frozenset("$`~*?[")
 
 
 def _words(command: str) -> list[str] | None:
@@ -100,9 +102,13 @@ def exec_if_simple(command: str) -> str:
     if is_simple_command(command):
         return f"exec {command}"
     words = _words(command)
-    if words and _assignments(words) and is_simple_command(command, allow_assignments=True):
-        return f"exec env {command}"
-    return command
+    if not words or not _assignments(words) or not is_simple_command(command, allow_assignments=True):
+        return command
+    # As arguments of env, values would be split and globbed where as assignments they are not,
+    # and ~ would not be expanded: such a command keeps its shell (and is stopped as a group).
+    if any(set(word) & _EXPANDED for word in words[: _assignments(words)]):
+        return command
+    return f"exec env {command}"
 
 
 def replaces_shell(command: str) -> bool:
