@@ -79,3 +79,18 @@ async def test_a_save_writes_the_status_as_it_was_when_it_was_asked_for() -> Non
     store.gate.set()
     await saving
     assert store.landed == ["asked"]
+
+
+async def test_a_save_whose_caller_was_cancelled_still_lands_before_the_next_one() -> None:
+    """A run stopped mid-save (the flush loop cancelled) ends with its last status on disk, not an older one."""
+    store = GatedStore(snapshot_at_once=True)
+    recorder = StatusRecorder(store, ReleaseStatus(message="older"), clock)
+    cut = asyncio.create_task(recorder.flush())
+    await store.entered.wait()
+    cut.cancel()
+    recorder.status.message = "final"
+    final = asyncio.create_task(recorder.flush())
+    await asyncio.sleep(0)  # one turn of the loop: enough for the final save to land, were it not held back
+    store.gate.set()
+    await final
+    assert store.landed == ["older", "final"]

@@ -7,6 +7,7 @@ about once per second) except at phase transitions, which are saved at once (Rul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -82,6 +83,7 @@ class StatusRecorder:
         self.saves = 0
         self.skipped = 0
         self._saving = asyncio.Lock()
+        self._inflight: asyncio.Future[None] | None = None
 
     async def replace(self, status: ReleaseStatus) -> None:
         """Take a whole new status (from the planner) and save it now (writes)."""
@@ -119,14 +121,20 @@ class StatusRecorder:
         then costs no write: for the operator, no PATCH of the resource.
         """
         # One save at a time, each of a copy taken now: a slow save (a worker thread, the API
-        # server) can neither land after a newer one nor write changes made while it runs.
+        # server) can neither land after a newer one nor write changes made while it runs. A save
+        # whose caller was cancelled goes on (a thread cannot be stopped): the next one waits for it.
         async with self._saving:
+            if self._inflight is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._inflight)
             wire = self.status.wire()
             self._dirty = False  # before the await: an event applied meanwhile marks it dirty again
             if wire == self._saved:
                 self.skipped += 1
                 return
-            await self.store.save(self.status.model_copy(deep=True))
+            self._inflight = asyncio.ensure_future(self.store.save(self.status.model_copy(deep=True)))
+            await asyncio.shield(self._inflight)
+            self._inflight = None
             self._saved = wire
             self.saves += 1
             self._last_save = self.clock()
