@@ -151,3 +151,27 @@ async def test_min_ready_seconds_holds_the_next_host_and_the_locks_last_until_th
     for previous, following in itertools.pairwise(names):
         assert draining[following] - ready[previous] >= 1.0, f"{following} started before {previous} held 1 s"
     assert not any(h.path("/var/www/app/.kapistrano.lock").exists() for h in app.lab.hosts), "a lock was kept"
+
+
+async def test_a_rollback_cut_short_after_its_switch_finishes_on_the_release_it_switched_to(app: App) -> None:
+    """No previous release recorded (the status was lost): `current` already left the failed version."""
+    first = await app.apply("v1", strategy={"maxUnavailable": "100%"})
+    assert first.result == Result.READY, first.message
+    entry = first.status.host("host1")
+    assert entry is not None
+    assert entry.release is not None
+    v1_release = entry.release
+    assert (await app.apply("v2")).result == Result.READY
+    spec = app.release("v2").spec
+    driver = driver_factory(app.lab.client_key, app.lab.known_hosts)(spec, spec.hosts[0])
+    try:
+        await layout.publish(driver.conn, spec.deploy_path, v1_release)  # the switch of the cut-short rollback
+        before = len(app.read_events())
+        assert await driver.rollback(spec, lambda _event: None, release=None) == v1_release
+        current = await layout.read_current(driver.conn, spec.deploy_path)
+        assert current is not None
+        assert current.release == v1_release
+    finally:
+        await driver.close()
+    started = [e for e in app.read_events()[before:] if e["event"] == "start"]
+    assert [(e["host"], e["version"]) for e in started] == [("host1", "v1")], started

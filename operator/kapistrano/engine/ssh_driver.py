@@ -170,7 +170,7 @@ class SshHostDriver:
         """Switch back to `release` (or the one before current), restart, prove ready (network I/O)."""
         await self.settle()
         deploy_to = spec.deploy_path
-        target = release or await self._release_before_current(deploy_to)
+        target = release or await self._rollback_target(spec)
         if target is None:
             raise SourceError(self.name, "no previous release to roll back to")
         emit(HostEvent(self.name, f"rolling back to {target}", HostPhase.PUBLISHING))
@@ -179,10 +179,16 @@ class SshHostDriver:
         await layout.append_revision_log(self.conn, deploy_to, layout.rollback_log_line(self.user, target))
         return target
 
-    async def _release_before_current(self, deploy_to: str) -> str | None:
-        """The release before the one `current` points at (network I/O)."""
-        current = await layout.read_current(self.conn, deploy_to)
-        releases = await layout.list_releases(self.conn, deploy_to)
+    async def _rollback_target(self, spec: ReleaseSpec) -> str | None:
+        """Where to roll back to when the status kept no previous release (network I/O).
+
+        The release before `current`, unless `current` has already left the failed version (an
+        earlier rollback switched it and was cut short): then it is `current` itself.
+        """
+        current = await layout.read_current(self.conn, spec.deploy_path)
+        if current is not None and current.exists and current.version != spec.version:
+            return current.release
+        releases = await layout.list_releases(self.conn, spec.deploy_path)
         return layout.previous_release(releases, current.release if current else None)
 
     async def restart(self, spec: ReleaseSpec, emit: EventSink) -> None:
