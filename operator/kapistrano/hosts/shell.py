@@ -77,20 +77,20 @@ def _assignments(words: list[str]) -> int:
     return count
 
 
-def is_simple_command(command: str, *, allow_assignments: bool = False) -> bool:
-    """True when a user command is one program invocation that `exec` can replace the shell with (pure).
-
-    Conservative: pipelines, lists, redirections, subshells, several lines or anything shlex cannot
-    split count as not simple; so do leading assignments unless allowed.
-    """
-    words = _words(command)
-    if not words:
-        return False
-    if allow_assignments:
-        words = words[_assignments(words) :]
+def _one_program(words: list[str]) -> bool:
+    """The words are one program with its arguments: no shell keyword, operator or assignment (pure)."""
     if not words or words[0] in _SHELL_WORDS or "=" in words[0]:
         return False
     return not any(word and set(word) <= _OPERATOR_CHARS for word in words)
+
+
+def is_simple_command(command: str) -> bool:
+    """True when a user command is one program invocation that `exec` can replace the shell with (pure).
+
+    Conservative: pipelines, lists, redirections, subshells, assignments, several lines or anything
+    shlex cannot split count as not simple.
+    """
+    return _one_program(_words(command) or [])
 
 
 def exec_if_simple(command: str) -> str:
@@ -99,14 +99,15 @@ def exec_if_simple(command: str) -> str:
     `RAILS_ENV=production bundle exec sidekiq` goes through `env`: `exec` itself takes no
     assignments. A command that is not simple is left as it is (its shell's pid is the one known).
     """
-    if is_simple_command(command):
-        return f"exec {command}"
-    words = _words(command)
-    if not words or not _assignments(words) or not is_simple_command(command, allow_assignments=True):
+    words = _words(command) or []
+    settings = _assignments(words)
+    if not _one_program(words[settings:]):
         return command
+    if not settings:
+        return f"exec {command}"
     # As arguments of env, values would be split and globbed where as assignments they are not,
     # and ~ would not be expanded: such a command keeps its shell (and is stopped as a group).
-    if any(set(word) & _EXPANDED for word in words[: _assignments(words)]):
+    if any(set(word) & _EXPANDED for word in words[:settings]):
         return command
     return f"exec env {command}"
 
@@ -116,10 +117,8 @@ def replaces_shell(command: str) -> bool:
 
     Otherwise (`a | b`, `a && b`) the pid kapistrano knows is a shell's, and the program is its child.
     """
-    if exec_if_simple(command) != command:
-        return True
     words = _words(command) or []
-    return words[:1] == ["exec"] and is_simple_command(command[len("exec") :].strip())
+    return exec_if_simple(command) != command or (words[:1] == ["exec"] and _one_program(words[1:]))
 
 
 def detached(command: str, env: Mapping[str, str], log_file: str) -> str:
