@@ -87,10 +87,10 @@ def test_parse_pids_reads_pids_and_liveness_and_treats_missing_lines_as_not_runn
 def test_stop_sends_quiet_then_stop_signal_then_escalates_after_the_timeout() -> None:
     settings = PidfileManager(path="p", start="w", quiet_signal=Signal.TSTP, stop_timeout_seconds=7)
     body = script_body(pidfile.stop_lines(settings, 4242, ODD))
-    tstp, term, kill = body.index("sig TSTP"), body.index("sig TERM"), body.index("sig KILL")
+    tstp, term, kill = body.index("send TSTP"), body.index("send TERM"), body.index("send KILL")
     assert tstp < term < kill
     assert "p=4242;" in body
-    assert "down_within 700" in body
+    assert 'wait_gone "$p" 700 "$pf"' in body
     assert shlex.quote(ODD) in body
     assert "sleep 3" not in body
     assert sh_syntax_ok(remote_script(CTX, pidfile.stop_lines(settings, 4242, ODD)))
@@ -99,7 +99,7 @@ def test_stop_sends_quiet_then_stop_signal_then_escalates_after_the_timeout() ->
 def test_stop_without_quiet_signal_sends_none() -> None:
     body = script_body(pidfile.stop_lines(PidfileManager(path="p", start="w"), 1234, "/p.pid"))
     assert "TSTP" not in body
-    assert "sig TERM" in body
+    assert "send TERM" in body
 
 
 @pytest.mark.parametrize(

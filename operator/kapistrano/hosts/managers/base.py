@@ -169,11 +169,13 @@ class RestartResult:
 # `alive` treats zombies as gone (a detached process whose reaper never reaps it still answers
 # kill -0), `ident` prints what tells a process from a later one with the same pid (boot id and
 # start time in clock ticks), `readpid` prints the pid in a pid file if it holds one and it was not
-# reused (see ID_SUFFIX), and `wait_gone PID CS` polls on the host every $POLL seconds until PID is
-# gone or CS centiseconds passed, so a wait costs one round trip instead of one per poll.
-# `group_alive PGID` is `alive` for a whole process group (dash's kill takes `-SIG -PGID`, not `-s`);
-# `grouped PIDFILE PID` says whether the identity file marks PID as such a group's shell, and
-# `running PIDFILE PID` is whichever of the two applies; `ppid PID` prints PID's parent.
+# reused (see ID_SUFFIX), and `wait_gone PID CS [PIDFILE]` polls on the host every $POLL seconds
+# until PID is gone or CS centiseconds passed, so a wait costs one round trip instead of one per poll.
+# `grouped PIDFILE PID` says whether the identity file marks PID as the shell of a process group
+# kapistrano stops as a whole; `group_alive PGID` is `alive` for such a group; `running PIDFILE PID`,
+# `send SIG PID PIDFILE` and `wait_gone PID CS PIDFILE` act on the group when it is one (polling it
+# every $GROUP_POLL seconds: each look reads every process's stat file; dash's kill takes
+# `-SIG -PGID`, not `-s`). `ppid PID` prints PID's parent.
 SHELL_FUNCTIONS = r"""now() { read -r _u _r < /proc/uptime; echo $(( ${_u%.*} * 100 + 1${_u#*.} - 100 )); }
 alive() {
   kill -0 "$1" 2>/dev/null || return 1
@@ -194,9 +196,15 @@ readpid() {
   echo "$_p"
 }
 wait_gone() {
-  _d=$(( $(now) + $2 ))
-  while alive "$1"; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$POLL"; done
+  _d=$(( $(now) + $2 )); _w=$POLL; _g=
+  [ -n "$3" ] && grouped "$3" "$1" && _g=1 && _w=$GROUP_POLL
+  while if [ -n "$_g" ]; then group_alive "$1"; else alive "$1"; fi; do
+    [ "$(now)" -ge "$_d" ] && return 1; sleep "$_w"
+  done
   return 0
+}
+send() {
+  if grouped "$3" "$2"; then kill -"$1" -"$2" 2>/dev/null; else kill -s "$1" "$2" 2>/dev/null; fi
 }
 ppid() {
   _s=; { read -r _s < "/proc/$1/stat"; } 2>/dev/null || return 1
@@ -228,6 +236,8 @@ group_alive() {
 ID_SUFFIX = ".kapistrano"
 #: The third word of an identity line whose pid leads a process group kapistrano stops as a whole.
 GROUP_MARK = "group"
+#: How often a process group is looked at while waiting for it to exit.
+GROUP_POLL_SECONDS = 0.1
 
 
 def centis(seconds: float) -> int:
@@ -240,7 +250,8 @@ def remote_script(ctx: ServiceContext, lines: list[str]) -> str:
 
     Scripts run under `sh -c` whatever the login shell is, so they behave the same everywhere.
     """
-    body = "\n".join([f"POLL={quote(f'{ctx.poll_interval:g}')}", SHELL_FUNCTIONS, *lines])
+    poll = f"POLL={quote(f'{ctx.poll_interval:g}')}; GROUP_POLL={GROUP_POLL_SECONDS:g}"
+    body = "\n".join([poll, SHELL_FUNCTIONS, *lines])
     return cmd("sh", "-c", body)
 
 

@@ -92,18 +92,6 @@ class StopOutcome:
     seconds: float | None
 
 
-GROUP_POLL = "0.1"
-#: Script lines defining what stop_lines signals and waits for: the pid, or the whole process group
-#: when the identity file marks the pid as the shell of a compound start command. A group is polled
-#: every GROUP_POLL seconds: each look reads every process's stat file.
-_STOP_TARGET = [
-    f'g=; gp=$POLL; grouped "$pf" "$p" && g=1 && gp={quote(GROUP_POLL)}',
-    'sig() { if [ -n "$g" ]; then kill -"$1" -"$p" 2>/dev/null; else kill -s "$1" "$p" 2>/dev/null; fi; }',
-    'up() { if [ -n "$g" ]; then group_alive "$p"; else alive "$p"; fi; }',
-    'down_within() { _d=$(( $(now) + $1 )); while up; do [ "$(now)" -ge "$_d" ] && return 1; sleep "$gp"; done; }',
-]
-
-
 def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
     """Script lines that signal `pid`, wait on the host for it to exit, escalate, and report (pure).
 
@@ -112,20 +100,19 @@ def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
     is orphaned: a quiet signal such as TSTP cannot suspend a member that does not handle it.) The
     pid file is removed once everything is gone (only if it still names that pid).
     """
-    quiet = [f"sig {quote(str(settings.quiet_signal))}"] if settings.quiet_signal else []
+    quiet = [f'send {quote(str(settings.quiet_signal))} "$p" "$pf"'] if settings.quiet_signal else []
     return [
         f"p={quote(pid)}; pf={quote(pidfile)}; t0=$(now)",
-        *_STOP_TARGET,
-        "if ! up; then echo stop gone; else",
+        'if ! running "$pf" "$p"; then echo stop gone; else',
         *quiet,
-        f"sig {quote(str(settings.stop_signal))}",
-        f"if down_within {centis(settings.stop_timeout_seconds)}; then echo stop exited $(( $(now) - t0 )); else",
-        f"sig {quote(str(settings.kill_signal))}",
-        f"if down_within {centis(KILL_WAIT_SECONDS)}; then echo stop killed $(( $(now) - t0 ));",
+        f'send {quote(str(settings.stop_signal))} "$p" "$pf"',
+        f'if wait_gone "$p" {centis(settings.stop_timeout_seconds)} "$pf"; then echo stop exited $(( $(now) - t0 ));',
+        f'else send {quote(str(settings.kill_signal))} "$p" "$pf"',
+        f'if wait_gone "$p" {centis(KILL_WAIT_SECONDS)} "$pf"; then echo stop killed $(( $(now) - t0 ));',
         "else echo stop stuck $(( $(now) - t0 )); fi",
         "fi",
         "fi",
-        f'[ "$(readpid "$pf")" = "$p" ] && ! up && rm -f "$pf" "$pf{ID_SUFFIX}"',
+        f'[ "$(readpid "$pf")" = "$p" ] && ! running "$pf" "$p" && rm -f "$pf" "$pf{ID_SUFFIX}"',
         "true",
     ]
 
