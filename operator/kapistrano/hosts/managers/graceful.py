@@ -178,26 +178,16 @@ async def _settle_oldbin(
 ) -> int:
     """Deal with a live pid in `.oldbin` before a reload; returns the master to reload (side effects).
 
-    Only a master forked by that pid is the new half of an unfinished reload: anything else there is
-    a stranger that reused a crashed master's pid, and is left alone.
+    A master forked by that pid is the unproven half of a reload cut short before its quit: it is
+    retired and the old master serves alone again (unicorn refuses to re-exec while `.oldbin` names a
+    live master, so the reload could never be retried otherwise). Anything else there is a stranger
+    that reused a crashed master's pid, and is left alone.
     """
     result = await run_script(runner, ctx, service.name, oldbin_lines(master, old, master_pidfile(ctx, service)))
     if ["oldbin", "child"] not in marker_lines(result.stdout, ("oldbin",)):
         return master
-    return await _undo_interrupted_reload(runner, ctx, service, master, old, on_event=on_event)
-
-
-async def _undo_interrupted_reload(
-    runner: Runner, ctx: ServiceContext, service: Service, new: int, old: int, *, on_event: EventSink
-) -> int:
-    """Retire the unproven master of a reload cut short before its quit; the old one serves alone again.
-
-    unicorn refuses to re-exec while `.oldbin` names a live master, so a reload killed between
-    USR2 and QUIT could never be retried otherwise. Returns the master now in the pid file (side
-    effects: signals on the host).
-    """
-    on_event(ServiceEvent("rolling-back", service.name, MASTER, new, detail="(an earlier reload did not finish)"))
-    await _retire(runner, ctx, service, new, on_event=on_event, restore=old)
+    on_event(ServiceEvent("rolling-back", service.name, MASTER, master, detail="(an earlier reload did not finish)"))
+    await _retire(runner, ctx, service, master, on_event=on_event, restore=old)
     return old
 
 
