@@ -36,7 +36,8 @@ def host1(lab: HostLab) -> LabHost:
 async def make_release(conn: SshConnection, name: str, version: str, revision: str = "abc123") -> str:
     """A complete release directory with markers."""
     path = await layout.create_release(conn, APP, name)
-    await layout.write_markers(conn, path, revision, version)
+    await layout.write_revision(conn, path, revision)
+    await layout.mark_complete(conn, path, version)
     return path
 
 

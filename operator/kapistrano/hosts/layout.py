@@ -225,11 +225,6 @@ def mark_complete_command(release_dir: str, version: str) -> str:
     return _sh('printf "%s\\n" "$2" > "$1/.kapistrano-version"', release_dir, version)
 
 
-def write_markers_command(release_dir: str, revision: str, version: str) -> str:
-    """Write REVISION and .kapistrano-version into a release (pure)."""
-    return write_revision_command(release_dir, revision) + " && " + mark_complete_command(release_dir, version)
-
-
 async def write_revision(runner: Runner, release_dir: str, revision: str) -> None:
     """Record the release's revision, as Capistrano does before its `deploy:updated` hooks (side effect)."""
     await runner.run(write_revision_command(release_dir, revision))
@@ -238,11 +233,6 @@ async def write_revision(runner: Runner, release_dir: str, revision: str) -> Non
 async def mark_complete(runner: Runner, release_dir: str, version: str) -> None:
     """Record the release's version; written last, so this marker means complete (side effect)."""
     await runner.run(mark_complete_command(release_dir, version))
-
-
-async def write_markers(runner: Runner, release_dir: str, revision: str, version: str) -> None:
-    """Record the release's revision, then its version (side effect)."""
-    await runner.run(write_markers_command(release_dir, revision, version))
 
 
 # -- reading releases --------------------------------------------------------------------------------
