@@ -14,7 +14,7 @@ import yaml
 from kapistrano.api.release import Release, parse_release
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.engine.rollout import Desired, Outcome, Rollout
-from kapistrano.engine.ssh_driver import driver_factory
+from kapistrano.engine.ssh_driver import SshHostDriver, driver_factory
 from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab, sample_worker
 from kapistrano.lab.sample_app import lab_release, worker_service
@@ -83,6 +83,10 @@ class App:
             owner="test:app",
             poll_interval=0.2,
         )
+
+    def driver(self, spec: ReleaseSpec, index: int = 0) -> SshHostDriver:
+        """The SSH driver the engine would use for one lab host (close it after use)."""
+        return driver_factory(self.lab.client_key, self.lab.known_hosts)(spec, spec.hosts[index])
 
     async def apply(self, version: str, **spec: Any) -> Outcome:
         """Run the engine to the end for `version`."""

@@ -57,24 +57,29 @@ class GatedStore:
         self.landed.append(taken if taken is not None else status.message)
 
 
+async def a_save_held_at_the_gate(store: GatedStore, message: str) -> tuple[StatusRecorder, asyncio.Task[None]]:
+    """A recorder of a status with `message`, and its first save, started and held by the store."""
+    recorder = StatusRecorder(store, ReleaseStatus(message=message), clock)
+    saving = asyncio.create_task(recorder.flush())
+    await store.entered.wait()
+    return recorder, saving
+
+
 async def test_a_slow_save_never_lands_after_a_newer_one() -> None:
     store = GatedStore(snapshot_at_once=True)
-    recorder = StatusRecorder(store, ReleaseStatus(message="older"), clock)
-    first = asyncio.create_task(recorder.flush())
-    await store.entered.wait()
+    recorder, first = await a_save_held_at_the_gate(store, "older")
     recorder.status.message = "newer"
     second = asyncio.create_task(recorder.flush())
     await asyncio.sleep(0)  # one turn of the loop: enough for the second save to land, were it not held back
     store.gate.set()
     await asyncio.gather(first, second)
     assert store.landed[-1] == "newer", store.landed
+    assert store.landed == ["older", "newer"]
 
 
 async def test_a_save_writes_the_status_as_it_was_when_it_was_asked_for() -> None:
     store = GatedStore(snapshot_at_once=False)
-    recorder = StatusRecorder(store, ReleaseStatus(message="asked"), clock)
-    saving = asyncio.create_task(recorder.flush())
-    await store.entered.wait()
+    recorder, saving = await a_save_held_at_the_gate(store, "asked")
     recorder.status.message = "changed later"
     store.gate.set()
     await saving
@@ -84,9 +89,7 @@ async def test_a_save_writes_the_status_as_it_was_when_it_was_asked_for() -> Non
 async def test_a_save_whose_caller_was_cancelled_still_lands_before_the_next_one() -> None:
     """A run stopped mid-save (the flush loop cancelled) ends with its last status on disk, not an older one."""
     store = GatedStore(snapshot_at_once=True)
-    recorder = StatusRecorder(store, ReleaseStatus(message="older"), clock)
-    cut = asyncio.create_task(recorder.flush())
-    await store.entered.wait()
+    recorder, cut = await a_save_held_at_the_gate(store, "older")
     cut.cancel()
     recorder.status.message = "final"
     final = asyncio.create_task(recorder.flush())
