@@ -12,11 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from kapistrano.api.spec import Probe
 from kapistrano.hosts import services
-from kapistrano.hosts.errors import ServiceError
+from kapistrano.hosts.errors import NotReady, ServiceError
 
 from tests.integration.hostkit import wait_until
-from tests.integration.servicekit import App, app, cwd_of, dead_pid, environ_of, pidfile_service, session_of
+from tests.integration.servicekit import DEPLOY_TO, App, app, cwd_of, dead_pid, environ_of, pidfile_service, session_of
 
 __all__ = ["app"]
 
@@ -73,16 +74,35 @@ async def test_the_kill_signal_ends_a_worker_that_outlives_stop_timeout(app: App
     assert not app.alive(old)
 
 
-async def test_the_quiet_signal_reaches_the_worker_as_well_as_the_stop_signal(app: App) -> None:
-    """Both arrive (their order on the wire is checked in unit/test_services_pure.py: signals that
-    are pending together reach a Python handler in signal-number order, so the worker cannot tell)."""
-    service = pidfile_service(app.worker(), quietSignal="TSTP")
+def drained_check(app: App) -> dict[str, object]:
+    """A `drained` check passing once the quieted worker logged that its job in progress is done (pure)."""
+    command = f'grep -q "^drained $KAPISTRANO_PID " {app.events_file}'
+    return {"exec": {"command": command}, "periodSeconds": 0.1}
+
+
+async def test_the_stop_signal_waits_until_the_quieted_worker_is_drained(app: App) -> None:
+    service = pidfile_service(app.worker("--quiet-work", "1.5"), quietSignal="TSTP", drained=drained_check(app))
     old = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
     assert old is not None
-    await services.restart(app.runner, app.ctx, service)
+
+    await services.restart(app.runner, app.ctx, service, on_event=app.record)
+
     kinds = [e.kind for e in app.events() if e.pid == old]
-    assert set(kinds) == {"start", "sigtstp", "sigterm", "exit"}
-    assert kinds[-1] == "exit"
+    assert kinds == ["start", "sigtstp", "drained", "sigterm", "exit"], "the job in progress was lost"
+    assert app.event("sigterm", old).at - app.event("sigtstp", old).at >= 1.5
+    assert ("drained", "0") in app.kinds()
+
+
+async def test_a_quiet_phase_without_a_drained_check_lasts_until_the_worker_exits_or_the_timeout(app: App) -> None:
+    service = pidfile_service(app.worker("--quiet-work", "0.5"), quietSignal="TSTP", quietTimeoutSeconds=2)
+    old = (await services.restart(app.runner, app.ctx, service)).instances[0].new_pid
+    assert old is not None
+
+    await services.restart(app.runner, app.ctx, service)
+
+    kinds = [e.kind for e in app.events() if e.pid == old]
+    assert kinds == ["start", "sigtstp", "drained", "sigterm", "exit"]
+    assert app.event("sigterm", old).at - app.event("sigtstp", old).at >= 2.0
 
 
 @pytest.mark.parametrize("content", ["dead", "garbage\n", ""])
@@ -171,8 +191,27 @@ async def test_a_daemon_that_writes_its_own_pid_file_is_tracked_by_it(app: App) 
     assert app.host.path(PIDFILE0).read_text().strip() == str(second)
 
 
-async def test_instances_restart_one_after_the_other_and_never_overlap(app: App) -> None:
-    service = pidfile_service(app.worker("--drain", "1"), instances=2)
+async def test_instances_of_a_host_stop_together_and_start_once_all_have_exited(app: App) -> None:
+    service = pidfile_service(app.worker("--drain", "2"), instances=3)
+    before = await services.restart(app.runner, app.ctx, service)
+    old = [i.new_pid for i in before.instances]
+
+    after = await services.restart(app.runner, app.ctx, service, on_event=app.record)
+
+    new = [i.new_pid for i in after.instances]
+    assert None not in old
+    assert None not in new
+    terms = [app.event("sigterm", pid or 0).at for pid in old]
+    exits = [app.event("exit", pid or 0).at for pid in old]
+    starts = [(await app.wait_event("start", pid or 0)).at for pid in new]
+    assert max(terms) - min(terms) < 1.0, "the instances were not stopped together"
+    assert min(starts) >= max(exits), "a new instance started while an old one still drained"
+    assert [k for k in app.kinds() if k[0] == "stopping"] == [("stopping", "0"), ("stopping", "1"), ("stopping", "2")]
+    assert len((await services.status(app.runner, app.ctx, service)).pids) == 3
+
+
+async def test_ordered_ready_instances_restart_one_after_the_other_and_never_overlap(app: App) -> None:
+    service = pidfile_service(app.worker("--drain", "1"), instances=2, instancePolicy="OrderedReady")
     before = await services.restart(app.runner, app.ctx, service)
     app.seen.clear()
 
@@ -230,7 +269,7 @@ async def test_a_start_command_with_variable_assignments_is_tracked_and_waited_f
 @pytest.mark.parametrize("shape", ["{worker} | cat", "true && {worker}"])
 async def test_a_compound_start_command_is_stopped_as_a_whole_before_its_successor_starts(app: App, shape: str) -> None:
     """A pipeline or a list runs under a shell: its worker must drain and exit before the next one starts."""
-    service = pidfile_service(shape.format(worker=app.worker("--drain", "2")), quietSignal="TSTP")
+    service = pidfile_service(shape.format(worker=app.worker("--drain", "2")))
     await services.restart(app.runner, app.ctx, service)
     (first,) = [e.pid for e in app.events() if e.kind == "start"]
     tracked = app.host.path(PIDFILE0).read_text().strip()
@@ -270,3 +309,63 @@ async def test_a_compound_command_whose_shell_died_still_runs_until_its_worker_i
     (second,) = [e.pid for e in app.events() if e.kind == "start" and e.pid != first]
     started = await app.wait_event("start", second)
     assert started.at >= app.event("exit", first).at, "the successor started beside the old worker"
+
+
+def started_by(app: App, first: set[int]) -> list[int]:
+    """Pids of the workers started after those in `first` (reads the events file)."""
+    return [e.pid for e in app.events() if e.kind == "start" and e.pid not in first]
+
+
+async def test_start_first_starts_the_new_instances_beside_the_old_and_stops_the_old_once_ready(app: App) -> None:
+    ready = {"exec": {"command": 'grep -q "^start $KAPISTRANO_PID " ' + app.events_file}, "periodSeconds": 0.1}
+    service = pidfile_service(app.worker("--drain", "1"), instances=2, replace="StartFirst")
+    service = service.model_copy(update={"readiness": Probe.model_validate(ready)})
+    check = services.readiness(app.runner, app.ctx, service)
+    old = {i.new_pid or 0 for i in (await services.restart(app.runner, app.ctx, service, check_ready=check)).instances}
+
+    after = await services.restart(app.runner, app.ctx, service, on_event=app.record, check_ready=check)
+
+    new = {i.new_pid or 0 for i in after.instances}
+    assert new.isdisjoint(old)
+    last_start = max([(await app.wait_event("start", pid)).at for pid in new])
+    assert min(app.event("sigterm", pid).at for pid in old) >= last_start, "an old instance stopped first"
+    assert ("promoted", "0") in app.kinds()
+    assert ("promoted", "1") in app.kinds()
+    assert set((await services.status(app.runner, app.ctx, service)).pids) == new
+    assert not list(app.host.path(DEPLOY_TO).glob("shared/tmp/pids/*.next*")), "a successor pid file was left"
+
+
+async def test_start_first_instances_that_never_get_ready_are_stopped_and_the_old_ones_keep_running(
+    app: App,
+) -> None:
+    service = pidfile_service(app.worker(), instances=2, replace="StartFirst")
+    old = {i.new_pid or 0 for i in (await services.restart(app.runner, app.ctx, service)).instances}
+    never = Probe.model_validate({"exec": {"command": "false"}, "periodSeconds": 0.1, "failureThreshold": 3})
+    service = service.model_copy(update={"readiness": never})
+
+    check = services.readiness(app.runner, app.ctx, service)
+    with pytest.raises(NotReady):
+        await services.restart(app.runner, app.ctx, service, check_ready=check)
+
+    assert all(app.alive(pid) for pid in old), "an old instance was stopped although its successor failed"
+    assert not [e for e in app.events() if e.pid in old and e.kind == "sigterm"]
+    successors = started_by(app, old)
+    assert len(successors) == 2
+    for pid in successors:
+        await app.wait_event("exit", pid)
+    assert set((await services.status(app.runner, app.ctx, service)).pids) == old
+
+
+async def test_a_converging_restart_keeps_instances_that_already_run_from_the_release(app: App) -> None:
+    service = pidfile_service(app.worker(), instances=2)
+    first = await services.restart(app.runner, app.ctx, service)
+    app.host.exec(["kill", "-TERM", str(first.instances[1].new_pid)])
+    await app.wait_event("exit", first.instances[1].new_pid or 0)
+
+    healed = await services.restart(app.runner, app.ctx, service, on_event=app.record, keep_current=True)
+
+    assert healed.instances[0].new_pid == first.instances[0].new_pid, "a live instance was restarted"
+    assert ("kept", "0") in app.kinds()
+    assert ("not-running", "1") in app.kinds()
+    assert app.alive(healed.instances[1].new_pid or 0)
+    assert [e.kind for e in app.events() if e.pid == first.instances[0].new_pid] == ["start"]

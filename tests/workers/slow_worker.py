@@ -1,6 +1,9 @@
 """A queue-worker stand-in for the service tests: a busy worker that needs time to exit.
 
-On TERM it "finishes its current job" for --drain seconds, then exits. Every step is appended to
+On TERM it "finishes its current job" for --drain seconds, then exits. With --quiet-work, TSTP makes
+it stop taking work and finish its job in progress for that long (then it logs `drained`); a TERM
+that arrives before that loses the job (`lost`) and kills the worker at once, as sidekiq 6.4 does
+when a second signal arrives while it still handles the first. Every step is appended to
 --events as `<event> <pid> <unix time> <instance>`, so tests can order starts and exits across
 processes. With --daemonize it double-forks and writes --pidfile itself (sidekiq -d style).
 Standard library only: it runs with the host's /usr/bin/python3.
@@ -46,6 +49,7 @@ def main() -> int:
     parser.add_argument("--pidfile")
     parser.add_argument("--daemonize", action="store_true")
     parser.add_argument("--exit-status", type=int, default=None, help="exit at once with this status")
+    parser.add_argument("--quiet-work", type=float, default=None, help="seconds to finish the job after TSTP")
     args = parser.parse_args()
     if args.exit_status is not None:
         print("refusing to start", file=sys.stderr)
@@ -53,11 +57,24 @@ def main() -> int:
     if args.daemonize:
         daemonize()
     stopping = threading.Event()
+    quieting = threading.Event()
+    drained = threading.Event()
+
+    def drain_in_progress() -> None:
+        time.sleep(args.quiet_work)  # the job in progress after a quiet signal
+        drained.set()
+        record(args.events, "drained")
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         record(args.events, name.lower())
+        if signum == signal.SIGTSTP and args.quiet_work is not None and not quieting.is_set():
+            quieting.set()
+            threading.Thread(target=drain_in_progress, daemon=True).start()
         if signum == signal.SIGTERM:
+            if quieting.is_set() and not drained.is_set():
+                record(args.events, "lost")
+                os._exit(1)
             stopping.set()
 
     for sig in (signal.SIGTERM, signal.SIGTSTP, signal.SIGUSR1):

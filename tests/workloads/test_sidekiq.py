@@ -27,9 +27,16 @@ FRESH_SECONDS = 20.0  # sidekiq beats every 5 s; a process that died without cle
 BOOT_SECONDS = 1  # the app's load time (a Rails app takes seconds), the same in every test
 
 
-def sidekiq_service(redis: RedisServer, lab: HostLab) -> dict[str, Any]:
-    """The sidekiq service of the Release: foreground process, TSTP then TERM, heartbeat readiness (pure)."""
+def sidekiq_service(redis: RedisServer, lab: HostLab, *, quiet: bool = True) -> dict[str, Any]:
+    """The sidekiq service of the Release: foreground process, heartbeat readiness (pure).
+
+    With `quiet`, TSTP first and TERM once the heartbeat says the process is quiet and idle (the
+    `drained` check); without, TERM alone, which sidekiq 6 already takes as "finish or requeue".
+    """
     url = redis.url(lab.service_address)
+    stop: dict[str, Any] = {"stopSignal": "TERM", "stopTimeoutSeconds": 25}
+    if quiet:
+        stop |= {"quietSignal": "TSTP", "drained": {"exec": {"command": f"sh drained.sh {url}"}}}
     return {
         "name": "sidekiq",
         "manager": "pidfile",
@@ -37,9 +44,7 @@ def sidekiq_service(redis: RedisServer, lab: HostLab) -> dict[str, Any]:
         "pidfile": {
             "path": "tmp/pids/sidekiq.{index}.pid",
             "start": f"exec env REDIS_URL={url} BOOT_SECONDS={BOOT_SECONDS} sidekiq -r ./app.rb -C config/sidekiq.yml",
-            "quietSignal": "TSTP",
-            "stopSignal": "TERM",
-            "stopTimeoutSeconds": 25,
+            **stop,
         },
         "readiness": {
             "exec": {"command": f"sh ready.sh {url} tmp/pids/sidekiq.0.pid"},
@@ -107,14 +112,16 @@ def watch(redis: RedisServer) -> Iterator[Resp]:
     client.close()
 
 
-def rolling(lab: HostLab, redis: RedisServer, watch: Resp, *, at_once: bool = False) -> tuple[Sampler, Jobs]:
+def rolling(
+    lab: HostLab, redis: RedisServer, watch: Resp, *, at_once: bool = False, quiet: bool = True
+) -> tuple[Sampler, Jobs]:
     """Deploy v1, then v2 and v1 again under load; the sampler and the jobs (processes).
 
     One host at a time (maxUnavailable 1) unless `at_once`: then every host at the same time.
     """
     work = Workload(lab, "sidekiq", application="jobs")
     try:
-        service = [sidekiq_service(redis, lab)]
+        service = [sidekiq_service(redis, lab, quiet=quiet)]
         work.apply_cli(work.manifest("v1", service, strategy={"maxUnavailable": "100%"}))
         wait_until(lambda: live_processes(watch) == 3, "three live sidekiq processes", 30)
         sampler_client = redis.client()
@@ -141,10 +148,11 @@ def rolling(lab: HostLab, redis: RedisServer, watch: Resp, *, at_once: bool = Fa
         work.close()
 
 
+@pytest.mark.parametrize("quiet", [True, False], ids=["tstp-then-term-once-drained", "term-only"])
 def test_one_host_at_a_time_keeps_a_live_sidekiq_and_every_job_completes(
-    lab: HostLab, redis: RedisServer, watch: Resp
+    lab: HostLab, redis: RedisServer, watch: Resp, quiet: bool
 ) -> None:
-    sampler, jobs = rolling(lab, redis, watch)
+    sampler, jobs = rolling(lab, redis, watch, quiet=quiet)
 
     values = sampler.values()
     assert len(values) >= 50, "too few samples to prove anything"

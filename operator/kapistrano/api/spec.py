@@ -183,6 +183,31 @@ class Manager(StrEnum):
     COMMAND = "command"
 
 
+class InstancePolicy(StrEnum):
+    """How the instances of one host are restarted (named after the StatefulSet field)."""
+
+    PARALLEL = "Parallel"
+    ORDERED_READY = "OrderedReady"
+
+
+class ReplacePolicy(StrEnum):
+    """Whether old instances stop before the new ones start, or after they are ready."""
+
+    STOP_FIRST = "StopFirst"
+    START_FIRST = "StartFirst"
+
+
+class DrainedCheck(SpecModel):
+    """A command that tells whether a quieted instance has finished its work."""
+
+    exec: ExecAction = Field(
+        description="Run on the host in the release directory the instance runs from, with KAPISTRANO_PID, "
+        "KAPISTRANO_INSTANCE and KAPISTRANO_PIDFILE set; exit status 0 means drained."
+    )
+    period_seconds: float = Field(default=0.5, ge=0.05, le=3600, description="Time between two checks.")
+    timeout_seconds: int = Field(default=5, ge=1, le=3600, description="Timeout of one check.")
+
+
 class PidfileManager(SpecModel):
     """Processes started by kapistrano and tracked by pid file (sneakers, sidekiq)."""
 
@@ -196,12 +221,34 @@ class PidfileManager(SpecModel):
     )
     stop_signal: Signal = Field(default=Signal.TERM, description="Signal that asks the process to exit.")
     quiet_signal: Signal | None = Field(
-        default=None, description="Signal sent first to stop taking new work (sidekiq: TSTP)."
+        default=None,
+        description="Signal sent first to stop taking new work (sidekiq: TSTP). stopSignal follows only once "
+        "`drained` passes, the process exited by itself, or quietTimeoutSeconds passed: never back to back.",
+    )
+    drained: DrainedCheck | None = Field(
+        default=None,
+        description="After quietSignal: a check that passes once the instance finished its work "
+        "(e.g. sidekiq's busy count for that process is 0). Without one, the quiet phase lasts until the "
+        "process exits or quietTimeoutSeconds ends.",
+    )
+    quiet_timeout_seconds: int = Field(
+        default=30, ge=0, le=86400, description="Longest quiet phase; then stopSignal is sent anyway."
     )
     stop_timeout_seconds: int = Field(
         default=30, ge=0, le=86400, description="How long to wait for the process to exit before killSignal."
     )
     kill_signal: Signal = Field(default=Signal.KILL, description="Signal sent when stopTimeoutSeconds passed.")
+    instance_policy: InstancePolicy = Field(
+        default=InstancePolicy.PARALLEL,
+        description="Parallel: all instances of a host are stopped together, then started together, then "
+        "checked. OrderedReady: one instance after the other, each ready before the next is stopped.",
+    )
+    replace: ReplacePolicy = Field(
+        default=ReplacePolicy.STOP_FIRST,
+        description="StopFirst: old instances exit before new ones start. StartFirst: new instances start "
+        "beside the old ones (their own pid files) and the old ones are quieted and stopped once the new "
+        "ones are ready; such a host never counts as unavailable (see strategy.maxSurge).",
+    )
 
 
 class GracefulManager(SpecModel):
@@ -328,21 +375,31 @@ class OnFailure(StrEnum):
     HALT = "Halt"
 
 
+#: A host count as an int >= 1 or a percent of hosts, in the CRD.
+HOST_COUNT_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-int-or-string": True,
+    "x-kubernetes-validations": [
+        _cel(
+            "type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",
+            "must be an integer >= 1 or a percent from 1% to 100%",
+        )
+    ],
+}
+
+
 class Strategy(SpecModel):
     """How the rollout moves across hosts."""
 
     max_unavailable: IntOrPercent = Field(
         default=1,
         description="Hosts restarting at once: an int >= 1 or a percent of hosts (rounded down, at least 1).",
-        json_schema_extra={
-            "x-kubernetes-int-or-string": True,
-            "x-kubernetes-validations": [
-                _cel(
-                    "type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",
-                    "must be an integer >= 1 or a percent from 1% to 100%",
-                )
-            ],
-        },
+        json_schema_extra=HOST_COUNT_SCHEMA,
+    )
+    max_surge: IntOrPercent = Field(
+        default=1,
+        description="Hosts replacing their instances StartFirst at once: an int >= 1 or a percent of hosts "
+        "(rounded down, at least 1). Such hosts keep serving, so they do not use maxUnavailable.",
+        json_schema_extra=HOST_COUNT_SCHEMA,
     )
     min_ready_seconds: int = Field(
         default=0, ge=0, le=86400, description="A host must stay ready this long before the next one starts."

@@ -97,7 +97,7 @@ class ActionRunner:
             release = await driver.rollback(spec, self.emit, release=self.host(name).previous_release)
             self._ready(name, None, f"rolled back to release {release}", phase=HostPhase.ROLLED_BACK)
         else:
-            await driver.restart(spec, self.emit)
+            await driver.restart(spec, self.emit, keep_running=action.kind == ActionKind.HEAL)
             token = self.desired.restart_token if action.kind == ActionKind.RESTART else None
             self._ready(name, spec.version, "services restarted", restarted_for=token)
 

@@ -42,8 +42,10 @@ class HostDriver(Protocol):
         """Switch back to `release` (or the newest release older than current), restart, prove ready."""
         ...
 
-    async def restart(self, spec: ReleaseSpec, emit: EventSink) -> None:
-        """Restart every service on the current release and wait until ready (restart request, heal)."""
+    async def restart(self, spec: ReleaseSpec, emit: EventSink, *, keep_running: bool = False) -> None:
+        """Restart every service on the current release and wait until ready (restart request, heal).
+
+        With `keep_running` (heal) live processes that run from the release are left alone."""
         ...
 
     async def close(self) -> None:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import posixpath
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kapistrano.api.spec import Hook, Host, ReleaseSpec, Service
+from kapistrano.api.spec import Hook, Host, Manager, ReleaseSpec, Service
 from kapistrano.api.status import HostPhase
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
 from kapistrano.hosts import fetch, layout, lock, probes, services
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
+from kapistrano.hosts.managers import pidfile
+from kapistrano.hosts.managers.base import instance_env
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
-from kapistrano.hosts.shell import cmd, user_command
+from kapistrano.hosts.shell import user_command
 from kapistrano.hosts.ssh import SshConnection, target_for_host
 from kapistrano.plan import HostObservation
 
@@ -81,24 +82,15 @@ class SshHostDriver:
         states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in spec.services))
         if not all(state.running is not False for state in states):
             return False, None
-        attempts = [probes.attempt(self.conn, ctx, s.readiness) for s in spec.services if s.readiness is not None]
+        attempts = [
+            probes.attempt(self.conn, where, s.readiness)
+            for s, state in zip(spec.services, states, strict=True)
+            if s.readiness is not None
+            for where in _probe_contexts(ctx, s, state)
+        ]
         ready = all(a.ok for a in await asyncio.gather(*attempts))
         pids = [pid for state in states for pid in state.pids]
-        return ready, await self._run_from(pids, ctx.current)
-
-    async def _run_from(self, pids: Sequence[int], release_dir: str) -> bool | None:
-        """Whether the processes' working directories are the release dir; None when unknowable (network I/O)."""
-        if not pids:
-            return None
-        command = cmd("readlink", "-e", "--", *(f"/proc/{pid}/cwd" for pid in pids))
-        result = await self.conn.run(command, check=False)
-        cwds = {line for line in result.stdout.splitlines() if line}
-        releases_dir = posixpath.dirname(release_dir)
-        if cwds == {release_dir}:
-            return True
-        if any(posixpath.dirname(c) == releases_dir and c != release_dir for c in cwds):
-            return False  # a process still runs from an older release: it was never restarted
-        return None  # daemons that chdir elsewhere (e.g. "/") cannot be told apart
+        return ready, await services.runs_from(self.conn, pids, ctx.current)
 
     # -- locking ---------------------------------------------------------------------------------
 
@@ -150,7 +142,7 @@ class SshHostDriver:
         await self._hooks(spec, spec.hooks.before_publish, release_dir, emit, run_once=run_once_hooks)
         emit(HostEvent(self.name, f"switching current to {target.name}", HostPhase.PUBLISHING))
         await layout.publish(self.conn, deploy_to, target.name)
-        await self._restart_all(spec, target.name, emit)
+        await self._restart_all(spec, target.name, emit, keep_current=True)
         await self._hold(spec, target.name, emit)
         await self._hooks(spec, spec.hooks.after_publish, release_dir, emit, run_once=run_once_hooks)
         branch = spec.git_ref or spec.version
@@ -175,7 +167,7 @@ class SshHostDriver:
             raise SourceError(self.name, "no previous release to roll back to")
         emit(HostEvent(self.name, f"rolling back to {target}", HostPhase.PUBLISHING))
         await layout.publish(self.conn, deploy_to, target)
-        await self._restart_all(spec, target, emit)
+        await self._restart_all(spec, target, emit, keep_current=True)
         await layout.append_revision_log(self.conn, deploy_to, layout.rollback_log_line(self.user, target))
         return target
 
@@ -191,21 +183,27 @@ class SshHostDriver:
         releases = await layout.list_releases(self.conn, spec.deploy_path)
         return layout.previous_release(releases, current.release if current else None)
 
-    async def restart(self, spec: ReleaseSpec, emit: EventSink) -> None:
-        """Restart every service on the current release and wait until ready (network I/O)."""
+    async def restart(self, spec: ReleaseSpec, emit: EventSink, *, keep_running: bool = False) -> None:
+        """Restart every service on the current release and wait until ready (network I/O).
+
+        `keep_running` (healing) starts only what is not running and leaves live processes alone.
+        """
         await self.settle()
         current = await layout.read_current(self.conn, spec.deploy_path)
         if current is None:
             raise SourceError(self.name, "nothing is published on the host")
-        await self._restart_all(spec, current.release, emit)
+        await self._restart_all(spec, current.release, emit, keep_current=keep_running)
 
-    async def _restart_all(self, spec: ReleaseSpec, release: str, emit: EventSink) -> None:
-        """Restart each service in spec order and wait for its readiness (network I/O)."""
+    async def _restart_all(self, spec: ReleaseSpec, release: str, emit: EventSink, *, keep_current: bool) -> None:
+        """Restart each service in spec order and wait for its readiness (network I/O).
+
+        With `keep_current`, processes that already run from the release are kept and only checked.
+        """
         ctx = self._context(spec, release)
         for service in spec.services:
-            await self._restart_one(ctx, service, emit)
+            await self._restart_one(ctx, service, emit, keep_current=keep_current)
 
-    async def _restart_one(self, ctx: ServiceContext, service: Service, emit: EventSink) -> None:
+    async def _restart_one(self, ctx: ServiceContext, service: Service, emit: EventSink, *, keep_current: bool) -> None:
         """Restart one service; its progress becomes host events (network I/O)."""
 
         def on_event(event: ServiceEvent) -> None:
@@ -220,7 +218,7 @@ class SshHostDriver:
             # Readiness proves the new process works, so a foreground process need not be watched
             # for a grace period first: that wait would be paid on every host.
             ctx = replace(ctx, start_grace=NO_GRACE_SECONDS)
-        await services.restart(self.conn, ctx, service, on_event=on_event, check_ready=check)
+        await services.restart(self.conn, ctx, service, on_event=on_event, check_ready=check, keep_current=keep_current)
 
     async def _hold(self, spec: ReleaseSpec, release: str, emit: EventSink) -> None:
         """Stay ready for minReadySeconds, re-checking as it goes (network I/O)."""
@@ -283,3 +281,15 @@ class SshHostDriver:
         """Finish the bookkeeping, then close the SSH connection (network I/O)."""
         await self.settle()
         await self.conn.close()
+
+
+def _probe_contexts(ctx: ServiceContext, service: Service, state: services.ServiceState) -> list[ServiceContext]:
+    """Where a service's readiness is probed: once per live pidfile instance (named in the env), else once (pure)."""
+    if service.manager != Manager.PIDFILE or not state.instances:
+        return [ctx]
+    files = pidfile.pidfiles(ctx, service)
+    return [
+        replace(ctx, env={**ctx.env, **instance_env(n, files[n], i.pid)})
+        for n, i in enumerate(state.instances)
+        if i.pid is not None and n < len(files)
+    ] or [ctx]

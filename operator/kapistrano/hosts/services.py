@@ -11,10 +11,12 @@ is retired, so a new master that never gets ready leaves the old one serving.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import posixpath
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 
 from kapistrano.api.spec import Manager, Service
-from kapistrano.hosts.managers import command, graceful, pidfile, systemd
+from kapistrano.hosts.managers import command, graceful, pidfile, pidfile_restart, systemd
 from kapistrano.hosts.managers.base import (
     EventSink,
     InstanceRestart,
@@ -28,6 +30,7 @@ from kapistrano.hosts.managers.base import (
 )
 from kapistrano.hosts.probes import AttemptSink, ignore_attempt, wait_ready
 from kapistrano.hosts.runner import Runner
+from kapistrano.hosts.shell import cmd
 
 __all__ = [
     "EventSink",
@@ -47,7 +50,7 @@ Restarter = Callable[..., Awaitable[RestartResult]]
 Inspector = Callable[[Runner, ServiceContext, Service], Awaitable[ServiceState]]
 
 _RESTART: dict[Manager, Restarter] = {
-    Manager.PIDFILE: pidfile.restart,
+    Manager.PIDFILE: pidfile_restart.restart,
     Manager.GRACEFUL: graceful.restart,
     Manager.SYSTEMD: systemd.restart,
     Manager.COMMAND: command.restart,
@@ -67,9 +70,49 @@ async def restart(
     *,
     on_event: EventSink = ignore_event,
     check_ready: ReadyCheck | None = None,
+    keep_current: bool = False,
 ) -> RestartResult:
-    """Restart a service with its manager (side effects: processes on the host)."""
+    """Restart a service with its manager (side effects: processes on the host).
+
+    `keep_current` (a publish resumed, a rollback, healing) leaves processes that already run from
+    ctx.current alone and only checks their readiness: a restart cut short after the new processes
+    started never stops them again.
+    """
+    if service.manager == Manager.PIDFILE:
+        return await pidfile_restart.restart(
+            runner, ctx, service, on_event=on_event, check_ready=check_ready, keep_current=keep_current
+        )
+    if keep_current:
+        state = await status(runner, ctx, service)
+        if state.running and await runs_from(runner, state.pids, ctx.current):
+            on_event(ServiceEvent("kept", service.name, "-", detail="already runs from the release"))
+            if check_ready is not None:
+                await check_ready()
+            return RestartResult(service.name, ())
     return await _RESTART[service.manager](runner, ctx, service, on_event=on_event, check_ready=check_ready)
+
+
+async def runs_from(runner: Runner, pids: Sequence[int], release_dir: str) -> bool | None:
+    """Whether the processes' working directories are the release dir; None when unknowable (network I/O).
+
+    False when one runs from another release (it was never restarted); None when none can be told
+    apart (no pids, daemons that chdir to "/").
+    """
+    if not pids:
+        return None
+    command = cmd("readlink", "-e", "--", release_dir) + "; echo ---; "
+    command += cmd("readlink", "-e", "--", *(f"/proc/{pid}/cwd" for pid in pids))
+    result = await runner.run(command, check=False)
+    head, _, tail = result.stdout.partition("---\n")
+    target, cwds = head.strip(), {line for line in tail.splitlines() if line}
+    if not target or not cwds:
+        return None
+    if cwds == {target}:
+        return True
+    releases_dir = posixpath.dirname(target)
+    if any(posixpath.dirname(c) == releases_dir and c != target for c in cwds):
+        return False
+    return None
 
 
 async def status(runner: Runner, ctx: ServiceContext, service: Service) -> ServiceState:
@@ -85,8 +128,9 @@ def readiness(
     if probe is None:
         return None
 
-    async def check() -> None:
-        """Wait for readiness; raises NotReady after failureThreshold failures (side effects: the probe's)."""
-        await wait_ready(runner, ctx, probe, on_attempt=on_attempt)
+    async def check(env: Mapping[str, str] | None = None) -> None:
+        """Wait for readiness (of one instance when `env` names it); raises NotReady after failureThreshold."""
+        where = ctx if not env else replace(ctx, env={**ctx.env, **env})
+        await wait_ready(runner, where, probe, on_attempt=on_attempt)
 
     return check

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from kapistrano.api.spec import Service
 from kapistrano.hosts.errors import ServiceError
@@ -58,6 +58,8 @@ class ServiceContext:
 
 
 EventKind = Literal[
+    "quieting",
+    "drained",
     "stopping",
     "exited",
     "killing",
@@ -70,6 +72,8 @@ EventKind = Literal[
     "quitting",
     "rolling-back",
     "lingering",
+    "kept",
+    "promoted",
 ]
 
 
@@ -97,8 +101,16 @@ class ServiceEvent:
 
 EventSink = Callable[[ServiceEvent], None]
 _Block = TypeVar("_Block")
-#: Called once the new processes run (and, for graceful, before the old master is retired); raises if not ready.
-ReadyCheck = Callable[[], Awaitable[None]]
+
+
+class ReadyCheck(Protocol):
+    """Called once the new processes run (for graceful, before the old master is retired); raises if not ready.
+
+    `env` names the instance being judged (KAPISTRANO_INSTANCE, KAPISTRANO_PIDFILE, KAPISTRANO_PID)
+    for an exec probe; None judges the service as a whole.
+    """
+
+    def __call__(self, env: Mapping[str, str] | None = None) -> Awaitable[None]: ...
 
 
 def settings_of(service: Service, kind: type[_Block]) -> _Block:
@@ -112,6 +124,11 @@ def settings_of(service: Service, kind: type[_Block]) -> _Block:
     return block
 
 
+def instance_env(index: int, pidfile: str, pid: int) -> dict[str, str]:
+    """The environment naming one instance to a probe or a drained check (pure)."""
+    return {"KAPISTRANO_INSTANCE": str(index), "KAPISTRANO_PIDFILE": pidfile, "KAPISTRANO_PID": str(pid)}
+
+
 def ignore_event(event: ServiceEvent) -> None:
     """The default event sink: drop the event (pure)."""
 
@@ -123,6 +140,8 @@ class InstanceState:
     instance: str
     pid: int | None
     alive: bool | None
+    #: The process runs from the release directory services are started in (ctx.current); None: not known.
+    on_current: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Manager `pidfile`: processes kapistrano starts detached and tracks by one pid file per instance.
 
-Stopping sends quietSignal (if any) and stopSignal, then waits ON THE HOST until the pid has really
-exited (one round trip, polled every few tens of milliseconds, bounded by stopTimeoutSeconds), then
-escalates to killSignal and waits again. Never a fixed sleep.
+Stopping sends quietSignal (if any) and waits ON THE HOST for the quiet phase to end (the `drained`
+check passes, the process exits by itself, or quietTimeoutSeconds ends: never a second signal right
+behind the first), then stopSignal, then waits until the pid has really exited (one round trip,
+polled every few tens of milliseconds, bounded by stopTimeoutSeconds), then escalates to killSignal
+and waits again. Never a fixed sleep.
 
 Starting runs the user's command in the current release directory in its own session (setsid),
 stdin from /dev/null, output appended to shared/log/<service>.log, with {index}/{pidfile}
@@ -20,24 +22,22 @@ from kapistrano.api.spec import PidfileManager, Service
 from kapistrano.hosts.errors import ServiceError
 from kapistrano.hosts.managers.base import (
     GROUP_MARK,
+    GROUP_POLL_SECONDS,
     ID_SUFFIX,
     KILL_WAIT_SECONDS,
-    EventSink,
-    InstanceRestart,
     InstanceState,
-    ReadyCheck,
-    RestartResult,
     ServiceContext,
-    ServiceEvent,
     ServiceState,
     centis,
-    ignore_event,
     marker_lines,
     run_script,
     settings_of,
 )
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import cmd, detached, quote, replaces_shell
+
+#: Appended to an instance's pid file for its StartFirst successor until the old instance is gone.
+SURGE_SUFFIX = ".next"
 
 
 def pidfile_path(ctx: ServiceContext, template: str, index: int) -> str:
@@ -53,32 +53,37 @@ def start_command(command: str, index: int, pidfile: str) -> str:
 # -- reading pid files ------------------------------------------------------------------------------
 
 
-def read_lines(pidfiles: list[str]) -> list[str]:
-    """Script lines printing `pid <n> <pid|-> <1|0>` for each pid file: its pid and whether it lives (pure)."""
-    lines = []
+def read_lines(pidfiles: list[str], release_dir: str | None = None) -> list[str]:
+    """Script lines printing `pid <n> <pid|-> <alive 1|0> <runs from release_dir 1|0>` per pid file (pure)."""
+    lines = [f"rd=$(readlink -e {quote(release_dir)} 2>/dev/null)" if release_dir else "rd="]
     for n, path in enumerate(pidfiles):
-        lines.append(f'p=$(readpid {quote(path)}); a=0; [ -n "$p" ] && running {quote(path)} "$p" && a=1')
-        lines.append(f'echo pid {n} "${{p:--}}" "$a"')
+        lines.append(f'p=$(readpid {quote(path)}); a=0; c=0; [ -n "$p" ] && running {quote(path)} "$p" && a=1')
+        lines.append('[ "$a" = 1 ] && [ -n "$rd" ] && [ "$(readlink -e "/proc/$p/cwd" 2>/dev/null)" = "$rd" ] && c=1')
+        lines.append(f'echo pid {n} "${{p:--}}" "$a" "$c"')
     return lines
 
 
 def parse_pids(output: str, count: int) -> list[tuple[int | None, bool]]:
     """(pid or None, alive) per pid file from read_lines output; a missing line means no pid (pure)."""
-    found: list[tuple[int | None, bool]] = [(None, False)] * count
+    return [(state.pid, bool(state.alive)) for state in parse_states(output, count)]
+
+
+def parse_states(output: str, count: int) -> list[InstanceState]:
+    """Per pid file: its pid, whether it lives, whether it runs from the release dir (pure)."""
+    found = [InstanceState(str(n), None, False, False) for n in range(count)]
     for row in marker_lines(output, ("pid",)):
-        if len(row) != 4 or not row[1].isdigit() or int(row[1]) >= count:
+        if len(row) not in (4, 5) or not row[1].isdigit() or int(row[1]) >= count:
             continue
         pid = int(row[2]) if row[2].isdigit() else None
-        found[int(row[1])] = (pid, pid is not None and row[3] == "1")
+        alive = pid is not None and row[3] == "1"
+        found[int(row[1])] = InstanceState(row[1], pid, alive, alive and row[4:5] == ["1"])
     return found
 
 
 async def read_pids(runner: Runner, ctx: ServiceContext, service: str, pidfiles: list[str]) -> list[InstanceState]:
-    """Which pid each pid file names and whether it is alive, in one round trip (side effects: none)."""
-    result = await run_script(runner, ctx, service, read_lines(pidfiles))
-    return [
-        InstanceState(str(n), pid, alive) for n, (pid, alive) in enumerate(parse_pids(result.stdout, len(pidfiles)))
-    ]
+    """Which pid each pid file names, whether it is alive and runs from ctx.current, in one round trip (reads)."""
+    result = await run_script(runner, ctx, service, read_lines(pidfiles, ctx.current))
+    return parse_states(result.stdout, len(pidfiles))
 
 
 # -- stopping -----------------------------------------------------------------------------------------
@@ -86,25 +91,56 @@ async def read_pids(runner: Runner, ctx: ServiceContext, service: str, pidfiles:
 
 @dataclass(frozen=True)
 class StopOutcome:
-    """How a stop ended: gone (was not running), exited, killed or stuck; seconds since the first signal."""
+    """How a stop ended: gone (was not running), exited, killed or stuck; seconds since the first signal.
+
+    `quiet` says how the quiet phase ended (drained, exited, timeout), None without a quiet signal.
+    """
 
     how: str
     seconds: float | None
+    quiet: str | None = None
+    quiet_seconds: float | None = None
 
 
-def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
-    """Script lines that signal `pid`, wait on the host for it to exit, escalate, and report (pure).
+def drained_lines(settings: PidfileManager, fallback_dir: str) -> list[str]:
+    """Script lines of the quiet phase: wait for `drained`, the exit, or quietTimeoutSeconds; sets q (pure).
+
+    The first check comes one period after the quiet signal, so that even a check that passes at
+    once leaves the process time to take the quiet signal before the stop signal arrives (sidekiq 6.4
+    loses its in-flight jobs when two signals arrive together).
+    """
+    check = settings.drained
+    period = f"{check.period_seconds:g}" if check else f"{GROUP_POLL_SECONDS:g}"
+    lines = [f"q=timeout; qd=$(( $(now) + {centis(settings.quiet_timeout_seconds)} ))", 'while running "$pf" "$p"; do']
+    lines.append(f'  [ "$(now)" -ge "$qd" ] && break; sleep {quote(period)}; running "$pf" "$p" || break')
+    if check is not None:
+        run = cmd("timeout", str(check.timeout_seconds), "sh", "-c", check.exec.command)
+        lines += [
+            f'  d=$(readlink -e "/proc/$p/cwd" 2>/dev/null) || d={quote(fallback_dir)}',
+            f'  if (cd "$d" && KAPISTRANO_PID="$p" KAPISTRANO_PIDFILE="$pf" KAPISTRANO_INSTANCE="$n" {run})'
+            " </dev/null >/dev/null 2>&1; then q=drained; break; fi",
+        ]
+    return [*lines, "done", 'running "$pf" "$p" || q=exited', 'echo quiet "$q" $(( $(now) - t0 ))']
+
+
+def stop_lines(
+    settings: PidfileManager, pid: int, pidfile: str, *, index: int = 0, release_dir: str = "/"
+) -> list[str]:
+    """Script lines that quiet and signal `pid`, wait on the host for it to exit, escalate, and report (pure).
 
     A compound start command's shell is stopped with its whole process group: signalling the shell
     alone would leave the worker running beside its successor. (The group was made by setsid, so it
     is orphaned: a quiet signal such as TSTP cannot suspend a member that does not handle it.) The
     pid file is removed once everything is gone (only if it still names that pid).
     """
-    quiet = [f'send {quote(str(settings.quiet_signal))} "$p" "$pf"'] if settings.quiet_signal else []
+    quiet = []
+    if settings.quiet_signal:
+        quiet = [f'send {quote(str(settings.quiet_signal))} "$p" "$pf"', *drained_lines(settings, release_dir)]
     return [
-        f"p={quote(pid)}; pf={quote(pidfile)}; t0=$(now)",
+        f"p={quote(pid)}; pf={quote(pidfile)}; n={quote(index)}; t0=$(now)",
         'if ! running "$pf" "$p"; then echo stop gone; else',
         *quiet,
+        'if ! running "$pf" "$p"; then echo stop exited $(( $(now) - t0 )); else',
         f'send {quote(str(settings.stop_signal))} "$p" "$pf"',
         f'if wait_gone "$p" {centis(settings.stop_timeout_seconds)} "$pf"; then echo stop exited $(( $(now) - t0 ));',
         f'else send {quote(str(settings.kill_signal))} "$p" "$pf"',
@@ -112,26 +148,48 @@ def stop_lines(settings: PidfileManager, pid: int, pidfile: str) -> list[str]:
         "else echo stop stuck $(( $(now) - t0 )); fi",
         "fi",
         "fi",
+        "fi",
         f'[ "$(readpid "$pf")" = "$p" ] && ! running "$pf" "$p" && rm -f "$pf" "$pf{ID_SUFFIX}"',
         "true",
     ]
 
 
+def _centis_word(row: list[str], at: int) -> float | None:
+    """The centiseconds word at `at` of a report row as seconds, None when absent (pure)."""
+    return int(row[at]) / 100 if len(row) > at and row[at].isdigit() else None
+
+
 def parse_stop(output: str) -> StopOutcome | None:
     """The outcome reported by stop_lines, None if the output has none (pure)."""
+    quiet: tuple[str | None, float | None] = (None, None)
+    for row in marker_lines(output, ("quiet",)):
+        if len(row) >= 2 and row[1] in ("drained", "exited", "timeout"):
+            quiet = (row[1], _centis_word(row, 2))
     for row in marker_lines(output, ("stop",)):
         if len(row) >= 2 and row[1] in ("gone", "exited", "killed", "stuck"):
-            seconds = int(row[2]) / 100 if len(row) >= 3 and row[2].isdigit() else None
-            return StopOutcome(row[1], seconds)
+            return StopOutcome(row[1], _centis_word(row, 2), *quiet)
     return None
 
 
+def stop_budget(settings: PidfileManager) -> float:
+    """The longest a stop may wait on the host: quiet phase, stop timeout, kill wait (pure)."""
+    quiet = settings.quiet_timeout_seconds if settings.quiet_signal else 0
+    return quiet + settings.stop_timeout_seconds + KILL_WAIT_SECONDS
+
+
 async def stop_pid(
-    runner: Runner, ctx: ServiceContext, service: str, settings: PidfileManager, *, pid: int, pidfile: str
+    runner: Runner,
+    ctx: ServiceContext,
+    service: str,
+    settings: PidfileManager,
+    *,
+    pid: int,
+    pidfile: str,
+    index: int = 0,
 ) -> StopOutcome:
-    """Stop one process and wait until it has exited (side effects: signals on the host)."""
-    budget = settings.stop_timeout_seconds + KILL_WAIT_SECONDS
-    result = await run_script(runner, ctx, service, stop_lines(settings, pid, pidfile), wait=budget)
+    """Quiet and stop one process and wait until it has exited (side effects: signals on the host)."""
+    lines = stop_lines(settings, pid, pidfile, index=index, release_dir=ctx.current)
+    result = await run_script(runner, ctx, service, lines, wait=stop_budget(settings))
     outcome = parse_stop(result.stdout)
     if outcome is None:
         raise ServiceError(runner.name, service, f"stopping pid {pid} reported nothing: {result.stdout[-400:]}")
@@ -240,48 +298,11 @@ def pidfiles(ctx: ServiceContext, service: Service) -> list[str]:
     return [pidfile_path(ctx, template, n) for n in range(service.instances)]
 
 
+def surge_pidfile(pidfile: str) -> str:
+    """Where a StartFirst instance keeps its pid while the one it replaces still runs (pure)."""
+    return pidfile + SURGE_SUFFIX
+
+
 async def status(runner: Runner, ctx: ServiceContext, service: Service) -> ServiceState:
     """Which instance pids are alive; a stale or missing pid file means not running (side effects: none)."""
     return ServiceState(service.name, tuple(await read_pids(runner, ctx, service.name, pidfiles(ctx, service))))
-
-
-async def restart_instance(
-    runner: Runner, ctx: ServiceContext, service: Service, index: int, on_event: EventSink
-) -> InstanceRestart:
-    """Stop one instance, wait for it to exit, start it again (side effects: processes on the host)."""
-    settings, name, pidfile = settings_of(service, PidfileManager), service.name, pidfiles(ctx, service)[index]
-    (state,) = await read_pids(runner, ctx, name, [pidfile])
-    instance = str(index)
-    outcome = StopOutcome("gone", None)
-    if state.alive and state.pid is not None:
-        on_event(ServiceEvent("stopping", name, instance, state.pid))
-        outcome = await stop_pid(runner, ctx, name, settings, pid=state.pid, pidfile=pidfile)
-        killed = outcome.how == "killed"
-        on_event(ServiceEvent("killed" if killed else "exited", name, instance, state.pid, outcome.seconds))
-    else:
-        on_event(ServiceEvent("not-running", name, instance, state.pid, detail="stale pid file" if state.pid else ""))
-    on_event(ServiceEvent("starting", name, instance))
-    command = start_command(settings.start, index, pidfile)
-    pid = await launch(runner, ctx, name, command, pidfile=pidfile, index=index)
-    on_event(ServiceEvent("started", name, instance, pid))
-    old = state.pid if state.alive else None
-    return InstanceRestart(instance, old, pid, outcome.seconds, outcome.how == "killed")
-
-
-async def restart(
-    runner: Runner,
-    ctx: ServiceContext,
-    service: Service,
-    *,
-    on_event: EventSink = ignore_event,
-    check_ready: ReadyCheck | None = None,
-) -> RestartResult:
-    """Restart every instance, one after the other, then check readiness (side effects: processes).
-
-    Instances go stop 0, start 0, stop 1, start 1...: the host keeps consuming with the other
-    instances while one restarts, and never runs two processes of the same instance at once.
-    """
-    done = [await restart_instance(runner, ctx, service, n, on_event) for n in range(service.instances)]
-    if check_ready is not None:
-        await check_ready()
-    return RestartResult(service.name, tuple(done))
