@@ -110,10 +110,13 @@ async def test_a_first_deploy_that_never_gets_ready_stalls_and_leaves_the_host_a
     outcome = await asyncio.wait_for(app.apply("v1", healthy=False, readiness={"failureThreshold": 3}), 60)
     assert outcome.result == Result.STALLED, outcome.message
     assert "HostFailed" in outcome.message
-    # A first deploy has nothing to keep available: every host tried v1, and none has anything older.
-    for host in outcome.status.hosts:
-        assert (host.phase, host.rollback_failed, host.failed_version) == ("Failed", True, "v1"), host
-        assert "no previous release" in host.message
+    # The budget holds on a first deploy too: the first host failed, and nothing older is there to go
+    # back to; the hosts after it were never started.
+    first, *others = outcome.status.hosts
+    assert (first.phase, first.rollback_failed, first.failed_version) == ("Failed", True, "v1"), first
+    assert "no previous release" in first.message
+    for host in others:
+        assert (host.phase, host.version, host.attempts) == ("Updated", None, 0), host
 
 
 async def test_an_after_update_hook_cut_short_leaves_no_release_to_reuse(app: App) -> None:

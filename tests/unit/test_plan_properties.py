@@ -16,6 +16,8 @@ from kapistrano.plan import ActionKind, HostObservation, Plan, max_unavailable, 
 from .planfixtures import NOW, ago, make_input, make_spec, prev_status
 
 DISRUPTIVE = {ActionKind.PUBLISH, ActionKind.RESTART}
+#: Every action that stops, restarts or rolls back live processes.
+TOUCHING = {ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL, ActionKind.ROLLBACK}
 budgets = st.one_of(st.integers(1, 5), st.sampled_from(["1%", "25%", "34%", "50%", "100%"]))
 
 
@@ -29,11 +31,14 @@ def held_down(result: Plan, spec: ReleaseSpec, now: datetime) -> set[str]:
     }
 
 
-def assert_within_budget(result: Plan, spec: ReleaseSpec, now: datetime = NOW) -> None:
+def assert_within_budget(
+    result: Plan, spec: ReleaseSpec, now: datetime = NOW, busy: frozenset[str] = frozenset()
+) -> None:
     """Starting the chosen actions never takes more than maxUnavailable hosts down.
 
     Neither counted as unavailable (minReadySeconds included) nor as not serving at all: a host
-    that is ready inside its minReadySeconds still serves.
+    that is ready inside its minReadySeconds still serves. And whatever the probes say, no more than
+    maxUnavailable hosts are acted on at once (`busy`: actions already running).
     """
     budget = max_unavailable(spec.strategy.max_unavailable, len(spec.hosts))
     down = held_down(result, spec, now)
@@ -42,6 +47,8 @@ def assert_within_budget(result: Plan, spec: ReleaseSpec, now: datetime = NOW) -
     assert len(newly_down) <= max(0, budget - len(down)), (budget, down, newly_down)
     not_serving = {h.name for h in result.status.hosts if not h.ready}
     assert len(not_serving | acted_on) <= max(budget, len(not_serving)), (budget, not_serving, acted_on)
+    touched = {a.host for a in result.actions if a.kind in TOUCHING}
+    assert len(touched | busy) <= budget, ("hosts acted on at once", budget, touched, busy)
 
 
 observation = st.builds(
@@ -51,8 +58,29 @@ observation = st.builds(
     version=st.sampled_from(["v1", "v2", None]),
     has_desired_release=st.booleans(),
     ready=st.sampled_from([True, False, None]),
+    services_running=st.sampled_from([True, False, None]),
     services_on_current=st.sampled_from([True, False, None]),
 )
+
+
+@settings(max_examples=400, deadline=None)
+@given(n=st.integers(1, 12), budget=budgets, data=st.data(), policy=st.sampled_from(["Heal", "Report"]))
+def test_hosts_acted_on_at_once_never_exceed_the_budget_whatever_the_probes_and_the_recorded_state(
+    n: int, budget: int | str, data: st.DataObject, policy: str
+) -> None:
+    spec = make_spec(n, strategy={"maxUnavailable": budget}, driftPolicy=policy)
+    observed = [replace(data.draw(observation), name=h.name) for h in spec.hosts]
+    names = [h.name for h in spec.hosts]
+    busy = frozenset(data.draw(st.lists(st.sampled_from(names), max_size=n, unique=True)))
+    phases = st.sampled_from(["Publishing", "Restarting", "Failed", "Ready", "Updated"])
+    recorded = {
+        name: {"phase": data.draw(phases), "version": data.draw(st.sampled_from(["v1", "v2"]))}
+        | data.draw(st.sampled_from([{}, {"action": "Publish"}, {"failedVersion": "v2"}]))
+        for name in names
+    }
+    result = plan(make_input(spec, observed, prev_status(hosts=recorded), busy=busy))
+    if len(busy) <= max_unavailable(spec.strategy.max_unavailable, n):
+        assert_within_budget(result, spec, busy=busy)
 
 
 @settings(max_examples=400, deadline=None)

@@ -374,23 +374,42 @@ CASES = [
     Case(
         "a dead service is healed",
         S3,
-        [observe(H1, "v2"), observe(H2, "v2", ready=False), observe(H3, "v2")],
+        [observe(H1, "v2"), observe(H2, "v2", ready=False, services_running=False), observe(H3, "v2")],
         [("Heal", H2)],
         expect={"phase": "Degraded"},
         conditions={"Drifted": ("True", "ServiceDown")},
     ),
     Case(
+        "a live service that fails readiness is reported and never restarted",
+        S3,
+        [observe(H1, "v2", ready=False, services_running=True), *on("v2", H2, H3)],
+        [],
+        expect={"phase": "Degraded"},
+        conditions={"Drifted": ("True", "NotReady")},
+    ),
+    Case(
+        "a shared dependency down on every host restarts nothing",
+        S3,
+        [observe(h, "v2", ready=False, services_running=True) for h in (H1, H2, H3)],
+        [],
+        expect={"phase": "Degraded"},
+    ),
+    Case(
         "driftPolicy Report only reports",
         make_spec(3, driftPolicy="Report"),
-        [observe(H1, "v2"), observe(H2, "v2", ready=False), observe(H3, "v2")],
+        [observe(H1, "v2"), observe(H2, "v2", ready=False, services_running=False), observe(H3, "v2")],
         [],
         conditions={"Drifted": ("True", "ServiceDown"), "Ready": ("False", "RollingOut")},
     ),
     Case(
-        "healing respects the budget",
+        "healing takes one budget slot at a time, dead hosts or not",
         S3,
-        [observe(H1, "v2", ready=False), observe(H2, "v2", ready=False), HostObservation(name=H3, reachable=False)],
-        [("Heal", H1), ("Heal", H2)],
+        [
+            observe(H1, "v2", ready=False, services_running=False),
+            observe(H2, "v2", ready=False, services_running=False),
+            HostObservation(name=H3, reachable=False),
+        ],
+        [("Heal", H1)],
     ),
     Case(
         "a changed host key stalls with HostKeyMismatch; others go on",
@@ -437,8 +456,12 @@ CASES = [
     Case(
         "too few hosts available flips Available",
         S3,
-        [observe(H1, "v2", ready=False), observe(H2, "v1", ready=False, has=True), observe(H3, "v1", has=True)],
-        [("Heal", H1), ("Publish", H2)],
+        [
+            observe(H1, "v2", ready=False, services_running=False),
+            observe(H2, "v1", ready=False, has=True),
+            observe(H3, "v1", has=True),
+        ],
+        [("Publish", H2)],
         conditions={"Available": ("False", "MinimumHostsUnavailable")},
     ),
     Case(

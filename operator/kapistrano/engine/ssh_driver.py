@@ -65,23 +65,24 @@ class SshHostDriver:
         if current is None or not current.exists:
             return HostObservation(name=self.name, has_desired_release=desired is not None, ready=False)
         ctx = self._context(spec, current.release)
-        ready, on_current = await self._services_ready(spec, ctx)
+        running, ready, on_current = await self._services_ready(spec, ctx)
         return HostObservation(
             name=self.name,
             version=current.version,
             release=current.release,
             has_desired_release=desired is not None,
             ready=ready,
+            services_running=running,
             services_on_current=on_current,
         )
 
-    async def _services_ready(self, spec: ReleaseSpec, ctx: ServiceContext) -> tuple[bool, bool | None]:
-        """(every service runs and passes one probe attempt, its processes run from current) (network I/O)."""
+    async def _services_ready(self, spec: ReleaseSpec, ctx: ServiceContext) -> tuple[bool | None, bool, bool | None]:
+        """(every process is alive, every service passes one probe attempt, they run from current) (network I/O)."""
         if not spec.services:
-            return True, None
+            return None, True, None
         states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in spec.services))
         if not all(state.running is not False for state in states):
-            return False, None
+            return False, False, None
         attempts = [
             probes.attempt(self.conn, where, s.readiness)
             for s, state in zip(spec.services, states, strict=True)
@@ -90,7 +91,8 @@ class SshHostDriver:
         ]
         ready = all(a.ok for a in await asyncio.gather(*attempts))
         pids = [pid for state in states for pid in state.pids]
-        return ready, await services.runs_from(self.conn, pids, ctx.current)
+        running = True if all(state.running for state in states) else None
+        return running, ready, await services.runs_from(self.conn, pids, ctx.current)
 
     # -- locking ---------------------------------------------------------------------------------
 
@@ -231,7 +233,7 @@ class SshHostDriver:
         end = loop.time() + hold
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(HOLD_CHECK_SECONDS, left))
-            ready, _ = await self._services_ready(spec, ctx)
+            _, ready, _ = await self._services_ready(spec, ctx)
             if not ready:
                 raise NotReady(self.name, f"a service stopped being ready during minReadySeconds ({hold}s)")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kapistrano.api.spec import DriftPolicy, OnFailure, ReleaseSpec
-from kapistrano.plan.budget import max_unavailable
+from kapistrano.plan.budget import max_unavailable, surges
 from kapistrano.plan.hosts import HostView
 from kapistrano.plan.model import Action, ActionKind
 
@@ -28,16 +28,18 @@ class Gate:
 def rollbacks(spec: ReleaseSpec, views: list[HostView]) -> list[Action]:
     """Failed hosts that still run (or half-run) the failed version go back, unless that failed too (pure).
 
-    A rollback never costs budget: the host is already unavailable. One that was interrupted after
-    switching `current` back is finished: its processes may still run the failed release.
+    A rollback restarts processes, so it takes a slot of the budget like any other restart (the slot
+    its failed publish just gave back). One that was interrupted after switching `current` back is
+    finished: its processes may still run the failed release.
     """
     if spec.strategy.on_failure != OnFailure.ROLLBACK:
         return []
-    return [
-        Action(ActionKind.ROLLBACK, v.name, "new release failed")
+    candidates = [
+        v
         for v in views
         if v.failed and v.actionable and _left_on_failed_release(v) and not (v.prev and v.prev.rollback_failed)
     ]
+    return [Action(ActionKind.ROLLBACK, v.name, "new release failed") for v in within_budget(spec, views, candidates)]
 
 
 def _left_on_failed_release(v: HostView) -> bool:
@@ -63,31 +65,51 @@ def _needs_publish(v: HostView) -> bool:
 
 
 def _needs_heal(v: HostView) -> bool:
-    """On the version but a service is down: drift (pure)."""
-    return v.actionable and v.on_desired and not v.in_flight and not v.failed and v.obs.ready is False
+    """On the version but a service process is gone: drift (pure).
 
-
-def within_budget(spec: ReleaseSpec, views: list[HostView], candidates: list[HostView]) -> list[HostView]:
-    """Candidates that may start now without more than maxUnavailable hosts down (pure).
-
-    Hosts already unavailable are counted against the budget. Acting on one that is not ready costs
-    nothing more, so it may always proceed (like Kubernetes replacing an unhealthy pod first). One
-    that is ready but still inside minReadySeconds does serve: taking it down needs room in the
-    budget like any other, or a fleet that just became ready would be restarted all at once.
+    Only a dead process is healed. A process that is alive but fails readiness is reported and left
+    alone, as a kubelet removes an unready pod from service without restarting it: a shared
+    dependency going down must not restart every worker of the fleet.
     """
+    return v.actionable and v.on_desired and not v.in_flight and not v.failed and v.obs.services_running is False
+
+
+def within_budget(
+    spec: ReleaseSpec, views: list[HostView], candidates: list[HostView], taken: frozenset[str] = frozenset()
+) -> list[HostView]:
+    """Candidates that may start now, hosts already chosen in this plan (`taken`) counted (pure).
+
+    Two bounds, whatever the probes say: no more than maxUnavailable hosts are acted on at once (an
+    action stops, restarts or rolls back live processes), and no more than maxUnavailable hosts are
+    unavailable. A host that is not ready is already unavailable, so it goes first (as Kubernetes
+    replaces unhealthy pods first) and costs only its action slot. A ready host inside
+    minReadySeconds does serve: taking it down needs room like any other. With StartFirst services
+    a host keeps serving while it is replaced: maxSurge alone bounds how many go at once.
+    """
+    candidates = [c for c in candidates if not c.busy]  # its action runs: it has its slot
+    if surges(spec):
+        room = max_unavailable(spec.strategy.max_surge, len(views)) - sum(v.busy or v.name in taken for v in views)
+        return candidates[: max(0, room)]
     budget = max_unavailable(spec.strategy.max_unavailable, len(views))
-    down = sum(v.unavailable for v in views)
+    acting = sum(v.busy or v.name in taken for v in views)
+    down = sum(v.unavailable or v.name in taken for v in views)
     chosen = []
-    for c in candidates:
+    for c in sorted(candidates, key=lambda c: c.ready):  # stable: spec order within each group
+        if acting >= budget:
+            break
         if not c.ready:
             chosen.append(c)
+            acting += 1
         elif down < budget:
             down += c.available  # a ready host not yet available is already counted
+            acting += 1
             chosen.append(c)
     return chosen
 
 
-def publishes(spec: ReleaseSpec, views: list[HostView], gate: Gate) -> list[Action]:
+def publishes(
+    spec: ReleaseSpec, views: list[HostView], gate: Gate, taken: frozenset[str] = frozenset()
+) -> list[Action]:
     """Hosts to publish now, in spec order, within the budget and the canary limit (pure)."""
     if any(a.kind == ActionKind.UPDATE for a in updates(views)):
         return []  # updating runs on every host before any restart
@@ -99,16 +121,17 @@ def publishes(spec: ReleaseSpec, views: list[HostView], gate: Gate) -> list[Acti
     if limit is not None:
         started = sum(v.on_desired or v.in_flight for v in views)
         fresh = fresh[: max(0, limit - started)]
-    chosen = within_budget(spec, views, interrupted + fresh)
+    chosen = within_budget(spec, views, interrupted + fresh, taken)
     return [Action(ActionKind.PUBLISH, v.name, "resume" if v.in_flight else "publish") for v in chosen]
 
 
-def heals(spec: ReleaseSpec, views: list[HostView], busy: set[str]) -> list[Action]:
+def heals(spec: ReleaseSpec, views: list[HostView], busy: set[str], taken: frozenset[str]) -> list[Action]:
     """Hosts whose services died on the current version, when the policy is Heal (pure)."""
     if spec.drift_policy != DriftPolicy.HEAL:
         return []
     candidates = [v for v in views if _needs_heal(v) and v.name not in busy]
-    return [Action(ActionKind.HEAL, v.name, "service down") for v in within_budget(spec, views, candidates)]
+    chosen = within_budget(spec, views, candidates, taken)
+    return [Action(ActionKind.HEAL, v.name, "service down") for v in chosen]
 
 
 def restarts(spec: ReleaseSpec, views: list[HostView], token: str | None) -> list[Action]:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import HostPhase, HostStatus, ReleaseStatus, format_time, parse_time
+from kapistrano.plan.budget import surges
 from kapistrano.plan.model import ActionKind, HostObservation
 
 #: Actions the engine records on a host before acting; seeing one on a fresh start means the action
@@ -35,6 +36,8 @@ class HostView:
     same_rollout: bool = True
     #: A rollback of this failed host was recorded as started and has not ended (it was interrupted).
     rolling_back: bool = False
+    #: An action runs on the host right now: it holds a slot of the budget.
+    busy: bool = False
 
     @property
     def actionable(self) -> bool:
@@ -84,15 +87,20 @@ def view_host(
     now: datetime,
     *,
     busy: bool = False,
+    keeps_serving: bool = False,
 ) -> HostView:
-    """Build the planner's view of one host; a busy one (an action runs on it) is not ready (pure)."""
+    """Build the planner's view of one host; a busy one (an action runs on it) is not ready (pure).
+
+    Unless `keeps_serving`: a host whose new instances start beside the old ones (StartFirst) serves
+    all the while.
+    """
     if not obs.reachable and prev is not None:
         # An unreachable host keeps what we last knew of it, but cannot count as ready.
         obs = HostObservation(
             name=obs.name, reachable=False, version=prev.version, release=prev.release,
             ready=False, error_reason=obs.error_reason or "Unreachable", error_message=obs.error_message,
         )  # fmt: skip
-    if busy:
+    if busy and not keeps_serving:
         obs = replace(obs, ready=False)  # its last reading predates the action
     on_desired = obs.version == spec.version
     failed = same_rollout and prev is not None and prev.failed_version == spec.version
@@ -116,6 +124,7 @@ def view_host(
         failed=failed,
         same_rollout=same_rollout,
         rolling_back=rolling_back,
+        busy=busy,
     )
 
 
@@ -132,10 +141,12 @@ def view_hosts(
     the same next host) and it lets users put a canary first.
     """
     same_rollout = status.version == spec.version
+    serving = surges(spec)
     views = []
     for host in spec.hosts:
         obs = observations.get(host.name) or HostObservation(name=host.name, reachable=False)
-        views.append(view_host(spec, obs, status.host(host.name), same_rollout, now, busy=host.name in busy))
+        prev = status.host(host.name)
+        views.append(view_host(spec, obs, prev, same_rollout, now, busy=host.name in busy, keeps_serving=serving))
     return views
 
 

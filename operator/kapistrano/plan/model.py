@@ -28,6 +28,8 @@ class HostObservation:
     has_desired_release: bool = False
     #: Every service passes readiness. None when not checked (e.g. unreachable).
     ready: bool | None = None
+    #: Every service process is alive (liveness, apart from readiness). None when not checked.
+    services_running: bool | None = None
     #: Running service processes belong to the `current` release (None when it cannot be told).
     services_on_current: bool | None = None
     #: CamelCase reason of the last error on this host (Unreachable, HostKeyMismatch, Conflict...).

@@ -62,14 +62,19 @@ def _choose_actions(inp: PlanInput, views: list[HostView], gate: act.Gate) -> li
     chosen = act.rollbacks(inp.spec, views)
     if not gate.failed and not gate.paused:
         chosen += act.updates(views)
-    chosen += act.publishes(inp.spec, views, gate)
+    chosen += act.publishes(inp.spec, views, gate, _disruptive(chosen))
     busy = {a.host for a in chosen}
     if not gate.failed:
-        chosen += act.heals(inp.spec, views, busy)
+        chosen += act.heals(inp.spec, views, busy, _disruptive(chosen))
     if not chosen and all(v.done for v in views) and not gate.paused:
         chosen += act.restarts(inp.spec, views, inp.restart_token)
     order = {v.name: i for i, v in enumerate(views)}
     return sorted(chosen, key=lambda a: order[a.host])
+
+
+def _disruptive(chosen: list[Action]) -> frozenset[str]:
+    """Hosts whose chosen action touches live processes (all but fetching a release) (pure)."""
+    return frozenset(a.host for a in chosen if a.kind != ActionKind.UPDATE)
 
 
 def _canary_reached(spec: ReleaseSpec, views: list[HostView]) -> bool:
@@ -203,11 +208,14 @@ def _conditions(
         else Wanted("Available", FALSE, "MinimumHostsUnavailable", f"{available}/{len(views)} hosts available")
     )
     drifted = [v.name for v in views if v.on_desired and v.obs.ready is False and not v.in_flight and not v.failed]
+    dead = [v.name for v in views if v.name in drifted and v.obs.services_running is False]
     drift = (
-        Wanted("Drifted", TRUE, "ServiceDown", "services down on " + ", ".join(drifted))
-        if drifted and all(v.on_desired for v in views)
-        else Wanted("Drifted", FALSE, "AsExpected")
+        Wanted("Drifted", TRUE, "ServiceDown", "services down on " + ", ".join(dead))
+        if dead
+        else Wanted("Drifted", TRUE, "NotReady", "services running but not ready on " + ", ".join(drifted))
     )
+    if not drifted or not all(v.on_desired for v in views):
+        drift = Wanted("Drifted", FALSE, "AsExpected")
     if stall is not None:
         progressing = Wanted(
             "Progressing", FALSE, "ProgressDeadlineExceeded" if stall[0] == "ProgressDeadlineExceeded" else stall[0]
