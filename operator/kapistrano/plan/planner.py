@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
-from kapistrano.api.status import HistoryEntry, Phase, ReleaseStatus, format_time, parse_time
+from kapistrano.api.status import HistoryEntry, Phase, Reason, ReleaseStatus, format_time, parse_time
 from kapistrano.plan import actions as act
 from kapistrano.plan.budget import available_required
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
@@ -28,11 +28,11 @@ def _stall(views: list[HostView], failed: str | None) -> tuple[str, str] | None:
     if failed is not None:
         bad = [v for v in views if v.failed]
         detail = "; ".join(f"{v.name}: {v.prev.message if v.prev else ''}".rstrip(": ") for v in bad)
-        return "HostFailed", f"version {failed} failed and was not rolled out further" + (
+        return Reason.HOST_FAILED, f"version {failed} failed and was not rolled out further" + (
             f" ({detail})" if detail else ""
         )
     for v in views:
-        if v.obs.error_reason in TERMINAL_HOST_ERRORS | {"Conflict"}:
+        if v.obs.error_reason in TERMINAL_HOST_ERRORS | {Reason.CONFLICT}:
             return str(v.obs.error_reason), f"{v.name}: {v.obs.error_message}"
     return None
 
@@ -107,7 +107,7 @@ def plan(inp: PlanInput) -> Plan:
     complete = all(v.done for v in views)
     stall = _stall(views, failed)
     rolling_back = _rolling_back(inp, views, chosen)
-    if stall is not None and stall[0] == "HostFailed" and rolling_back:
+    if stall is not None and stall[0] == Reason.HOST_FAILED and rolling_back:
         stall = None  # Stalled means failed AND rolled back: nothing is left to do but wait for a human
     hosts = [host_status(v, now) for v in views]
     progress = _progress_time(inp, {h.name: (str(h.phase), h.version, h.ready) for h in hosts})
@@ -115,7 +115,7 @@ def plan(inp: PlanInput) -> Plan:
         not complete and not gate.holds_new_hosts and now - progress > timedelta(seconds=spec.progress_deadline_seconds)
     )
     if stall is None and deadline_hit:
-        stall = ("ProgressDeadlineExceeded", f"no host progressed for {spec.progress_deadline_seconds}s")
+        stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, f"no host progressed for {spec.progress_deadline_seconds}s")
     current_version, history = _history(spec, inp.status, complete, now)
     counts = _counts(views)
     message = _message(views, complete, stall, gate, rolling_back)
@@ -145,7 +145,7 @@ def plan(inp: PlanInput) -> Plan:
         status=status,
         wait_seconds=act.next_wake(spec, views, now),
         complete=complete,
-        stalled_reason=stall[0] if stall and stall[0] in TERMINAL_REASONS | {"Conflict"} else None,
+        stalled_reason=stall[0] if stall and stall[0] in TERMINAL_REASONS | {Reason.CONFLICT} else None,
     )
 
 
@@ -198,36 +198,35 @@ def _conditions(
     required = available_required(spec.strategy.max_unavailable, len(views))
     available = sum(v.available for v in views)
     avail = (
-        Wanted("Available", TRUE, "MinimumHostsAvailable", f"{available}/{len(views)} hosts available")
+        Wanted("Available", TRUE, Reason.MINIMUM_HOSTS_AVAILABLE, f"{available}/{len(views)} hosts available")
         if available >= required
-        else Wanted("Available", FALSE, "MinimumHostsUnavailable", f"{available}/{len(views)} hosts available")
+        else Wanted("Available", FALSE, Reason.MINIMUM_HOSTS_UNAVAILABLE, f"{available}/{len(views)} hosts available")
     )
     drifted = [v.name for v in views if v.on_desired and v.obs.ready is False and not v.in_flight and not v.failed]
     drift = (
-        Wanted("Drifted", TRUE, "ServiceDown", "services down on " + ", ".join(drifted))
+        Wanted("Drifted", TRUE, Reason.SERVICE_DOWN, "services down on " + ", ".join(drifted))
         if drifted and all(v.on_desired for v in views)
-        else Wanted("Drifted", FALSE, "AsExpected")
+        else Wanted("Drifted", FALSE, Reason.AS_EXPECTED)
     )
     if stall is not None:
-        progressing = Wanted(
-            "Progressing", FALSE, "ProgressDeadlineExceeded" if stall[0] == "ProgressDeadlineExceeded" else stall[0]
-        )
+        progressing = Wanted("Progressing", FALSE, stall[0])
         return [*stalled_conditions(stall[0], stall[1]), progressing, avail, drift]
     if complete:
         return [
-            Wanted("Ready", TRUE, "RolledOut", message),
-            Wanted("Reconciling", FALSE, "RolledOut"),
-            Wanted("Stalled", FALSE, "AsExpected"),
-            Wanted("Progressing", TRUE, "RolloutComplete", f"version {spec.version} is on every host"),
+            Wanted("Ready", TRUE, Reason.ROLLED_OUT, message),
+            Wanted("Reconciling", FALSE, Reason.ROLLED_OUT),
+            Wanted("Stalled", FALSE, Reason.AS_EXPECTED),
+            Wanted("Progressing", TRUE, Reason.ROLLOUT_COMPLETE, f"version {spec.version} is on every host"),
             avail,
             drift,
         ]
-    reason = "RollingBack" if rolling_back else "Paused" if gate.paused or gate.canary_reached else "RollingOut"
+    held = gate.paused or gate.canary_reached
+    reason = Reason.ROLLING_BACK if rolling_back else Reason.PAUSED if held else Reason.ROLLING_OUT
     return [
         Wanted("Ready", FALSE, reason, message),
         Wanted("Reconciling", TRUE, reason, message),
-        Wanted("Stalled", FALSE, "AsExpected"),
-        Wanted("Progressing", TRUE, "HostUpdated" if any(v.on_desired for v in views) else "NewRollout"),
+        Wanted("Stalled", FALSE, Reason.AS_EXPECTED),
+        Wanted("Progressing", TRUE, Reason.HOST_UPDATED if any(v.on_desired for v in views) else Reason.NEW_ROLLOUT),
         avail,
         drift,
     ]
