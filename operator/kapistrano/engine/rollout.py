@@ -141,9 +141,8 @@ class Rollout:
                 self._locked_at[host.name] = now
             return await driver.observe(spec)
         except HostError as exc:
-            reachable = exc.reason not in (Reason.UNREACHABLE, Reason.COMMAND_TIMEOUT)
             return HostObservation(
-                name=host.name, reachable=reachable, error_reason=exc.reason, error_message=exc.message
+                name=host.name, reachable=exc.reachable, error_reason=exc.reason, error_message=exc.message
             )
 
     async def observe_all(

@@ -23,6 +23,9 @@ class HostError(Exception):
     reason: Reason = Reason.HOST_ERROR
     #: Retrying later may help (network, timeouts); otherwise the failure is about the input.
     transient = False
+    #: The host answered in time; False when it could not be reached or a command hung, so that
+    #: nothing is known of its state.
+    reachable = True
 
     def __init__(self, host: str, message: str) -> None:
         super().__init__(f"{host}: {message}")
@@ -35,6 +38,7 @@ class Unreachable(HostError):
 
     reason = Reason.UNREACHABLE
     transient = True
+    reachable = False
 
 
 class AuthFailed(HostError):
@@ -67,6 +71,7 @@ class CommandTimeout(HostError):
 
     reason = Reason.COMMAND_TIMEOUT
     transient = True
+    reachable = False
 
 
 class LockConflict(HostError):
