@@ -55,6 +55,17 @@ class ConditionStatus(StrEnum):
     UNKNOWN = "Unknown"
 
 
+class ConditionType(StrEnum):
+    """Types of the Release's conditions (kstatus names, plus Drifted)."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    PROGRESSING = "Progressing"
+    AVAILABLE = "Available"
+    DRIFTED = "Drifted"
+
+
 class Reason(StrEnum):
     """CamelCase reasons of conditions, host errors and Events; the values are part of the API."""
 

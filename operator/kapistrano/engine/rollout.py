@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from kapistrano.api.spec import Host, ReleaseSpec
-from kapistrano.api.status import ConditionStatus, Phase, Reason, ReleaseStatus
+from kapistrano.api.status import ConditionStatus, ConditionType, Phase, Reason, ReleaseStatus
 from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
@@ -278,7 +278,7 @@ class Rollout:
             return Outcome(Result.READY, status.message, status)
         if result.stalled_reason is not None:
             return Outcome(Result.STALLED, f"{result.stalled_reason}: {status.message}", status)
-        stalled = status.condition("Stalled")
+        stalled = status.condition(ConditionType.STALLED)
         deadline = Reason.PROGRESS_DEADLINE_EXCEEDED
         if stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason == deadline:
             return Outcome(Result.DEADLINE, status.message, status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from kapistrano.api.status import Condition, ConditionStatus, Reason, format_time
+from kapistrano.api.status import Condition, ConditionStatus, ConditionType, Reason, format_time
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 
@@ -52,9 +52,9 @@ def first_sight(generation: int, now: datetime) -> list[Condition]:
     return merge_conditions(
         [],
         [
-            Wanted("Ready", UNKNOWN, Reason.RECONCILING, "kapistrano is reading the hosts"),
-            Wanted("Reconciling", TRUE, Reason.RECONCILING, "kapistrano is reading the hosts"),
-            Wanted("Stalled", FALSE, Reason.AS_EXPECTED),
+            Wanted(ConditionType.READY, UNKNOWN, Reason.RECONCILING, "kapistrano is reading the hosts"),
+            Wanted(ConditionType.RECONCILING, TRUE, Reason.RECONCILING, "kapistrano is reading the hosts"),
+            Wanted(ConditionType.STALLED, FALSE, Reason.AS_EXPECTED),
         ],
         generation,
         now,
@@ -64,7 +64,7 @@ def first_sight(generation: int, now: datetime) -> list[Condition]:
 def stalled_conditions(reason: str, message: str) -> list[Wanted]:
     """Conditions for a rollout that cannot go on by itself (pure)."""
     return [
-        Wanted("Ready", FALSE, reason, message),
-        Wanted("Reconciling", FALSE, reason, message),
-        Wanted("Stalled", TRUE, reason, message),
+        Wanted(ConditionType.READY, FALSE, reason, message),
+        Wanted(ConditionType.RECONCILING, FALSE, reason, message),
+        Wanted(ConditionType.STALLED, TRUE, reason, message),
     ]
