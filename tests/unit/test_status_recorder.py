@@ -10,6 +10,8 @@ from pathlib import Path
 from kapistrano.api.status import HostPhase, HostStatus, ReleaseStatus
 from kapistrano.engine.events import HostEvent
 from kapistrano.engine.store import FileStatusStore, StatusRecorder
+from kapistrano.plan import ActionKind
+from kapistrano.plan.outcomes import ActionStarted
 
 
 def clock() -> datetime:
@@ -30,6 +32,26 @@ async def test_a_status_that_did_not_change_is_not_saved_again(tmp_path: Path) -
     await recorder.flush()
     assert recorder.saves == 2
     assert json.loads(path.read_text())["hosts"][0]["phase"] == "Publishing"
+
+
+async def test_an_action_outcome_reaches_the_saved_status(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    host = HostStatus(name="h1", phase=HostPhase.READY, version="v1", release="rel-v1", ready=True)
+    recorder = StatusRecorder(FileStatusStore(path), ReleaseStatus(hosts=[host]), clock)
+    started = ActionStarted(ActionKind.PUBLISH, "v2")
+    assert recorder.apply(HostEvent("h1", "publish starting", HostPhase.PUBLISHING, outcome=started))
+    await recorder.flush()
+    saved = json.loads(path.read_text())["hosts"][0]
+    assert {k: saved[k] for k in ("phase", "action", "ready", "attempts", "previousRelease", "message")} == {
+        "phase": "Publishing",
+        "action": "Publish",
+        "ready": False,
+        "attempts": 1,
+        "previousRelease": "rel-v1",
+        "message": "publish starting",
+    }
+    assert saved["lastTransitionTime"] == "2026-11-28T02:00:00Z"
+    assert host.phase == "Ready", "the entry the status held before is left as it was"
 
 
 class GatedStore:

@@ -55,6 +55,54 @@ class ConditionStatus(StrEnum):
     UNKNOWN = "Unknown"
 
 
+class ConditionType(StrEnum):
+    """Types of the Release's conditions (kstatus names, plus Drifted)."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    PROGRESSING = "Progressing"
+    AVAILABLE = "Available"
+    DRIFTED = "Drifted"
+
+
+class Reason(StrEnum):
+    """CamelCase reasons of conditions, host errors and Events; the values are part of the API."""
+
+    # The rollout as a whole (condition reasons).
+    AS_EXPECTED = "AsExpected"
+    RECONCILING = "Reconciling"
+    NEW_ROLLOUT = "NewRollout"
+    ROLLING_OUT = "RollingOut"
+    ROLLING_BACK = "RollingBack"
+    PAUSED = "Paused"
+    HOST_UPDATED = "HostUpdated"
+    ROLLED_OUT = "RolledOut"
+    ROLLOUT_COMPLETE = "RolloutComplete"
+    MINIMUM_HOSTS_AVAILABLE = "MinimumHostsAvailable"
+    MINIMUM_HOSTS_UNAVAILABLE = "MinimumHostsUnavailable"
+    SERVICE_DOWN = "ServiceDown"
+    HOST_FAILED = "HostFailed"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    INVALID_SPEC = "InvalidSpec"
+    CREDENTIALS_INVALID = "CredentialsInvalid"
+    # One host (host errors; those that stall the rollout are condition reasons too).
+    HOST_READY = "HostReady"
+    HOST_ERROR = "HostError"
+    UNREACHABLE = "Unreachable"
+    AUTH_FAILED = "AuthFailed"
+    HOST_KEY_MISMATCH = "HostKeyMismatch"
+    COMMAND_FAILED = "CommandFailed"
+    COMMAND_TIMEOUT = "CommandTimeout"
+    CONFLICT = "Conflict"
+    SOURCE_FAILED = "SourceFailed"
+    TCP_CONNECT_FAILED = "TcpConnectFailed"
+    NOT_WRITABLE = "NotWritable"
+    LINKED_FILE_MISSING = "LinkedFileMissing"
+    SERVICE_FAILED = "ServiceFailed"
+    NOT_READY = "NotReady"
+
+
 class Condition(StatusModel):
     """A metav1.Condition."""
 

@@ -6,23 +6,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from kapistrano.api.status import HostPhase, HostStatus, format_time
+from kapistrano.api.status import HostPhase, HostStatus, Reason
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder
 from kapistrano.hosts.errors import HostError
 from kapistrano.plan import Action, ActionKind, HostObservation
+from kapistrano.plan.outcomes import INTENT_PHASE, ActionFailed, ActionStarted, ActionSucceeded, outcome_phase
 
 if TYPE_CHECKING:
     from kapistrano.engine.rollout import Desired
 
-#: The phase recorded before each disruptive action starts (Rule 2: intent before action).
-INTENT_PHASE = {
-    ActionKind.PUBLISH: HostPhase.PUBLISHING,
-    ActionKind.ROLLBACK: HostPhase.PUBLISHING,
-    ActionKind.RESTART: HostPhase.RESTARTING,
-    ActionKind.HEAL: HostPhase.RESTARTING,
-}
 UPDATE_CONCURRENCY = 10
 
 
@@ -51,17 +45,11 @@ class ActionRunner:
     def record_intent(self, actions: list[Action]) -> None:
         """Write what is about to happen on each host before doing it (changes status in memory)."""
         for action in actions:
-            phase = INTENT_PHASE.get(action.kind)
-            if phase is None:
+            if action.kind not in INTENT_PHASE:
                 continue
-            entry = self.host(action.host)
-            # The host stops counting as ready the moment its restart may begin.
-            fields: dict[str, object] = {"action": action.kind.value, "ready": False}
-            if action.kind == ActionKind.PUBLISH:
-                fields["attempts"] = entry.attempts + 1
-                if entry.version != self.spec.version and entry.action is None:
-                    fields["previous_release"] = entry.release
-            self.recorder.apply(HostEvent(action.host, f"{action.kind.value.lower()} starting", phase, fields=fields))
+            started = ActionStarted(action.kind, self.spec.version)
+            message = f"{action.kind.value.lower()} starting"
+            self.recorder.apply(HostEvent(action.host, message, outcome_phase(started), outcome=started))
 
     def once_first(self, actions: list[Action]) -> Action | None:
         """The publish that must run `once` hooks alone before any other host publishes, if any (pure).
@@ -92,50 +80,26 @@ class ActionRunner:
             self.updated.add(name)
         elif action.kind == ActionKind.PUBLISH:
             self.verified[name] = await driver.publish(spec, self.emit, run_once_hooks=run_once_hooks)
-            self._ready(name, spec.version, f"ready on {spec.version}")
+            self._ready(name, f"ready on {spec.version}", action.kind, version=spec.version)
         elif action.kind == ActionKind.ROLLBACK:
             release = await driver.rollback(spec, self.emit, release=self.host(name).previous_release)
-            self._ready(name, None, f"rolled back to release {release}", phase=HostPhase.ROLLED_BACK)
+            # The release rolled back to may hold any earlier version: the next reading says which.
+            self._ready(name, f"rolled back to release {release}", action.kind, version=None)
         else:
             await driver.restart(spec, self.emit, keep_running=action.kind == ActionKind.HEAL)
             token = self.desired.restart_token if action.kind == ActionKind.RESTART else None
-            self._ready(name, spec.version, "services restarted", restarted_for=token)
+            self._ready(name, "services restarted", action.kind, version=spec.version, restarted_for=token)
 
     def _ready(
-        self,
-        name: str,
-        version: str | None,
-        message: str,
-        *,
-        phase: HostPhase = HostPhase.READY,
-        restarted_for: str | None = None,
+        self, name: str, message: str, kind: ActionKind, *, version: str | None, restarted_for: str | None = None
     ) -> None:
         """Record that a host finished an action and is ready (changes status in memory)."""
-        entry = self.host(name)
-        fields: dict[str, object] = {
-            "action": None,
-            "ready": True,
-            "ready_since": format_time(self.clock()),
-            "restarts": entry.restarts + 1,
-        }
-        if version is not None:
-            fields["version"] = version
-        if restarted_for is not None:
-            fields["restarted_for"] = restarted_for
-        self.emit(HostEvent(name, message, phase, reason="HostReady", fields=fields))
+        outcome = ActionSucceeded(kind, self.clock(), version=version, restarted_for=restarted_for)
+        self.emit(HostEvent(name, message, outcome_phase(outcome), reason=Reason.HOST_READY, outcome=outcome))
 
     def _failed(self, action: Action, exc: HostError) -> None:
         """Record a failed action: transient errors leave the intent for a retry (changes status in memory)."""
-        name = action.host
-        if exc.transient:
-            phase = HostPhase.UNREACHABLE
-            fields: dict[str, object] = {}
-        else:
-            phase = HostPhase.FAILED
-            fields = {"action": None, "ready": False}
-            if action.kind in (ActionKind.UPDATE, ActionKind.PUBLISH):
-                # The version itself is broken here (bad source, failing hook, never ready): stop the rollout.
-                fields["failed_version"] = self.spec.version
-            elif action.kind == ActionKind.ROLLBACK:
-                fields["rollback_failed"] = True  # retrying would fail the same way, over and over
-        self.emit(HostEvent(name, exc.message, phase, reason=exc.reason, warning=True, fields=fields))
+        # Whether to retry is said by the error's type, never by its reason.
+        outcome = ActionFailed(action.kind, self.spec.version, transient=exc.transient)
+        phase = outcome_phase(outcome)
+        self.emit(HostEvent(action.host, exc.message, phase, reason=exc.reason, warning=True, outcome=outcome))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kapistrano.api.status import HostPhase
+from kapistrano.plan.outcomes import HostOutcome
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,8 @@ class HostEvent:
     """Something happened on one host.
 
     `phase` changes the host's recorded phase; `message` is the one-line progress text
-    (e.g. "sneakers stopping (pid 4242)"); `warning` marks failures (Kubernetes Event type Warning).
+    (e.g. "sneakers stopping (pid 4242)"); `warning` marks failures (Kubernetes Event type Warning);
+    `outcome`, on the events that start and end an action, is what the action changed on the host.
     """
 
     host: str
@@ -21,7 +23,7 @@ class HostEvent:
     phase: HostPhase | None = None
     reason: str = ""
     warning: bool = False
-    fields: dict[str, object] = field(default_factory=dict)
+    outcome: HostOutcome | None = None
 
 
 EventSink = Callable[[HostEvent], None]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from kapistrano.api.spec import Host, ReleaseSpec
-from kapistrano.api.status import ReleaseStatus
+from kapistrano.api.status import ConditionStatus, ConditionType, Phase, Reason, ReleaseStatus
 from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
@@ -41,7 +41,7 @@ class Result(StrEnum):
     READY = "Ready"
     STALLED = "Stalled"
     PAUSED = "Paused"
-    DEADLINE = "ProgressDeadlineExceeded"
+    DEADLINE = Reason.PROGRESS_DEADLINE_EXCEEDED.value
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,8 @@ class Rollout:
                 self._locked_at[host.name] = now
             return await driver.observe(spec)
         except HostError as exc:
-            reachable = exc.reason not in ("Unreachable", "CommandTimeout")
             return HostObservation(
-                name=host.name, reachable=reachable, error_reason=exc.reason, error_message=exc.message
+                name=host.name, reachable=exc.reachable, error_reason=exc.reason, error_message=exc.message
             )
 
     async def observe_all(
@@ -279,10 +278,11 @@ class Rollout:
             return Outcome(Result.READY, status.message, status)
         if result.stalled_reason is not None:
             return Outcome(Result.STALLED, f"{result.stalled_reason}: {status.message}", status)
-        stalled = status.condition("Stalled")
-        if stalled is not None and stalled.status == "True" and stalled.reason == Result.DEADLINE:
+        stalled = status.condition(ConditionType.STALLED)
+        deadline = Reason.PROGRESS_DEADLINE_EXCEEDED
+        if stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason == deadline:
             return Outcome(Result.DEADLINE, status.message, status)
-        if status.phase == "Paused":
+        if status.phase == Phase.PAUSED:
             return Outcome(Result.PAUSED, status.message, status)
         return None
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from kapistrano.api.status import ReleaseStatus, format_time
 from kapistrano.engine.events import HostEvent
+from kapistrano.plan.outcomes import apply_outcome, apply_progress
 
 
 class StatusStore(Protocol):
@@ -91,20 +92,20 @@ class StatusRecorder:
         await self.flush()
 
     def apply(self, event: HostEvent) -> bool:
-        """Apply a host event to the in-memory status; True when the host's phase changed (pure)."""
-        host = self.status.host(event.host)
-        if host is None:
+        """Apply a host event to the in-memory status; True when the host's phase changed (changes the status)."""
+        index = next((i for i, h in enumerate(self.status.hosts) if h.name == event.host), None)
+        if index is None:
             return False
-        now = format_time(self.clock())
-        host.message = event.message
+        host = self.status.hosts[index]
+        now = self.clock()
         self.status.message = f"{event.host}: {event.message}"
         changed = event.phase is not None and event.phase != host.phase
-        if event.phase is not None and changed:
-            host.phase = event.phase
-            host.last_transition_time = now
-            self.status.last_progress_time = now
-        for key, value in event.fields.items():
-            setattr(host, key, value)
+        if changed:
+            self.status.last_progress_time = format_time(now)
+        host = apply_progress(host, event.message, event.phase, now)
+        if event.outcome is not None:
+            host = apply_outcome(host, event.outcome)
+        self.status.hosts[index] = host
         self._dirty = True
         return changed
 

@@ -6,6 +6,8 @@ Unreachable), command failures fail the host with the tail of stderr, key proble
 
 from __future__ import annotations
 
+from kapistrano.api.status import Reason
+
 STDERR_TAIL_CHARS = 800
 
 
@@ -18,9 +20,12 @@ def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
 class HostError(Exception):
     """Base of all host errors; `reason` is the CamelCase reason used in status and events."""
 
-    reason = "HostError"
+    reason: Reason = Reason.HOST_ERROR
     #: Retrying later may help (network, timeouts); otherwise the failure is about the input.
     transient = False
+    #: The host answered in time; False when it could not be reached or a command hung, so that
+    #: nothing is known of its state.
+    reachable = True
 
     def __init__(self, host: str, message: str) -> None:
         super().__init__(f"{host}: {message}")
@@ -31,26 +36,27 @@ class HostError(Exception):
 class Unreachable(HostError):
     """The host could not be connected to in time, or the connection dropped."""
 
-    reason = "Unreachable"
+    reason = Reason.UNREACHABLE
     transient = True
+    reachable = False
 
 
 class AuthFailed(HostError):
     """The host refused the client key."""
 
-    reason = "AuthFailed"
+    reason = Reason.AUTH_FAILED
 
 
 class HostKeyMismatch(HostError):
     """The host presented a key that known_hosts does not vouch for; no command ran."""
 
-    reason = "HostKeyMismatch"
+    reason = Reason.HOST_KEY_MISMATCH
 
 
 class CommandFailed(HostError):
     """A remote command exited non-zero."""
 
-    reason = "CommandFailed"
+    reason = Reason.COMMAND_FAILED
 
     def __init__(self, host: str, command: str, exit_status: int | None, stderr: str) -> None:
         self.command = command
@@ -63,34 +69,35 @@ class CommandFailed(HostError):
 class CommandTimeout(HostError):
     """A remote command did not finish within its timeout."""
 
-    reason = "CommandTimeout"
+    reason = Reason.COMMAND_TIMEOUT
     transient = True
+    reachable = False
 
 
 class LockConflict(HostError):
     """Another Release holds the host lock on this deployTo."""
 
-    reason = "Conflict"
+    reason = Reason.CONFLICT
     transient = True
 
 
 class SourceError(HostError):
     """The release source could not be fetched or verified (bad ref, sha256 mismatch)."""
 
-    reason = "SourceFailed"
+    reason = Reason.SOURCE_FAILED
 
 
 class TcpConnectFailed(HostError, ConnectionRefusedError):
     """A TCP stream opened through the host (direct-tcpip) was refused; also a ConnectionRefusedError."""
 
-    reason = "TcpConnectFailed"
+    reason = Reason.TCP_CONNECT_FAILED
     transient = True
 
 
 class NotWritable(HostError):
     """A directory under deployTo cannot be created or written to."""
 
-    reason = "NotWritable"
+    reason = Reason.NOT_WRITABLE
 
     def __init__(self, host: str, path: str, detail: str = "") -> None:
         self.path = path
@@ -101,13 +108,13 @@ class NotWritable(HostError):
 class LinkedFileMissing(HostError):
     """A linkedFiles entry does not exist in shared/ (Capistrano refuses to deploy then too)."""
 
-    reason = "LinkedFileMissing"
+    reason = Reason.LINKED_FILE_MISSING
 
 
 class ServiceError(HostError):
     """A service could not be stopped, started or reloaded (the tail of its log is in the message)."""
 
-    reason = "ServiceFailed"
+    reason = Reason.SERVICE_FAILED
 
     def __init__(self, host: str, service: str, message: str) -> None:
         self.service = service
@@ -117,5 +124,5 @@ class ServiceError(HostError):
 class NotReady(HostError):
     """A readiness probe reached its failureThreshold; `outcome` says how the attempts went."""
 
-    reason = "NotReady"
+    reason = Reason.NOT_READY
     outcome: object = None

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from kapistrano.api.status import Condition, ConditionStatus, format_time
+from kapistrano.api.status import Condition, ConditionStatus, ConditionType, Reason, format_time
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 
 #: Reasons that stop the rollout until the spec (or a Secret) changes.
-TERMINAL_REASONS = frozenset({"HostFailed", "InvalidSpec", "HostKeyMismatch", "AuthFailed", "CredentialsInvalid"})
+TERMINAL_REASONS = frozenset(
+    {Reason.HOST_FAILED, Reason.INVALID_SPEC, Reason.HOST_KEY_MISMATCH, Reason.AUTH_FAILED, Reason.CREDENTIALS_INVALID}
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,9 @@ def first_sight(generation: int, now: datetime) -> list[Condition]:
     return merge_conditions(
         [],
         [
-            Wanted("Ready", UNKNOWN, "Reconciling", "kapistrano is reading the hosts"),
-            Wanted("Reconciling", TRUE, "Reconciling", "kapistrano is reading the hosts"),
-            Wanted("Stalled", FALSE, "AsExpected"),
+            Wanted(ConditionType.READY, UNKNOWN, Reason.RECONCILING, "kapistrano is reading the hosts"),
+            Wanted(ConditionType.RECONCILING, TRUE, Reason.RECONCILING, "kapistrano is reading the hosts"),
+            Wanted(ConditionType.STALLED, FALSE, Reason.AS_EXPECTED),
         ],
         generation,
         now,
@@ -62,7 +64,7 @@ def first_sight(generation: int, now: datetime) -> list[Condition]:
 def stalled_conditions(reason: str, message: str) -> list[Wanted]:
     """Conditions for a rollout that cannot go on by itself (pure)."""
     return [
-        Wanted("Ready", FALSE, reason, message),
-        Wanted("Reconciling", FALSE, reason, message),
-        Wanted("Stalled", TRUE, reason, message),
+        Wanted(ConditionType.READY, FALSE, reason, message),
+        Wanted(ConditionType.RECONCILING, FALSE, reason, message),
+        Wanted(ConditionType.STALLED, TRUE, reason, message),
     ]

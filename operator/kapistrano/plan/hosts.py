@@ -6,16 +6,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
-from kapistrano.api.status import HostPhase, HostStatus, ReleaseStatus, format_time, parse_time
+from kapistrano.api.status import HostPhase, HostStatus, Reason, ReleaseStatus, format_time, parse_time
 from kapistrano.plan.budget import surges
 from kapistrano.plan.model import ActionKind, HostObservation
 
 #: Actions the engine records on a host before acting; seeing one on a fresh start means the action
 #: was interrupted and the host must be published again (Rule 2: intent is recorded before acting).
-RESUMABLE_ACTIONS = frozenset({"Publish", "Restart", "Heal"})
+RESUMABLE_ACTIONS = frozenset({ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL})
 FAILED_PHASES = frozenset({HostPhase.FAILED, HostPhase.ROLLED_BACK})
 #: Host errors that retrying will not fix; they stall the Release.
-TERMINAL_HOST_ERRORS = frozenset({"HostKeyMismatch", "AuthFailed"})
+TERMINAL_HOST_ERRORS = frozenset({Reason.HOST_KEY_MISMATCH, Reason.AUTH_FAILED})
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ class HostView:
 
 def _phase(obs: HostObservation, prev: HostStatus | None, keep_recorded: bool, on_desired: bool) -> HostPhase:
     """The host's phase from what was observed and what was recorded (pure)."""
-    if not obs.reachable or obs.error_reason == "Unreachable":
+    if not obs.reachable or obs.error_reason == Reason.UNREACHABLE:
         return HostPhase.UNREACHABLE
-    if obs.error_reason == "Conflict":
+    if obs.error_reason == Reason.CONFLICT:
         return HostPhase.CONFLICT
     if obs.error_reason is not None:
         return HostPhase.FAILED
@@ -98,7 +98,7 @@ def view_host(
         # An unreachable host keeps what we last knew of it, but cannot count as ready.
         obs = HostObservation(
             name=obs.name, reachable=False, version=prev.version, release=prev.release,
-            ready=False, error_reason=obs.error_reason or "Unreachable", error_message=obs.error_message,
+            ready=False, error_reason=obs.error_reason or Reason.UNREACHABLE, error_message=obs.error_message,
         )  # fmt: skip
     if busy and not keeps_serving:
         obs = replace(obs, ready=False)  # its last reading predates the action

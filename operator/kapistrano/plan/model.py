@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from kapistrano.api.spec import ReleaseSpec
-from kapistrano.api.status import ReleaseStatus
+from kapistrano.api.status import Reason, ReleaseStatus
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class HostObservation:
     #: Running service processes belong to the `current` release (None when it cannot be told).
     services_on_current: bool | None = None
     #: CamelCase reason of the last error on this host (Unreachable, HostKeyMismatch, Conflict...).
-    error_reason: str | None = None
+    error_reason: Reason | None = None
     error_message: str = ""
 
 
@@ -82,4 +82,4 @@ class Plan:
     #: The rollout of spec.version is complete on every host.
     complete: bool = False
     #: A terminal problem stops the rollout until the spec changes (HostFailed, InvalidSpec...).
-    stalled_reason: str | None = None
+    stalled_reason: Reason | None = None

@@ -8,12 +8,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
-from kapistrano.api.status import HistoryEntry, Phase, ReleaseStatus, format_time, parse_time
+from kapistrano.api.status import ConditionType, HistoryEntry, Phase, Reason, ReleaseStatus, format_time, parse_time
 from kapistrano.plan import actions as act
 from kapistrano.plan.budget import available_required
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
 from kapistrano.plan.model import Action, ActionKind, Plan, PlanInput
+
+#: Why the rollout cannot go on by itself, and the message saying so.
+Stall = tuple[Reason, str]
 
 
 def _failed_version(spec: ReleaseSpec, status: ReleaseStatus, views: list[HostView]) -> str | None:
@@ -23,17 +26,18 @@ def _failed_version(spec: ReleaseSpec, status: ReleaseStatus, views: list[HostVi
     return None
 
 
-def _stall(views: list[HostView], failed: str | None) -> tuple[str, str] | None:
+def _stall(views: list[HostView], failed: str | None) -> Stall | None:
     """(reason, message) of a problem that needs a human, or None (pure)."""
     if failed is not None:
         bad = [v for v in views if v.failed]
         detail = "; ".join(f"{v.name}: {v.prev.message if v.prev else ''}".rstrip(": ") for v in bad)
-        return "HostFailed", f"version {failed} failed and was not rolled out further" + (
+        return Reason.HOST_FAILED, f"version {failed} failed and was not rolled out further" + (
             f" ({detail})" if detail else ""
         )
     for v in views:
-        if v.obs.error_reason in TERMINAL_HOST_ERRORS | {"Conflict"}:
-            return str(v.obs.error_reason), f"{v.name}: {v.obs.error_message}"
+        reason = v.obs.error_reason
+        if reason is not None and reason in TERMINAL_HOST_ERRORS | {Reason.CONFLICT}:
+            return reason, f"{v.name}: {v.obs.error_message}"
     return None
 
 
@@ -85,7 +89,7 @@ def _canary_reached(spec: ReleaseSpec, views: list[HostView]) -> bool:
 
 
 def _message(
-    views: list[HostView], complete: bool, stall: tuple[str, str] | None, gate: act.Gate, rolling_back: list[str]
+    views: list[HostView], complete: bool, stall: Stall | None, gate: act.Gate, rolling_back: list[str]
 ) -> str:
     """One line saying what is going on (pure)."""
     updated = sum(v.on_desired for v in views)
@@ -112,7 +116,7 @@ def plan(inp: PlanInput) -> Plan:
     complete = all(v.done for v in views)
     stall = _stall(views, failed)
     rolling_back = _rolling_back(inp, views, chosen)
-    if stall is not None and stall[0] == "HostFailed" and rolling_back:
+    if stall is not None and stall[0] == Reason.HOST_FAILED and rolling_back:
         stall = None  # Stalled means failed AND rolled back: nothing is left to do but wait for a human
     hosts = [host_status(v, now) for v in views]
     progress = _progress_time(inp, {h.name: (str(h.phase), h.version, h.ready) for h in hosts})
@@ -120,7 +124,7 @@ def plan(inp: PlanInput) -> Plan:
         not complete and not gate.holds_new_hosts and now - progress > timedelta(seconds=spec.progress_deadline_seconds)
     )
     if stall is None and deadline_hit:
-        stall = ("ProgressDeadlineExceeded", f"no host progressed for {spec.progress_deadline_seconds}s")
+        stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, f"no host progressed for {spec.progress_deadline_seconds}s")
     current_version, history = _history(spec, inp.status, complete, now)
     counts = _counts(views)
     message = _message(views, complete, stall, gate, rolling_back)
@@ -150,7 +154,7 @@ def plan(inp: PlanInput) -> Plan:
         status=status,
         wait_seconds=act.next_wake(spec, views, now),
         complete=complete,
-        stalled_reason=stall[0] if stall and stall[0] in TERMINAL_REASONS | {"Conflict"} else None,
+        stalled_reason=stall[0] if stall and stall[0] in TERMINAL_REASONS | {Reason.CONFLICT} else None,
     )
 
 
@@ -173,7 +177,7 @@ def _restarted_at(inp: PlanInput, views: list[HostView]) -> str | None:
     return inp.status.restarted_at
 
 
-def _phase(views: list[HostView], complete: bool, stall: tuple[str, str] | None, gate: act.Gate) -> Phase:
+def _phase(views: list[HostView], complete: bool, stall: Stall | None, gate: act.Gate) -> Phase:
     """The Release phase (pure)."""
     if stall is not None:
         return Phase.FAILED if stall[0] in TERMINAL_REASONS else Phase.DEGRADED
@@ -188,54 +192,62 @@ def _phase(views: list[HostView], complete: bool, stall: tuple[str, str] | None,
     return Phase.PROGRESSING
 
 
+def _available(spec: ReleaseSpec, views: list[HostView]) -> Wanted:
+    """The Available condition: enough hosts serve for the maxUnavailable budget (pure)."""
+    required = available_required(spec.strategy.max_unavailable, len(views))
+    available = sum(v.available for v in views)
+    counted = f"{available}/{len(views)} hosts available"
+    if available >= required:
+        return Wanted(ConditionType.AVAILABLE, TRUE, Reason.MINIMUM_HOSTS_AVAILABLE, counted)
+    return Wanted(ConditionType.AVAILABLE, FALSE, Reason.MINIMUM_HOSTS_UNAVAILABLE, counted)
+
+
+def _drifted(views: list[HostView]) -> Wanted:
+    """The Drifted condition: every host is on the version but some service is down (pure)."""
+    drifted = [v for v in views if v.on_desired and v.obs.ready is False and not v.in_flight and not v.failed]
+    if not drifted or not all(v.on_desired for v in views):
+        return Wanted(ConditionType.DRIFTED, FALSE, Reason.AS_EXPECTED)
+    dead = [v.name for v in drifted if v.obs.services_running is False]
+    if dead:
+        return Wanted(ConditionType.DRIFTED, TRUE, Reason.SERVICE_DOWN, "services down on " + ", ".join(dead))
+    unready = ", ".join(v.name for v in drifted)
+    return Wanted(ConditionType.DRIFTED, TRUE, Reason.NOT_READY, "services running but not ready on " + unready)
+
+
 def _conditions(
     inp: PlanInput,
     *,
     views: list[HostView],
     complete: bool,
-    stall: tuple[str, str] | None,
+    stall: Stall | None,
     gate: act.Gate,
     message: str,
     rolling_back: bool = False,
 ) -> list[Wanted]:
     """The kstatus conditions for this status (pure)."""
     spec = inp.spec
-    required = available_required(spec.strategy.max_unavailable, len(views))
-    available = sum(v.available for v in views)
-    avail = (
-        Wanted("Available", TRUE, "MinimumHostsAvailable", f"{available}/{len(views)} hosts available")
-        if available >= required
-        else Wanted("Available", FALSE, "MinimumHostsUnavailable", f"{available}/{len(views)} hosts available")
-    )
-    drifted = [v.name for v in views if v.on_desired and v.obs.ready is False and not v.in_flight and not v.failed]
-    dead = [v.name for v in views if v.name in drifted and v.obs.services_running is False]
-    drift = (
-        Wanted("Drifted", TRUE, "ServiceDown", "services down on " + ", ".join(dead))
-        if dead
-        else Wanted("Drifted", TRUE, "NotReady", "services running but not ready on " + ", ".join(drifted))
-    )
-    if not drifted or not all(v.on_desired for v in views):
-        drift = Wanted("Drifted", FALSE, "AsExpected")
+    avail, drift = _available(spec, views), _drifted(views)
     if stall is not None:
-        progressing = Wanted(
-            "Progressing", FALSE, "ProgressDeadlineExceeded" if stall[0] == "ProgressDeadlineExceeded" else stall[0]
-        )
+        progressing = Wanted(ConditionType.PROGRESSING, FALSE, stall[0])
         return [*stalled_conditions(stall[0], stall[1]), progressing, avail, drift]
     if complete:
+        everywhere = f"version {spec.version} is on every host"
         return [
-            Wanted("Ready", TRUE, "RolledOut", message),
-            Wanted("Reconciling", FALSE, "RolledOut"),
-            Wanted("Stalled", FALSE, "AsExpected"),
-            Wanted("Progressing", TRUE, "RolloutComplete", f"version {spec.version} is on every host"),
+            Wanted(ConditionType.READY, TRUE, Reason.ROLLED_OUT, message),
+            Wanted(ConditionType.RECONCILING, FALSE, Reason.ROLLED_OUT),
+            Wanted(ConditionType.STALLED, FALSE, Reason.AS_EXPECTED),
+            Wanted(ConditionType.PROGRESSING, TRUE, Reason.ROLLOUT_COMPLETE, everywhere),
             avail,
             drift,
         ]
-    reason = "RollingBack" if rolling_back else "Paused" if gate.paused or gate.canary_reached else "RollingOut"
+    held = gate.paused or gate.canary_reached
+    reason = Reason.ROLLING_BACK if rolling_back else Reason.PAUSED if held else Reason.ROLLING_OUT
+    progress = Reason.HOST_UPDATED if any(v.on_desired for v in views) else Reason.NEW_ROLLOUT
     return [
-        Wanted("Ready", FALSE, reason, message),
-        Wanted("Reconciling", TRUE, reason, message),
-        Wanted("Stalled", FALSE, "AsExpected"),
-        Wanted("Progressing", TRUE, "HostUpdated" if any(v.on_desired for v in views) else "NewRollout"),
+        Wanted(ConditionType.READY, FALSE, reason, message),
+        Wanted(ConditionType.RECONCILING, TRUE, reason, message),
+        Wanted(ConditionType.STALLED, FALSE, Reason.AS_EXPECTED),
+        Wanted(ConditionType.PROGRESSING, TRUE, progress),
         avail,
         drift,
     ]
