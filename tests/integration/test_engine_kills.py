@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,79 @@ def check_restarts(version: str, events: list[dict[str, Any]], interrupted: set[
     assert all(count <= 2 for count in starts.values()), f"{version}: {starts}"
     assert len(twice) <= 1, f"{version}: more than one host restarted twice: {starts}"
     assert twice <= interrupted, f"{version}: {twice} restarted twice, but the killed run was acting on {interrupted}"
+
+
+#: Kills of multi-instance rollouts that must land, and the most rollouts tried to land them.
+MULTI_KILLS = 20
+MULTI_MAX_ROLLOUTS = 40
+
+
+@pytest.fixture
+def multi(lab_factory: Any) -> Iterator[Cli]:
+    """A three-host app with two worker instances per host, each judged ready by its own events."""
+    lab: HostLab = lab_factory(3)
+    app = App(lab, drain=0.3, boot=0.1)
+    runner = Cli(app)
+    try:
+        yield runner
+    finally:
+        runner.close()
+        app.close()
+
+
+def own_readiness(app: App) -> dict[str, Any]:
+    """An exec probe passing once the instance in KAPISTRANO_PID logged that it is ready (pure)."""
+    pattern = """'"event": "ready", "pid": '"$KAPISTRANO_PID"','"""
+    command = f"grep -qF {pattern} {app.events}"
+    return {"httpGet": None, "exec": {"command": command}, "periodSeconds": 0.05}
+
+
+def test_multi_instance_apply_killed_20_times_never_stops_a_new_worker_nor_a_host_twice(multi: Cli) -> None:
+    app = multi.app
+    spec: dict[str, Any] = {"strategy": {"maxUnavailable": 1}, "instances": 2, "readiness": own_readiness(app)}
+    began = time.monotonic()
+    assert multi.apply(app.write("v1", **spec)) == 0, multi.log.read_text()[-2000:]
+    expected = time.monotonic() - began + 3 * app.drain
+    rng = random.Random(SEED + 1)
+    kills = rollouts = 0
+    with Monitor(app, instances=2) as monitor:
+        while kills < MULTI_KILLS and rollouts < MULTI_MAX_ROLLOUTS:
+            rollouts += 1
+            version = f"v{rollouts + 1}"
+            before = len(app.read_events())
+            kills += kill_once(multi, app.write(version, **spec), rng.uniform(0.2, expected))
+            assert on_version(app, version) == ["host1", "host2", "host3"], version
+            check_every_instance_started_once(version, app.read_events()[before:])
+    assert kills == MULTI_KILLS, f"only {kills} of {rollouts} runs were still going when their kill came"
+    assert monitor.most_down <= 1, f"more than one host down at once: {monitor.worst()}"
+    assert not overlaps(app.read_events()), overlaps(app.read_events())
+
+
+def kill_once(cli: Cli, release: Path, delay: float) -> bool:
+    """Start an apply, SIGKILL it after `delay` unless it ended, apply again to the end; whether it was killed."""
+    proc = cli.start(release)
+    try:
+        proc.wait(delay)
+        killed = False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        killed = True
+    status = cli.apply(release)
+    assert status == 0, f"rerun exited {status}: {cli.log.read_text()[-3000:]}"
+    return killed
+
+
+def check_every_instance_started_once(version: str, events: list[dict[str, Any]]) -> None:
+    """Each instance of each host started `version` exactly once, and no such worker was stopped (pure).
+
+    A run killed anywhere and run again keeps the new workers it finds running from the release: a
+    host is never taken down a second time for the same version.
+    """
+    started = [e for e in events if e["event"] == "start" and e["version"] == version]
+    starts = Counter((e["host"], int(e["instance"])) for e in started)
+    assert set(starts) == {(h, i) for h in ("host1", "host2", "host3") for i in (0, 1)}, f"{version}: {starts}"
+    assert set(starts.values()) == {1}, f"{version}: an instance started twice: {starts}"
+    new = {int(e["pid"]) for e in started}
+    stopped = [e for e in events if e["event"] in ("draining", "exit") and int(e["pid"]) in new]
+    assert not stopped, f"{version}: a new worker was stopped: {stopped}"
