@@ -23,7 +23,9 @@ from pathlib import Path
 INSTANCE = int(os.environ.get("KAPISTRANO_INSTANCE", "0"))
 DRAIN = float(os.environ.get("DRAIN_SECONDS", "3"))
 BOOT = float(os.environ.get("READY_SECONDS", "0.5"))
-PORT = int(os.environ.get("HEALTH_PORT", "9100")) + INSTANCE
+#: HEALTH_PORT=0 serves health on a free port of the kernel's choosing, so that a successor can run
+#: beside its predecessor (replace StartFirst); probes then go by the events log.
+PORT = int(os.environ.get("HEALTH_PORT", "9100")) + INSTANCE if os.environ.get("HEALTH_PORT") != "0" else 0
 EVENTS = os.environ.get("EVENTS_LOG")
 VERSION = Path("VERSION").read_text().strip() if Path("VERSION").exists() else "unknown"
 HEALTHY = Path("HEALTHY").read_text().strip() != "no" if Path("HEALTHY").exists() else True
