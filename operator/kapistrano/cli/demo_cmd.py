@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--hosts", type=int, default=3, help="number of test hosts (default 3)")
     parser.add_argument("--instances", type=int, default=2, help="worker processes per host (default 2)")
     parser.add_argument("--drain", type=float, default=3.0, help="seconds a worker needs to exit after TERM")
+    parser.add_argument(
+        "--start-first",
+        action="store_true",
+        help="replace StartFirst: new workers start beside the old ones, which stop once the new are ready",
+    )
     parser.add_argument("--boot", type=float, default=1.0, help="seconds a worker needs to become ready")
     parser.add_argument(
         "--operator",
@@ -74,7 +79,9 @@ def make_repo(root: Path) -> Path:
 
 def manifest(lab: HostLab, repo: Path, version: str, args: argparse.Namespace, events: Path) -> dict[str, Any]:
     """The demo Release for one version (pure)."""
-    service = worker_service(drain=args.drain, boot=args.boot, events=events, instances=args.instances)
+    service = worker_service(
+        drain=args.drain, boot=args.boot, events=events, instances=args.instances, start_first=args.start_first
+    )
     return lab_release(
         lab,
         "demo-workers",
@@ -121,7 +128,8 @@ def _run_in_lab(lab: HostLab, root: Path, args: argparse.Namespace, console: Con
     console.print(f"{len(lab.hosts)} SSH hosts: " + ", ".join(f"{h.name} ({h.address})" for h in lab.hosts))
     first = parse_release(manifest(lab, repo, "v1", args, events))
     (root / "release.yaml").write_text(yaml.safe_dump(manifest(lab, repo, "v2", args, events), sort_keys=False))
-    console.print(f"deploying v1 ({args.instances} workers per host)...")
+    how = "started beside the old ones (StartFirst)" if args.start_first else "stopped together, then started"
+    console.print(f"deploying v1 ({args.instances} workers per host; on a restart they are {how})...")
     if asyncio.run(_roll(first, apply_args, console)) != Result.READY:
         return 1
     console.rule("[bold]rolling v2, one host at a time")

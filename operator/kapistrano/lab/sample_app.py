@@ -20,17 +20,27 @@ def worker_service(
     instances: int = 1,
     stop_timeout: int = 60,
     readiness: dict[str, Any] | None = None,
+    start_first: bool = False,
 ) -> dict[str, Any]:
-    """The `worker` service: a pidfile-managed sample worker with an httpGet readiness probe (pure)."""
+    """The `worker` service: a pidfile-managed sample worker with an httpGet readiness probe (pure).
+
+    `start_first` (needs `events`) starts successors beside the old workers: each serves health on a
+    free port and is judged ready by the "ready" line it logged.
+    """
     log = f" EVENTS_LOG={events}" if events is not None else ""
-    start = f"exec env DRAIN_SECONDS={drain} READY_SECONDS={boot}{log} python3 worker.py"
-    probe = {"httpGet": {"path": "/health", "port": HEALTH_PORT}, "periodSeconds": 0.1, "failureThreshold": 50}
+    port = " HEALTH_PORT=0" if start_first else ""
+    start = f"exec env DRAIN_SECONDS={drain} READY_SECONDS={boot}{log}{port} python3 worker.py"
+    probe: dict[str, Any] = {"httpGet": {"path": "/health", "port": HEALTH_PORT}}
+    if start_first and events is not None:
+        logged = """'"event": "ready", "pid": '"$KAPISTRANO_PID"','"""
+        probe = {"exec": {"command": f"grep -qF {logged} {events}"}}
+    pidfile = {"path": "tmp/pids/worker.{index}.pid", "start": start, "stopTimeoutSeconds": stop_timeout}
     return {
         "name": "worker",
         "manager": "pidfile",
         "instances": instances,
-        "pidfile": {"path": "tmp/pids/worker.{index}.pid", "start": start, "stopTimeoutSeconds": stop_timeout},
-        "readiness": probe | (readiness or {}),
+        "pidfile": pidfile | ({"replace": "StartFirst"} if start_first else {}),
+        "readiness": probe | {"periodSeconds": 0.1, "failureThreshold": 50} | (readiness or {}),
     }
 
 
