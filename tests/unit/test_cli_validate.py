@@ -37,7 +37,10 @@ def example() -> dict[str, object]:
 def test_valid_file_exits_0_with_one_summary_per_release() -> None:
     result = validate(EXAMPLE_FILE)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "release deploy/billing-workers: valid (2 hosts, 3 services, source git)\n"
+    assert result.stdout.splitlines() == [
+        "release deploy/billing-workers: valid (2 hosts, 3 services, source git)",
+        "  sneakers: 2 instances per host, Parallel, StopFirst, then TERM",
+    ]
     assert result.stderr == ""
 
 
@@ -55,7 +58,28 @@ def test_every_release_of_a_multi_document_file_is_summarised(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "release deploy/billing-workers: valid (2 hosts, 3 services, source git)",
+        "  sneakers: 2 instances per host, Parallel, StopFirst, then TERM",
         "release single: valid (1 host, 0 services, source path)",
+    ]
+
+
+def test_validate_says_how_workers_restart_and_warns_of_a_quiet_phase_without_a_drained_check(
+    tmp_path: Path,
+) -> None:
+    release = example()
+    sneakers = release["spec"]["services"][0]["pidfile"]
+    sneakers |= {"quietSignal": "TSTP", "quietTimeoutSeconds": 45, "replace": "StartFirst"}
+    result = validate(write_documents(tmp_path / "quiet.yaml", release))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "  sneakers: 2 instances per host, Parallel, StartFirst, TSTP, for up to 45s, then TERM",
+        "  warning: sneakers: quietSignal without a drained check: every stop waits quietTimeoutSeconds (45s)"
+        " unless the worker exits by itself",
+    ]
+    sneakers["drained"] = {"exec": {"command": "sh bin/idle.sh"}}
+    result = validate(write_documents(tmp_path / "drained.yaml", release))
+    assert result.stdout.splitlines()[1:] == [
+        "  sneakers: 2 instances per host, Parallel, StartFirst, TSTP, until drained, then TERM"
     ]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from kapistrano.api.release import KIND, Release, ReleaseFileError, parse_release
-from kapistrano.api.spec import SOURCE_KINDS
+from kapistrano.api.spec import SOURCE_KINDS, ReleaseSpec
 
 
 def _plural(count: int, noun: str) -> str:
@@ -32,10 +32,32 @@ def summary(release: Release, label: str) -> str:
     """The one-line summary of a valid Release (pure)."""
     spec = release.spec
     source = next(kind for kind in SOURCE_KINDS if getattr(spec.source, kind) is not None)
-    return (
+    head = (
         f"release {label}: valid ({_plural(len(spec.hosts), 'host')}, "
         f"{_plural(len(spec.services), 'service')}, source {source})"
     )
+    return "\n".join([head, *(f"  {line}" for line in restart_lines(spec))])
+
+
+def restart_lines(spec: ReleaseSpec) -> list[str]:
+    """How each pidfile service will be restarted, with a warning where a setting costs time (pure)."""
+    lines = []
+    for service in spec.services:
+        block = service.pidfile
+        if block is None:
+            continue
+        quiet = f"{block.quiet_signal}, " if block.quiet_signal else ""
+        until = " until drained" if block.drained else f" for up to {block.quiet_timeout_seconds}s" if quiet else ""
+        lines.append(
+            f"{service.name}: {_plural(service.instances, 'instance')} per host, {block.instance_policy}, "
+            f"{block.replace}, {quiet}{until.strip() + ', ' if until else ''}then {block.stop_signal}"
+        )
+        if block.quiet_signal and block.drained is None:
+            lines.append(
+                f"warning: {service.name}: quietSignal without a drained check: every stop waits "
+                f"quietTimeoutSeconds ({block.quiet_timeout_seconds}s) unless the worker exits by itself"
+            )
+    return lines
 
 
 def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
