@@ -6,6 +6,7 @@ Kubernetes-only schema keywords (list maps, CEL rules, int-or-string) that crd.p
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, Protocol, Self
 
@@ -13,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kapistrano.api.base import SpecModel
 from kapistrano.api.types import (
+    DNS_LABEL_PATTERN,
     HTTP_PATH_PATTERN,
     UNIT_PATTERN,
     AbsPath,
@@ -113,6 +115,18 @@ class Host(SpecModel):
     port: Port = Field(default=22, description="SSH port.")
     user: UserName | None = Field(default=None, description="SSH user; defaults to spec.ssh.user.")
     labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels, e.g. zone.")
+    roles: list[DnsLabel] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Roles of the host (web, worker, db...): services and hooks with roles run only on hosts "
+        "that have one of them.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    primary: bool = Field(
+        default=False,
+        description="Runs the `once` hooks (migrations) of a rollout, before any other host restarts. "
+        "Default: the first host with the roles of the first `once` hook.",
+    )
 
 
 class SecretRef(SpecModel):
@@ -159,7 +173,16 @@ class Hook(SpecModel):
 
     name: DnsLabel = Field(description="Name of the hook, shown in status and events.")
     run: ShellCommand = Field(description="Shell command, run with `sh -c` in the release directory.")
-    once: bool = Field(default=False, description="Run on the first host of a rollout only (e.g. migrations).")
+    once: bool = Field(
+        default=False,
+        description="Run once per rollout, on the primary host, before any other host restarts (e.g. migrations).",
+    )
+    roles: list[DnsLabel] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Hosts it runs on: those with one of these roles; none means every host.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
 
 
 class Hooks(SpecModel):
@@ -360,6 +383,12 @@ class Service(SpecModel):
     systemd: SystemdManager | None = Field(default=None, description="Settings for manager systemd.")
     command: CommandManager | None = Field(default=None, description="Settings for manager command.")
     readiness: Probe | None = Field(default=None, description="Readiness probe; none means ready once started.")
+    roles: list[DnsLabel] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Hosts it runs on: those with one of these roles; none means every host.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
 
     @model_validator(mode="after")
     def _manager_block_present(self) -> Self:
@@ -387,6 +416,17 @@ HOST_COUNT_SCHEMA: dict[str, Any] = {
 }
 
 
+class RoleStrategy(SpecModel):
+    """The budget of the hosts of one role."""
+
+    max_unavailable: IntOrPercent = Field(
+        default=1,
+        description="Hosts of this role acted on at once: an int >= 1 or a percent of the role's hosts "
+        "(rounded down, at least 1). spec.strategy.maxUnavailable still bounds the whole Release.",
+        json_schema_extra=HOST_COUNT_SCHEMA,
+    )
+
+
 class Strategy(SpecModel):
     """How the rollout moves across hosts."""
 
@@ -401,6 +441,25 @@ class Strategy(SpecModel):
         "(rounded down, at least 1). Such hosts keep serving, so they do not use maxUnavailable.",
         json_schema_extra=HOST_COUNT_SCHEMA,
     )
+    roles: dict[str, RoleStrategy] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Per-role budgets, e.g. {web: {maxUnavailable: 1}, worker: {maxUnavailable: '50%'}}.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(f"self.all(k, k.matches('{DNS_LABEL_PATTERN}') && size(k) <= 63)", "role names are DNS labels")
+            ]
+        },
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _role_names(cls, roles: dict[str, RoleStrategy]) -> dict[str, RoleStrategy]:
+        bad = [name for name in roles if not re.fullmatch(DNS_LABEL_PATTERN, name) or len(name) > 63]
+        if bad:
+            raise ValueError(f"role names must be DNS labels: {', '.join(bad)}")
+        return roles
+
     min_ready_seconds: int = Field(
         default=0, ge=0, le=86400, description="A host must stay ready this long before the next one starts."
     )
@@ -437,8 +496,13 @@ class ReleaseSpec(SpecModel):
     hosts: list[Host] = Field(
         min_length=1,
         max_length=1000,
-        description="The hosts, in rollout order; names unique.",
-        json_schema_extra=LIST_MAP_BY_NAME,
+        description="The hosts, in rollout order; names unique; at most one primary.",
+        json_schema_extra=LIST_MAP_BY_NAME
+        | {
+            "x-kubernetes-validations": [
+                _cel("self.filter(h, has(h.primary) && h.primary).size() <= 1", "at most one host may be primary")
+            ]
+        },
     )
     ssh: SshSpec = Field(default_factory=SshSpec, description="SSH settings.")
     hooks: Hooks = Field(default_factory=Hooks, description="Commands run at fixed points of the rollout.")
@@ -460,6 +524,14 @@ class ReleaseSpec(SpecModel):
         default=DriftPolicy.HEAL, description="Heal restarts dead services and re-publishes; Report only reports."
     )
     revision_history_limit: int = Field(default=10, ge=0, le=1000, description="History entries kept in status.")
+
+    @field_validator("hosts")
+    @classmethod
+    def _one_primary(cls, hosts: list[Host]) -> list[Host]:
+        primaries = [h.name for h in hosts if h.primary]
+        if len(primaries) > 1:
+            raise ValueError(f"at most one host may be primary, not {', '.join(primaries)}")
+        return hosts
 
     @field_validator("hosts", "services")
     @classmethod
@@ -485,3 +557,35 @@ class ReleaseSpec(SpecModel):
     def user_for(self, host: Host) -> str:
         """The SSH user for a host (pure)."""
         return host.user or self.ssh.user
+
+    def host_named(self, name: str) -> Host | None:
+        """The host of that name, if any (pure)."""
+        return next((h for h in self.hosts if h.name == name), None)
+
+    def services_for(self, host_name: str) -> list[Service]:
+        """The services that run on a host: those without roles, or sharing one with it (pure)."""
+        host = self.host_named(host_name)
+        roles = set(host.roles) if host else set()
+        return [s for s in self.services if not s.roles or roles & set(s.roles)]
+
+    def runs_hook(self, host_name: str, hook: Hook) -> bool:
+        """Whether a hook runs on a host: `once` hooks on the primary only, others by roles (pure)."""
+        if hook.once:
+            return host_name == self.primary_host
+        host = self.host_named(host_name)
+        return not hook.roles or bool(host and set(host.roles) & set(hook.roles))
+
+    @property
+    def once_hooks(self) -> list[Hook]:
+        """The hooks that run once per rollout (pure)."""
+        hooks = self.hooks
+        return [h for h in (*hooks.after_update, *hooks.before_publish, *hooks.after_publish) if h.once]
+
+    @property
+    def primary_host(self) -> str:
+        """The host that runs `once` hooks: primary: true, else the first with the first once hook's roles (pure)."""
+        marked = next((h.name for h in self.hosts if h.primary), None)
+        if marked is not None:
+            return marked
+        wanted = set(self.once_hooks[0].roles) if self.once_hooks else set()
+        return next((h.name for h in self.hosts if not wanted or wanted & set(h.roles)), self.hosts[0].name)

@@ -148,6 +148,7 @@ class HostStatus(StatusModel):
     previous_release: str | None = Field(
         default=None, description="Release `current` pointed at before the last publish (the rollback target)."
     )
+    roles: list[str] = Field(default_factory=list, description="The host's roles, from the spec.")
     message: str = Field(default="", description="Last progress or error message.")
     last_transition_time: str | None = Field(
         default=None, description="When phase last changed.", json_schema_extra={"format": "date-time"}

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from kapistrano.api.release import Release
-from kapistrano.cli.common import CliError, add_release_args, load_credentials, owner_of, pick_release, state_path
+from kapistrano.cli.common import CliError, add_release_args, load_credentials, owner_of, release_for, state_path
 from kapistrano.cli.display import ProgressView, status_table
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `kapistrano apply` (network I/O)."""
     console = Console()
     try:
-        release = pick_release(args.filename, args.name)
+        release = release_for(args)
         outcome = asyncio.run(apply_release(release, args, console))
     except CliError as exc:
         console.print(f"error: {exc}", style="red", highlight=False)

@@ -28,6 +28,8 @@ def add_release_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="which Release of the file, when it holds several")
     parser.add_argument("--ssh-key", type=Path, help="private key file (default: ~/.ssh/id_ed25519, then id_rsa)")
     parser.add_argument("--known-hosts", type=Path, help="known_hosts file (default: ~/.ssh/known_hosts)")
+    parser.add_argument("--hosts", help="only these hosts, comma-separated (as Capistrano's HOSTS=)")
+    parser.add_argument("--roles", help="only hosts with one of these roles, comma-separated (as ROLES=)")
 
 
 def pick_release(path: Path, name: str | None) -> Release:
@@ -43,6 +45,35 @@ def pick_release(path: Path, name: str | None) -> Release:
     if len(releases) > 1:
         raise CliError(f"{path} holds {len(releases)} Releases: choose one with --name")
     return releases[0]
+
+
+def _names(text: str | None) -> set[str]:
+    """The names of a comma-separated option, empty when not given (pure)."""
+    return {part.strip() for part in (text or "").split(",") if part.strip()}
+
+
+def only_hosts(release: Release, hosts: str | None, roles: str | None) -> Release:
+    """The Release narrowed to the hosts named and to those with one of the roles named (pure).
+
+    Raises CliError when a named host does not exist or nothing is left.
+    """
+    names, wanted = _names(hosts), _names(roles)
+    if not names and not wanted:
+        return release
+    unknown = names - {h.name for h in release.spec.hosts}
+    if unknown:
+        raise CliError(f"no such host in the Release: {', '.join(sorted(unknown))}")
+    kept = [h for h in release.spec.hosts if (not names or h.name in names) and (not wanted or wanted & set(h.roles))]
+    if not kept:
+        raise CliError("no host of the Release matches --hosts/--roles")
+    spec = release.spec.model_copy(update={"hosts": kept})
+    return release.model_copy(update={"spec": spec})
+
+
+def release_for(args: argparse.Namespace) -> Release:
+    """The Release the command line names, narrowed by --hosts/--roles (reads the file)."""
+    release = pick_release(args.filename, args.name)
+    return only_hosts(release, getattr(args, "hosts", None), getattr(args, "roles", None))
 
 
 def _first_existing(*paths: Path) -> Path | None:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from kapistrano.api.release import Release
 from kapistrano.api.status import ReleaseStatus
-from kapistrano.cli.common import CliError, add_release_args, load_credentials, owner_of, pick_release, state_path
+from kapistrano.cli.common import CliError, add_release_args, load_credentials, owner_of, release_for, state_path
 from kapistrano.engine.rollout import Desired, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
@@ -32,7 +32,7 @@ def register_reader(
     def run(args: argparse.Namespace) -> int:
         console = Console()
         try:
-            release = pick_release(args.filename, args.name)
+            release = release_for(args)
             observed, status = asyncio.run(observe(release, args))
         except CliError as exc:
             console.print(f"error: {exc}", style="red", highlight=False)

@@ -54,14 +54,14 @@ class ActionRunner:
     def once_first(self, actions: list[Action]) -> Action | None:
         """The publish that must run `once` hooks alone before any other host publishes, if any (pure).
 
-        That is the first publish of a version no host runs yet, when there are `once` hooks.
+        That is the primary host's first publish of a version no host runs yet, when there are `once` hooks.
         """
-        hooks = self.spec.hooks
-        if not any(h.once for h in (*hooks.before_publish, *hooks.after_publish)):
+        if not any(h.once for h in (*self.spec.hooks.before_publish, *self.spec.hooks.after_publish)):
             return None
         if any(h.version == self.spec.version for h in self.recorder.status.hosts):
             return None
-        return next((a for a in actions if a.kind == ActionKind.PUBLISH), None)
+        primary = self.spec.primary_host
+        return next((a for a in actions if a.kind == ActionKind.PUBLISH and a.host == primary), None)
 
     async def run_one(self, action: Action, driver: HostDriver, *, run_once_hooks: bool = False) -> None:
         """Run one action and record its outcome; host errors are recorded, not raised (network I/O)."""

@@ -78,14 +78,15 @@ class SshHostDriver:
 
     async def _services_ready(self, spec: ReleaseSpec, ctx: ServiceContext) -> tuple[bool | None, bool, bool | None]:
         """(every process is alive, every service passes one probe attempt, they run from current) (network I/O)."""
-        if not spec.services:
+        mine = spec.services_for(self.name)
+        if not mine:
             return None, True, None
-        states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in spec.services))
+        states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in mine))
         if not all(state.running is not False for state in states):
             return False, False, None
         attempts = [
             probes.attempt(self.conn, where, s.readiness)
-            for s, state in zip(spec.services, states, strict=True)
+            for s, state in zip(mine, states, strict=True)
             if s.readiness is not None
             for where in _probe_contexts(ctx, s, state)
         ]
@@ -157,7 +158,7 @@ class SshHostDriver:
             release=target.name,
             has_desired_release=True,
             ready=True,
-            services_on_current=True if spec.services else None,
+            services_on_current=True if spec.services_for(self.name) else None,
         )
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
@@ -202,7 +203,7 @@ class SshHostDriver:
         With `keep_current`, processes that already run from the release are kept and only checked.
         """
         ctx = self._context(spec, release)
-        for service in spec.services:
+        for service in spec.services_for(self.name):
             await self._restart_one(ctx, service, emit, keep_current=keep_current)
 
     async def _restart_one(self, ctx: ServiceContext, service: Service, emit: EventSink, *, keep_current: bool) -> None:
@@ -265,7 +266,7 @@ class SshHostDriver:
     ) -> None:
         """Run hooks in a directory, `once` hooks only when asked (network I/O)."""
         for hook in hooks:
-            if hook.once and not run_once:
+            if (hook.once and not run_once) or not spec.runs_hook(self.name, hook):
                 continue
             emit(HostEvent(self.name, f"hook {hook.name}"))
             await self.conn.run(user_command(directory, hook.run), timeout=spec.ssh.command_timeout_seconds)

@@ -74,6 +74,46 @@ def _needs_heal(v: HostView) -> bool:
     return v.actionable and v.on_desired and not v.in_flight and not v.failed and v.obs.services_running is False
 
 
+@dataclass
+class _Pool:
+    """One budget: the hosts it covers, how many may be acted on, and how many are acted on or down."""
+
+    hosts: frozenset[str]
+    budget: int
+    acting: int
+    down: int
+
+    def admits(self, c: HostView) -> bool:
+        """Whether acting on `c` keeps this pool within its budget (pure)."""
+        if c.name not in self.hosts:
+            return True
+        return self.acting < self.budget and (not c.ready or self.down < self.budget)
+
+    def take(self, c: HostView) -> None:
+        """Count `c` as acted on (changes the pool only)."""
+        if c.name in self.hosts:
+            self.acting += 1
+            self.down += c.ready and c.available  # a ready host not yet available is already counted
+
+
+def _pools(spec: ReleaseSpec, views: list[HostView], taken: frozenset[str]) -> list[_Pool]:
+    """The Release's budget and one per role with a budget of its own (pure)."""
+    groups = [(frozenset(v.name for v in views), spec.strategy.max_unavailable)]
+    for role, strategy in spec.strategy.roles.items():
+        members = frozenset(v.name for v in views if role in v.roles)
+        if members:
+            groups.append((members, strategy.max_unavailable))
+    return [
+        _Pool(
+            hosts,
+            max_unavailable(value, len(hosts)),
+            sum(v.busy or v.name in taken for v in views if v.name in hosts),
+            sum(v.unavailable or v.name in taken for v in views if v.name in hosts),
+        )
+        for hosts, value in groups
+    ]
+
+
 def within_budget(
     spec: ReleaseSpec, views: list[HostView], candidates: list[HostView], taken: frozenset[str] = frozenset()
 ) -> list[HostView]:
@@ -81,28 +121,22 @@ def within_budget(
 
     Two bounds, whatever the probes say: no more than maxUnavailable hosts are acted on at once (an
     action stops, restarts or rolls back live processes), and no more than maxUnavailable hosts are
-    unavailable. A host that is not ready is already unavailable, so it goes first (as Kubernetes
-    replaces unhealthy pods first) and costs only its action slot. A ready host inside
-    minReadySeconds does serve: taking it down needs room like any other. With StartFirst services
-    a host keeps serving while it is replaced: maxSurge alone bounds how many go at once.
+    unavailable; both for the Release and for each role with a budget of its own. A host that is
+    not ready is already unavailable, so it goes first (as Kubernetes replaces unhealthy pods first)
+    and costs only its action slot. A ready host inside minReadySeconds does serve: taking it down
+    needs room like any other. With StartFirst services a host keeps serving while it is replaced:
+    maxSurge alone bounds how many go at once.
     """
     candidates = [c for c in candidates if not c.busy]  # its action runs: it has its slot
     if surges(spec):
         room = max_unavailable(spec.strategy.max_surge, len(views)) - sum(v.busy or v.name in taken for v in views)
         return candidates[: max(0, room)]
-    budget = max_unavailable(spec.strategy.max_unavailable, len(views))
-    acting = sum(v.busy or v.name in taken for v in views)
-    down = sum(v.unavailable or v.name in taken for v in views)
+    pools = _pools(spec, views, taken)
     chosen = []
     for c in sorted(candidates, key=lambda c: c.ready):  # stable: spec order within each group
-        if acting >= budget:
-            break
-        if not c.ready:
-            chosen.append(c)
-            acting += 1
-        elif down < budget:
-            down += c.available  # a ready host not yet available is already counted
-            acting += 1
+        if all(pool.admits(c) for pool in pools):
+            for pool in pools:
+                pool.take(c)
             chosen.append(c)
     return chosen
 
@@ -121,6 +155,9 @@ def publishes(
     if limit is not None:
         started = sum(v.on_desired or v.in_flight for v in views)
         fresh = fresh[: max(0, limit - started)]
+    if spec.once_hooks and not any(v.on_desired or v.in_flight for v in views):
+        # The migrations run on the primary host, before any other host restarts.
+        fresh = [v for v in fresh if v.name == spec.primary_host]
     chosen = within_budget(spec, views, interrupted + fresh, taken)
     return [Action(ActionKind.PUBLISH, v.name, "resume" if v.in_flight else "publish") for v in chosen]
 

@@ -38,6 +38,8 @@ class HostView:
     rolling_back: bool = False
     #: An action runs on the host right now: it holds a slot of the budget.
     busy: bool = False
+    #: The host's roles, from the spec.
+    roles: tuple[str, ...] = ()
 
     @property
     def actionable(self) -> bool:
@@ -146,7 +148,8 @@ def view_hosts(
     for host in spec.hosts:
         obs = observations.get(host.name) or HostObservation(name=host.name, reachable=False)
         prev = status.host(host.name)
-        views.append(view_host(spec, obs, prev, same_rollout, now, busy=host.name in busy, keeps_serving=serving))
+        view = view_host(spec, obs, prev, same_rollout, now, busy=host.name in busy, keeps_serving=serving)
+        views.append(replace(view, roles=tuple(host.roles)))
     return views
 
 
@@ -169,6 +172,7 @@ def host_status(view: HostView, now: datetime) -> HostStatus:
         failed_version=prev.failed_version if prev and view.failed else None,
         rollback_failed=bool(prev and view.failed and prev.rollback_failed),
         previous_release=prev.previous_release if prev else None,
+        roles=list(view.roles),
         message=message,
         last_transition_time=format_time(now) if changed or prev is None else prev.last_transition_time,
     )
