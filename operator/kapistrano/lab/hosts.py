@@ -209,7 +209,9 @@ class HostLab:
         self._closed = True
         atexit.unregister(self._close_at_exit)
         errors: list[str] = []
-        survivors = procs.kill_all(set().union(*(h.namespace_ids for h in self.hosts)))
+        holders = [h.holder_pid for h in self.hosts if h.holder_pid is not None]
+        with procs.held_namespaces(holders):
+            survivors = procs.kill_all(set().union(*(h.namespace_ids for h in self.hosts)))
         if survivors:
             errors.append(f"processes survived SIGKILL: {survivors}")
         for host in self.hosts:

@@ -11,7 +11,8 @@ import os
 import re
 import signal
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -65,6 +66,26 @@ def pids_in(ids: Collection[str], kinds: tuple[str, ...] = ("mnt", "net")) -> li
         if pid != me and any(namespace_id(pid, kind) in ids for kind in kinds):
             found.append(pid)
     return found
+
+
+@contextmanager
+def held_namespaces(pids: Iterable[int], kinds: tuple[str, ...] = ("mnt", "net")) -> Iterator[None]:
+    """Keep the namespaces of `pids` alive (open descriptors) for the duration (side effects: fds).
+
+    A namespace whose last process died is freed and its id can be given to the next namespace
+    created on the machine, another lab's: killing "everything in these ids" in a loop must not
+    outlive the namespaces it means, or it kills that lab's processes.
+    """
+    fds = []
+    try:
+        for pid in pids:
+            for kind in kinds:
+                with suppress(OSError):
+                    fds.append(os.open(PROC / str(pid) / "ns" / kind, os.O_RDONLY))
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def kill_all(ids: Collection[str], timeout: float = 10.0) -> list[int]:

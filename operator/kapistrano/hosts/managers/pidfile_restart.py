@@ -25,6 +25,7 @@ from enum import StrEnum
 from kapistrano.api.spec import InstancePolicy, PidfileManager, ReplacePolicy, Service
 from kapistrano.hosts.managers.base import (
     ID_SUFFIX,
+    EventKind,
     EventSink,
     InstanceRestart,
     InstanceState,
@@ -112,15 +113,16 @@ class _Run:
         """The service name (pure)."""
         return self.service.name
 
-    def event(self, kind: str, slot: Slot, pid: int | None = None, **extra: object) -> None:
+    def event(
+        self, kind: EventKind, slot: Slot, pid: int | None = None, *, seconds: float | None = None, detail: str = ""
+    ) -> None:
         """Report one step of one instance (calls the event sink)."""
-        self.on_event(ServiceEvent(kind, self.name, str(slot.index), pid, **extra))  # type: ignore[arg-type]
+        self.on_event(ServiceEvent(kind, self.name, str(slot.index), pid, seconds, detail))
 
     async def stop(self, slot: Slot, state: InstanceState, pidfile: str) -> StopOutcome:
         """Quiet and stop one process and wait for its exit (side effects: signals on the host)."""
         assert state.pid is not None
-        kind = "quieting" if self.settings.quiet_signal else "stopping"
-        self.event(kind, slot, state.pid)
+        self.event("quieting" if self.settings.quiet_signal else "stopping", slot, state.pid)
         outcome = await stop_pid(
             self.runner, self.ctx, self.name, self.settings, pid=state.pid, pidfile=pidfile, index=slot.index
         )
