@@ -101,6 +101,8 @@ class Reason(StrEnum):
     LINKED_FILE_MISSING = "LinkedFileMissing"
     SERVICE_FAILED = "ServiceFailed"
     NOT_READY = "NotReady"
+    ORPHANS_RUNNING = "OrphansRunning"
+    ORPHANS_STOPPED = "OrphansStopped"
 
 
 class Condition(StatusModel):
@@ -147,6 +149,20 @@ class HostStatus(StatusModel):
     )
     previous_release: str | None = Field(
         default=None, description="Release `current` pointed at before the last publish (the rollback target)."
+    )
+    probe: str | None = Field(
+        default=None,
+        description="The readiness probes that judged the host: those its release was published with "
+        "(`[release <name>]`), or spec.services for a release published without a record (`[spec]`).",
+    )
+    orphans: list[str] = Field(
+        default_factory=list,
+        description="Live processes kapistrano started that the host's release no longer names (instances "
+        "beyond the count, retired services); stopped at the next publish, or by driftPolicy Heal.",
+    )
+    stopped: list[str] = Field(
+        default_factory=list,
+        description="Processes the last publish of this host stopped because the spec no longer names them.",
     )
     message: str = Field(default="", description="Last progress or error message.")
     last_transition_time: str | None = Field(

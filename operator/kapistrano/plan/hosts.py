@@ -9,6 +9,7 @@ from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import HostPhase, HostStatus, Reason, ReleaseStatus, format_time, parse_time
 from kapistrano.plan.budget import surges
 from kapistrano.plan.model import ActionKind, HostObservation
+from kapistrano.plan.outcomes import stopped_note
 
 #: Actions the engine records on a host before acting; seeing one on a fresh start means the action
 #: was interrupted and the host must be published again (Rule 2: intent is recorded before acting).
@@ -97,7 +98,7 @@ def view_host(
     if not obs.reachable and prev is not None:
         # An unreachable host keeps what we last knew of it, but cannot count as ready.
         obs = HostObservation(
-            name=obs.name, reachable=False, version=prev.version, release=prev.release,
+            name=obs.name, reachable=False, version=prev.version, release=prev.release, probe=prev.probe,
             ready=False, error_reason=obs.error_reason or Reason.UNREACHABLE, error_message=obs.error_message,
         )  # fmt: skip
     if busy and not keeps_serving:
@@ -154,13 +155,19 @@ def host_status(view: HostView, now: datetime) -> HostStatus:
     """The status entry to write for a host (pure)."""
     prev = view.prev
     changed = prev is None or prev.phase != view.phase
-    message = view.obs.error_message or ("" if prev is None or view.phase == HostPhase.READY else prev.message)
+    stopped = prev.stopped if prev and view.same_rollout else []
+    # A ready host's message is cleared, except for what its publish stopped.
+    settled = stopped_note(stopped) if stopped else ""
+    message = view.obs.error_message or (settled if prev is None or view.phase == HostPhase.READY else prev.message)
     return HostStatus(
         name=view.name,
         phase=view.phase,
         version=view.obs.version,
         release=view.obs.release,
         ready=view.ready,
+        probe=view.obs.probe,
+        stopped=stopped,
+        orphans=list(view.obs.orphans) if view.obs.reachable else (prev.orphans if prev else []),
         ready_since=format_time(view.ready_since) if view.ready_since else None,
         attempts=prev.attempts if prev and view.same_rollout else 0,
         restarts=prev.restarts if prev else 0,

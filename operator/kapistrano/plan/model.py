@@ -32,6 +32,12 @@ class HostObservation:
     services_running: bool | None = None
     #: Running service processes belong to the `current` release (None when it cannot be told).
     services_on_current: bool | None = None
+    #: The readiness probes that judged the host: those recorded with the release it runs.
+    probe: str | None = None
+    #: Live processes kapistrano started that the host's release no longer names (orphans).
+    orphans: tuple[str, ...] = ()
+    #: Orphans the action that made this observation stopped.
+    stopped: tuple[str, ...] = ()
     #: CamelCase reason of the last error on this host (Unreachable, HostKeyMismatch, Conflict...).
     error_reason: Reason | None = None
     error_message: str = ""

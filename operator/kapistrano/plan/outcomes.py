@@ -44,6 +44,8 @@ class ActionSucceeded:
     version: str | None = None
     #: The restart request this action completed, if it was one.
     restarted_for: str | None = None
+    #: Processes the action stopped because the spec no longer names them (orphans).
+    stopped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,17 @@ class HostChanges(TypedDict, total=False):
     version: str
     restarted_for: str
     previous_release: str | None
+    stopped: list[str]
     failed_version: str
     rollback_failed: bool
     phase: HostPhase
     last_transition_time: str
     message: str
+
+
+def stopped_note(stopped: tuple[str, ...] | list[str]) -> str:
+    """What an action stopped because the spec no longer names it, in words (pure)."""
+    return f"stopped {', '.join(stopped)}: no longer in the spec"
 
 
 def outcome_phase(outcome: HostOutcome) -> HostPhase:
@@ -131,6 +139,7 @@ def _succeeded(host: HostStatus, outcome: ActionSucceeded) -> HostChanges:
         "ready": True,
         "ready_since": format_time(outcome.ready_since),
         "restarts": host.restarts + 1,
+        "stopped": list(outcome.stopped),
     }
     if outcome.version is not None:
         changes["version"] = outcome.version

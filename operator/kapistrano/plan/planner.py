@@ -8,9 +8,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
-from kapistrano.api.status import ConditionType, HistoryEntry, Phase, Reason, ReleaseStatus, format_time, parse_time
+from kapistrano.api.status import (
+    ConditionType,
+    HistoryEntry,
+    HostPhase,
+    Phase,
+    Reason,
+    ReleaseStatus,
+    format_time,
+    parse_time,
+)
 from kapistrano.plan import actions as act
-from kapistrano.plan.budget import available_required
+from kapistrano.plan.budget import available_required, max_unavailable
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
 from kapistrano.plan.model import Action, ActionKind, Plan, PlanInput
@@ -88,6 +97,22 @@ def _canary_reached(spec: ReleaseSpec, views: list[HostView]) -> bool:
     return limit is not None and on >= limit and on < len(views)
 
 
+def _holding(spec: ReleaseSpec, views: list[HostView], now: datetime) -> str:
+    """Which unreachable hosts the rollout waits for, and whether they use the budget; "" when none (pure)."""
+    away = [v for v in views if v.phase == HostPhase.UNREACHABLE]
+    if not away:
+        return ""
+    since = [v.prev.last_transition_time if v.prev and v.prev.phase == HostPhase.UNREACHABLE else None for v in away]
+    said = ", ".join(
+        f"{v.name} unreachable since {parse_time(t).strftime('%H:%M:%S') if t else now.strftime('%H:%M:%S')}"
+        for v, t in zip(away, since, strict=True)
+    )
+    budget = max_unavailable(spec.strategy.max_unavailable, len(views))
+    if sum(v.unavailable for v in views) < budget:
+        return said
+    return f"{said}: {'it uses' if len(away) == 1 else 'they use'} the budget of {budget}"
+
+
 def _message(
     views: list[HostView], complete: bool, stall: Stall | None, gate: act.Gate, rolling_back: list[str]
 ) -> str:
@@ -123,11 +148,15 @@ def plan(inp: PlanInput) -> Plan:
     deadline_hit = (
         not complete and not gate.holds_new_hosts and now - progress > timedelta(seconds=spec.progress_deadline_seconds)
     )
+    held = _holding(spec, views, now)
     if stall is None and deadline_hit:
-        stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, f"no host progressed for {spec.progress_deadline_seconds}s")
+        why = f"no host progressed for {spec.progress_deadline_seconds}s" + (f": {held}" if held else "")
+        stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, why)
     current_version, history = _history(spec, inp.status, complete, now)
     counts = _counts(views)
     message = _message(views, complete, stall, gate, rolling_back)
+    if held and stall is None and not complete:
+        message += f"; {held}"  # what the rollout waits for
     wanted = _conditions(
         inp, views=views, complete=complete, stall=stall, gate=gate, message=message, rolling_back=bool(rolling_back)
     )
@@ -203,7 +232,11 @@ def _available(spec: ReleaseSpec, views: list[HostView]) -> Wanted:
 
 
 def _drifted(views: list[HostView]) -> Wanted:
-    """The Drifted condition: every host is on the version but some service is down (pure)."""
+    """The Drifted condition: processes the spec no longer names, or a service down on the version (pure)."""
+    orphaned = [f"{v.name}: {', '.join(v.obs.orphans)}" for v in views if v.obs.orphans]
+    if orphaned:
+        message = "processes the spec no longer names run on " + "; ".join(orphaned)
+        return Wanted(ConditionType.DRIFTED, TRUE, Reason.ORPHANS_RUNNING, message)
     drifted = [v for v in views if v.on_desired and v.obs.ready is False and not v.in_flight and not v.failed]
     if not drifted or not all(v.on_desired for v in views):
         return Wanted(ConditionType.DRIFTED, FALSE, Reason.AS_EXPECTED)
