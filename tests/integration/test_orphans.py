@@ -5,6 +5,8 @@ Real lab hosts and sample workers; what counts is the workers' own exit lines an
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +18,7 @@ from kapistrano.lab import HostLab
 from kapistrano.lab.sample_app import worker_service
 
 from .appkit import App
-from .safety import DEPLOY_TO, eventually, lives, pid_alive
+from .safety import DEPLOY_TO, current_release, eventually, lives, pid_alive
 
 
 @pytest.fixture
@@ -77,3 +79,38 @@ async def test_a_release_a_live_process_runs_from_is_never_cleaned_up(app: App) 
         await driver.close()
     assert running_from not in removed, "the release the workers run from was removed"
     assert removed == ["20991231000000"], removed
+
+
+async def test_a_process_the_release_no_longer_names_is_reported_and_healed(app: App) -> None:
+    v1 = app.manifest("v1", strategy={"maxUnavailable": "100%"})
+    v1["spec"]["services"].append(mailer(app))
+    assert (await app.apply_manifest(v1)).result == Result.READY
+    v1_release = current_release(app, "host1")
+    v2 = app.manifest("v2")
+    assert (await app.apply_manifest(v2)).result == Result.READY
+    # A mailer of v1 running again, as one left behind by a run cut short before it stopped it.
+    host1 = app.lab.host("host1")
+    start = f"cd {DEPLOY_TO}/releases/{v1_release} && EVENTS_LOG={app.events} HEALTH_PORT=9200 "
+    start += f"setsid python3 worker.py </dev/null >/dev/null 2>&1 & echo $! > {DEPLOY_TO}/shared/tmp/pids/mailer.0.pid"
+    host1.exec(start)
+    rogue = int(host1.path(f"{DEPLOY_TO}/shared/tmp/pids/mailer.0.pid").read_text())
+    try:
+        spec = parse_release(v2).spec
+        driver = app.driver(spec)
+        try:
+            seen = await driver.observe(spec)
+        finally:
+            await driver.close()
+        assert seen.orphans == (f"mailer[0] pid {rogue} (release {v1_release})",), seen
+
+        outcome = await app.apply_manifest(v2)
+
+        assert outcome.result == Result.READY, outcome.message
+        await eventually(lambda: not pid_alive(rogue), 10, "the orphaned mailer to be gone")
+        entry = outcome.status.host("host1")
+        assert entry is not None
+        assert entry.message == f"stopped mailer[0] pid {rogue} (release {v1_release}): no longer in the spec"
+        assert entry.orphans == []
+    finally:
+        if pid_alive(rogue):
+            os.kill(rogue, signal.SIGKILL)

@@ -93,9 +93,10 @@ class ActionRunner:
             # The release rolled back to may hold any earlier version: the next reading says which.
             self._ready(name, f"rolled back to release {release}", action.kind, version=None)
         else:
-            await driver.restart(spec, self.emit, keep_running=action.kind == ActionKind.HEAL)
+            stopped = await driver.restart(spec, self.emit, keep_running=action.kind == ActionKind.HEAL)
             token = self.desired.restart_token if action.kind == ActionKind.RESTART else None
-            self._ready(name, "services restarted", action.kind, version=spec.version, restarted_for=token)
+            done = "services restarted"
+            self._ready(name, done, action.kind, version=spec.version, restarted_for=token, stopped=stopped or ())
 
     def _ready(
         self,

@@ -226,11 +226,12 @@ class SshHostDriver:
         releases = await layout.list_releases(self.conn, spec.deploy_path)
         return layout.previous_release(releases, current.release if current else None)
 
-    async def restart(self, spec: ReleaseSpec, emit: EventSink, *, keep_running: bool = False) -> None:
+    async def restart(self, spec: ReleaseSpec, emit: EventSink, *, keep_running: bool = False) -> tuple[str, ...]:
         """Restart every service on the current release and wait until ready (network I/O).
 
         `keep_running` (healing) starts only what is not running, as the release's services record
         says, and leaves live processes alone; a restart request restarts spec.services and records them.
+        Returns the processes stopped because the spec no longer names them.
         """
         await self.settle()
         current = await layout.read_current(self.conn, spec.deploy_path)
@@ -241,7 +242,7 @@ class SshHostDriver:
             release_dir = layout.Paths(spec.deploy_path).release(current.release)
             await records.write_services_record(self.conn, release_dir, records.services_record(spec.services))
         await self._restart_all(spec, current.release, emit, keep_current=keep_running, services_=recorded)
-        await self._stop_orphans(spec, current.release, emit)
+        return await self._stop_orphans(spec, current.release, emit)
 
     async def _restart_all(
         self,
