@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kapistrano.api.release import parse_release
 from kapistrano.engine.rollout import Outcome, Result
-from kapistrano.lab import HostLab
 
 from .appkit import App
 from .safety import Monitor, current_release, eventually, lives, read_state, release_version, starts_of
@@ -24,14 +21,6 @@ from .safety import Monitor, current_release, eventually, lives, read_state, rel
 #: A file only v2's source holds: a check that needs it fails for every v1 process.
 FEATURE = "FEATURE"
 HEALTH = "curl -sf http://127.0.0.1:9100/health >/dev/null"
-
-
-@pytest.fixture
-def app(lab: HostLab) -> Iterator[App]:
-    """The sample worker on three lab hosts; its directory is removed after the test."""
-    made = App(lab, drain=0.4, boot=0.2)
-    yield made
-    made.close()
 
 
 def exec_probe(command: str, **thresholds: Any) -> dict[str, Any]:

@@ -8,24 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 from kapistrano.engine.rollout import Result
-from kapistrano.lab import HostLab
 
 from .appkit import App
 from .safety import read_state
 
 CONNECT_TIMEOUT = 2
-
-
-@pytest.fixture
-def app(lab: HostLab) -> Iterator[App]:
-    """The sample worker on three lab hosts; its directory is removed after the test."""
-    made = App(lab, drain=0.3, boot=0.2)
-    yield made
-    made.close()
 
 
 class Output:

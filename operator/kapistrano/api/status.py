@@ -102,6 +102,8 @@ class Reason(StrEnum):
     SERVICE_FAILED = "ServiceFailed"
     NOT_READY = "NotReady"
     ORPHANS_RUNNING = "OrphansRunning"
+    LIVENESS_FAILED = "LivenessFailed"
+    CRASH_LOOP = "CrashLoop"
     ORPHANS_STOPPED = "OrphansStopped"
 
 
@@ -159,6 +161,12 @@ class HostStatus(StatusModel):
         default_factory=list,
         description="Live processes kapistrano started that the host's release no longer names (instances "
         "beyond the count, retired services); stopped at the next publish, or by driftPolicy Heal.",
+    )
+    liveness_restarts: int = Field(
+        default=0, description="Restarts in a row because a liveness check failed; reset once it keeps passing."
+    )
+    liveness_restarted_at: str | None = Field(
+        default=None, description="When the last liveness restart ended.", json_schema_extra={"format": "date-time"}
     )
     stopped: list[str] = Field(
         default_factory=list,

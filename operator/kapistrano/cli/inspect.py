@@ -96,6 +96,8 @@ def _intent_on_version(obs: HostObservation) -> str:
     """What apply would do to a host already on spec.version, in words (pure)."""
     if obs.orphans:
         return f"stop what the spec no longer names: {', '.join(obs.orphans)}"
+    if obs.services_live is False:
+        return "restart services (liveness failing; within the budget and its backoff)"
     if obs.ready is False:
         return "restart services (not ready)"
     if obs.services_on_current is False:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
-from kapistrano.api.spec import Hook, Host, Manager, ReleaseSpec, Service
+from kapistrano.api.spec import Hook, Host, Manager, Probe, ReleaseSpec, Service
 from kapistrano.api.status import HostPhase, Reason
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
@@ -29,6 +30,17 @@ log = logging.getLogger(__name__)
 NO_GRACE_SECONDS = 0.02
 #: Readiness is re-checked this often while a host holds minReadySeconds.
 HOLD_CHECK_SECONDS = 1.0
+#: A liveness check is judged from now: alive at the first pass, stuck after failureThreshold failures.
+_CONFIRM_FAILURE = {"initial_delay_seconds": 0, "success_threshold": 1}
+
+
+class Reading(NamedTuple):
+    """What one reading of a host's services found."""
+
+    running: bool | None
+    ready: bool
+    on_current: bool | None
+    live: bool | None = None
 
 
 def driver_factory(private_key: bytes | Path, known_hosts: bytes | str | Path | None) -> DriverFactory:
@@ -73,7 +85,7 @@ class SshHostDriver:
         ctx = self._context(spec, current.release)
         recorded = by_release.get(current.release)
         judged_by = spec.services if recorded is None else recorded
-        (running, ready, on_current), left = await asyncio.gather(
+        reading, left = await asyncio.gather(
             self._services_ready(judged_by, ctx), orphans.find(self.conn, ctx, by_release, judged_by)
         )
         return HostObservation(
@@ -81,9 +93,10 @@ class SshHostDriver:
             version=current.version,
             release=current.release,
             has_desired_release=desired is not None,
-            ready=ready,
-            services_running=running,
-            services_on_current=on_current,
+            ready=reading.ready,
+            services_running=reading.running,
+            services_on_current=reading.on_current,
+            services_live=reading.live,
             probe=probe_note(judged_by, None if recorded is None else current.release),
             orphans=tuple(str(o) for o in left),
         )
@@ -107,15 +120,13 @@ class SshHostDriver:
         emit(HostEvent(self.name, stopped_note(names), reason=Reason.ORPHANS_STOPPED, warning=True))
         return names
 
-    async def _services_ready(
-        self, judged_by: Sequence[Service], ctx: ServiceContext
-    ) -> tuple[bool | None, bool, bool | None]:
-        """(every process is alive, every service passes one probe attempt, they run from current) (network I/O)."""
+    async def _services_ready(self, judged_by: Sequence[Service], ctx: ServiceContext) -> Reading:
+        """Whether every process is alive, passes one readiness attempt, runs from current, is live (network I/O)."""
         if not judged_by:
-            return None, True, None
+            return Reading(None, True, None)
         states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in judged_by))
         if not all(state.running is not False for state in states):
-            return False, False, None
+            return Reading(False, False, None)
         attempts = [
             probes.attempt(self.conn, where, s.readiness)
             for s, state in zip(judged_by, states, strict=True)
@@ -125,7 +136,35 @@ class SshHostDriver:
         ready = all(a.ok for a in await asyncio.gather(*attempts))
         pids = [pid for state in states for pid in state.pids]
         running = True if all(state.running for state in states) else None
-        return running, ready, await services.runs_from(self.conn, pids, ctx.current)
+        on_current, live = await asyncio.gather(
+            services.runs_from(self.conn, pids, ctx.current), self._live(judged_by, states, ctx)
+        )
+        return Reading(running, ready, on_current, live)
+
+    async def _live(
+        self, judged_by: Sequence[Service], states: Sequence[services.ServiceState], ctx: ServiceContext
+    ) -> bool | None:
+        """False when a liveness check fails failureThreshold times in a row; None without one (network I/O).
+
+        One attempt when it passes: the confirming attempts are paid only by a failing host.
+        """
+        checks = [
+            (where, s.liveness)
+            for s, state in zip(judged_by, states, strict=True)
+            if s.liveness is not None
+            for where in _probe_contexts(ctx, s, state)
+        ]
+        if not checks:
+            return None
+
+        async def one(where: ServiceContext, check: Probe) -> bool:
+            try:
+                await probes.wait_ready(self.conn, where, check.model_copy(update=_CONFIRM_FAILURE))
+            except NotReady:
+                return False
+            return True
+
+        return all(await asyncio.gather(*(one(where, check) for where, check in checks)))
 
     # -- locking ---------------------------------------------------------------------------------
 
@@ -289,8 +328,7 @@ class SshHostDriver:
         end = loop.time() + hold
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(HOLD_CHECK_SECONDS, left))
-            _, ready, _ = await self._services_ready(spec.services, ctx)
-            if not ready:
+            if not (await self._services_ready(spec.services, ctx)).ready:
                 raise NotReady(self.name, f"a service stopped being ready during minReadySeconds ({hold}s)")
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ INTENT_PHASE = {
     ActionKind.ROLLBACK: HostPhase.PUBLISHING,
     ActionKind.RESTART: HostPhase.RESTARTING,
     ActionKind.HEAL: HostPhase.RESTARTING,
+    ActionKind.REVIVE: HostPhase.RESTARTING,
 }
 
 
@@ -74,6 +75,8 @@ class HostChanges(TypedDict, total=False):
     restarted_for: str
     previous_release: str | None
     stopped: list[str]
+    liveness_restarts: int
+    liveness_restarted_at: str
     failed_version: str
     rollback_failed: bool
     phase: HostPhase
@@ -145,6 +148,9 @@ def _succeeded(host: HostStatus, outcome: ActionSucceeded) -> HostChanges:
         changes["version"] = outcome.version
     if outcome.restarted_for is not None:
         changes["restarted_for"] = outcome.restarted_for
+    if outcome.kind == ActionKind.REVIVE:
+        changes["liveness_restarts"] = host.liveness_restarts + 1
+        changes["liveness_restarted_at"] = format_time(outcome.ready_since)
     return changes
 
 

@@ -19,6 +19,7 @@ from kapistrano.api.status import (
     parse_time,
 )
 from kapistrano.plan import actions as act
+from kapistrano.plan import liveness
 from kapistrano.plan.budget import available_required, max_unavailable
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
@@ -79,6 +80,8 @@ def _choose_actions(inp: PlanInput, views: list[HostView], gate: act.Gate) -> li
     busy = {a.host for a in chosen}
     if not gate.failed:
         chosen += act.heals(inp.spec, views, busy, _disruptive(chosen))
+        busy |= {a.host for a in chosen}
+        chosen += liveness.revives(inp.spec, views, busy, _disruptive(chosen), inp.now)
     if not chosen and all(v.done for v in views) and not gate.paused:
         chosen += act.restarts(inp.spec, views, inp.restart_token)
     order = {v.name: i for i, v in enumerate(views)}
@@ -259,7 +262,7 @@ def _conditions(
 ) -> list[Wanted]:
     """The kstatus conditions for this status (pure)."""
     spec = inp.spec
-    avail, drift = _available(spec, views), _drifted(views)
+    avail, drift = _available(spec, views), liveness.drifted(spec, views, inp.now) or _drifted(views)
     if stall is not None:
         progressing = Wanted(ConditionType.PROGRESSING, FALSE, stall[0])
         return [*stalled_conditions(stall[0], stall[1]), progressing, avail, drift]
