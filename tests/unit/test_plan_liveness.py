@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kapistrano.api.status import HostPhase, HostStatus, Reason
-from kapistrano.plan import ActionKind, plan
+from kapistrano.plan import ActionKind, max_unavailable, plan
 from kapistrano.plan.outcomes import ActionStarted, ActionSucceeded, apply_outcome
 
 from .planfixtures import NOW, ago, make_input, make_spec, observe, prev_status
@@ -84,3 +86,17 @@ def test_a_revive_is_recorded_before_it_starts_and_counted_when_it_ends() -> Non
     assert (started.action, started.ready) == ("Revive", False)
     done = apply_outcome(started, ActionSucceeded(ActionKind.REVIVE, NOW, version="v2"))
     assert (done.action, done.liveness_restarts, done.liveness_restarted_at) == (None, 1, "2026-11-28T02:00:00Z")
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 12), budget=st.sampled_from([1, 2, 3, "50%"]), data=st.data())
+def test_stuck_hosts_restarted_at_once_never_exceed_the_budget(n: int, budget: int | str, data: st.DataObject) -> None:
+    spec = make_spec(n, version="v2", services=[WORKER], strategy={"maxUnavailable": budget})
+    names = [h.name for h in spec.hosts]
+    observed = [live(name, data.draw(st.booleans())) for name in names]
+    busy = frozenset(data.draw(st.lists(st.sampled_from(names), max_size=n, unique=True)))
+    result = plan(make_input(spec, observed, busy=busy))
+    limit = max_unavailable(spec.strategy.max_unavailable, n)
+    revived = {a.host for a in result.actions if a.kind == ActionKind.REVIVE}
+    assert len(revived | busy) <= max(limit, len(busy)), (limit, revived, busy)
+    assert not revived & busy
