@@ -19,6 +19,7 @@ from kapistrano.lab.sample_app import worker_service
 
 from .appkit import App
 from .safety import DEPLOY_TO, current_release, eventually, lives, pid_alive
+from .test_cli import kapistrano, ssh_args
 
 
 @pytest.fixture
@@ -81,7 +82,10 @@ async def test_a_release_a_live_process_runs_from_is_never_cleaned_up(app: App) 
     assert removed == ["20991231000000"], removed
 
 
-async def test_a_process_the_release_no_longer_names_is_reported_and_healed(app: App) -> None:
+async def test_a_process_the_release_no_longer_names_is_reported_and_healed(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # the command's tables keep each host on one line
     v1 = app.manifest("v1", strategy={"maxUnavailable": "100%"})
     v1["spec"]["services"].append(mailer(app))
     assert (await app.apply_manifest(v1)).result == Result.READY
@@ -101,7 +105,13 @@ async def test_a_process_the_release_no_longer_names_is_reported_and_healed(app:
             seen = await driver.observe(spec)
         finally:
             await driver.close()
-        assert seen.orphans == (f"mailer[0] pid {rogue} (release {v1_release})",), seen
+        orphan = f"mailer[0] pid {rogue} (release {v1_release})"
+        assert seen.orphans == (orphan,), seen
+        release = app.write("v2")
+        argv = ["-f", release, "--state", app.state, *ssh_args(app)]
+        status, planned = kapistrano("status", *argv), kapistrano("plan", *argv)
+        assert f"not in the spec: {orphan}" in status.stdout, status.stdout
+        assert f"stop what the spec no longer names: {orphan}" in planned.stdout, planned.stdout
 
         outcome = await app.apply_manifest(v2)
 
