@@ -340,6 +340,9 @@ class Probe(SpecModel):
 class LivenessProbe(Probe):
     """A check that a running service is not stuck; failureThreshold failures in a row restart the host's services."""
 
+    # A failing check is confirmed within one reading of the host: few attempts, as a kubelet's default.
+    failure_threshold: int = Field(default=3, ge=1, le=100, description="Consecutive failures that mean stuck.")
+
     backoff_seconds: float = Field(
         default=10,
         ge=0.1,

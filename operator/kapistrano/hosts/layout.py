@@ -446,8 +446,8 @@ def releases_in_use_command(deploy_to: str) -> str:
 
 
 async def releases_in_use(runner: Runner, deploy_to: str) -> set[str]:
-    """Releases a live process runs from (/proc/*/cwd) (side effects: none)."""
-    result = await runner.run(releases_in_use_command(deploy_to), check=False)
+    """Releases a live process runs from (/proc/*/cwd); a failed reading raises, so nothing is removed (reads)."""
+    result = await runner.run(releases_in_use_command(deploy_to))
     return {line for line in result.stdout.splitlines() if RELEASE_NAME.fullmatch(line)}
 
 
