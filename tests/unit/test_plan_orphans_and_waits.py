@@ -79,3 +79,12 @@ def test_an_unreachable_host_within_a_larger_budget_is_named_without_holding_it(
     result = plan(make_input(make_spec(3, strategy={"maxUnavailable": 2}), observed, prev_status("v2", hosts=hosts)))
     assert [a.host for a in result.actions if a.kind == ActionKind.PUBLISH] == ["host-1"]
     assert result.status.message.endswith("; host-3 unreachable since 01:59:30")
+
+
+def test_the_message_counts_other_hosts_down_that_share_the_budget() -> None:
+    observed, hosts = unreachable_third()
+    observed[0] = observe("host-1", has=True, ready=False)
+    result = plan(make_input(make_spec(3, strategy={"maxUnavailable": 2}), observed, prev_status("v2", hosts=hosts)))
+    assert result.status.message.endswith(
+        "host-3 unreachable since 01:59:30: it uses the budget of 2 with 1 more host(s) down"
+    )

@@ -111,9 +111,11 @@ def _holding(spec: ReleaseSpec, views: list[HostView], now: datetime) -> str:
         for v, t in zip(away, since, strict=True)
     )
     budget = max_unavailable(spec.strategy.max_unavailable, len(views))
-    if sum(v.unavailable for v in views) < budget:
+    others = sum(v.unavailable for v in views) - len(away)
+    if others + len(away) < budget:
         return said
-    return f"{said}: {'it uses' if len(away) == 1 else 'they use'} the budget of {budget}"
+    uses = "it uses" if len(away) == 1 else "they use"
+    return f"{said}: {uses} the budget of {budget}" + (f" with {others} more host(s) down" if others else "")
 
 
 def _message(
