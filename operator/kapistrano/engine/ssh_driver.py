@@ -120,7 +120,9 @@ class SshHostDriver:
         emit(HostEvent(self.name, stopped_note(names), reason=Reason.ORPHANS_STOPPED, warning=True))
         return names
 
-    async def _services_ready(self, judged_by: Sequence[Service], ctx: ServiceContext) -> Reading:
+    async def _services_ready(
+        self, judged_by: Sequence[Service], ctx: ServiceContext, *, with_liveness: bool = True
+    ) -> Reading:
         """Whether every process is alive, passes one readiness attempt, runs from current, is live (network I/O)."""
         if not judged_by:
             return Reading(None, True, None)
@@ -136,10 +138,12 @@ class SshHostDriver:
         ready = all(a.ok for a in await asyncio.gather(*attempts))
         pids = [pid for state in states for pid in state.pids]
         running = True if all(state.running for state in states) else None
-        on_current, live = await asyncio.gather(
-            services.runs_from(self.conn, pids, ctx.current), self._live(judged_by, states, ctx)
-        )
-        return Reading(running, ready, on_current, live)
+
+        async def live() -> bool | None:
+            return await self._live(judged_by, states, ctx) if with_liveness else None
+
+        on_current, alive = await asyncio.gather(services.runs_from(self.conn, pids, ctx.current), live())
+        return Reading(running, ready, on_current, alive)
 
     async def _live(
         self, judged_by: Sequence[Service], states: Sequence[services.ServiceState], ctx: ServiceContext
@@ -328,7 +332,7 @@ class SshHostDriver:
         end = loop.time() + hold
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(HOLD_CHECK_SECONDS, left))
-            if not (await self._services_ready(spec.services, ctx)).ready:
+            if not (await self._services_ready(spec.services, ctx, with_liveness=False)).ready:
                 raise NotReady(self.name, f"a service stopped being ready during minReadySeconds ({hold}s)")
 
     # -- helpers ---------------------------------------------------------------------------------
