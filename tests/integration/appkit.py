@@ -90,7 +90,11 @@ class App:
 
     async def apply(self, version: str, **spec: Any) -> Outcome:
         """Run the engine to the end for `version`."""
-        rollout = self.rollout(self.release(version, **spec).spec)
+        return await self.apply_manifest(self.manifest(version, **spec))
+
+    async def apply_manifest(self, doc: dict[str, Any]) -> Outcome:
+        """Run the engine to the end for a Release document."""
+        rollout = self.rollout(parse_release(doc).spec)
         try:
             return await rollout.run()
         finally:

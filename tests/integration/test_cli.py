@@ -58,6 +58,7 @@ def test_plan_apply_status_round_trip(app: App) -> None:
     assert "v1" in status.stdout
     again = kapistrano("plan", "-f", release, *ssh_args(app))
     assert again.stdout.count("nothing: up to date") == 2, again.stdout
+    assert "judged by worker: httpGet :9100/health [release " in again.stdout, again.stdout
 
 
 def test_status_exits_non_zero_before_the_release_is_there(app: App) -> None:

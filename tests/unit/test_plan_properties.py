@@ -15,9 +15,15 @@ from kapistrano.plan import ActionKind, HostObservation, Plan, max_unavailable, 
 
 from .planfixtures import NOW, ago, make_input, make_spec, prev_status
 
-DISRUPTIVE = {ActionKind.PUBLISH, ActionKind.RESTART}
+DISRUPTIVE = {ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.REVIVE}
 #: Every action that stops, restarts or rolls back live processes.
-TOUCHING = {ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL, ActionKind.ROLLBACK}
+TOUCHING = {ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL, ActionKind.ROLLBACK, ActionKind.REVIVE}
+#: A service with a liveness check, so that stuck hosts may be restarted too.
+LIVE_WORKER = {
+    "name": "worker",
+    "pidfile": {"path": "tmp/pids/w.{index}.pid", "start": "python3 worker.py"},
+    "liveness": {"exec": {"command": "true"}},
+}
 budgets = st.one_of(st.integers(1, 5), st.sampled_from(["1%", "25%", "34%", "50%", "100%"]))
 
 
@@ -60,22 +66,29 @@ observation = st.builds(
     ready=st.sampled_from([True, False, None]),
     services_running=st.sampled_from([True, False, None]),
     services_on_current=st.sampled_from([True, False, None]),
+    services_live=st.sampled_from([True, False, None]),
+    orphans=st.sampled_from([(), ("mailer[0] pid 1 (release 20260101000000)",)]),
 )
 
 
 @settings(max_examples=400, deadline=None)
-@given(n=st.integers(1, 12), budget=budgets, data=st.data(), policy=st.sampled_from(["Heal", "Report"]))
+@given(
+    n=st.integers(1, 12), budget=budgets, data=st.data(), policy=st.sampled_from(["Heal", "Report"]), live=st.booleans()
+)
 def test_hosts_acted_on_at_once_never_exceed_the_budget_whatever_the_probes_and_the_recorded_state(
-    n: int, budget: int | str, data: st.DataObject, policy: str
+    n: int, budget: int | str, data: st.DataObject, policy: str, live: bool
 ) -> None:
-    spec = make_spec(n, strategy={"maxUnavailable": budget}, driftPolicy=policy)
+    services = [LIVE_WORKER] if live else []
+    spec = make_spec(n, strategy={"maxUnavailable": budget}, driftPolicy=policy, services=services)
     observed = [replace(data.draw(observation), name=h.name) for h in spec.hosts]
     names = [h.name for h in spec.hosts]
     busy = frozenset(data.draw(st.lists(st.sampled_from(names), max_size=n, unique=True)))
     phases = st.sampled_from(["Publishing", "Restarting", "Failed", "Ready", "Updated"])
+    revived = st.sampled_from([{}, {"livenessRestarts": 1, "livenessRestartedAt": ago(60)}])
     recorded = {
         name: {"phase": data.draw(phases), "version": data.draw(st.sampled_from(["v1", "v2"]))}
-        | data.draw(st.sampled_from([{}, {"action": "Publish"}, {"failedVersion": "v2"}]))
+        | data.draw(st.sampled_from([{}, {"action": "Publish"}, {"action": "Revive"}, {"failedVersion": "v2"}]))
+        | data.draw(revived)
         for name in names
     }
     result = plan(make_input(spec, observed, prev_status(hosts=recorded), busy=busy))

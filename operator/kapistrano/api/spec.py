@@ -360,6 +360,26 @@ class Probe(SpecModel):
         return self
 
 
+class LivenessProbe(Probe):
+    """A check that a running service is not stuck; failureThreshold failures in a row restart the host's services."""
+
+    # A failing check is confirmed within one reading of the host: few attempts, as a kubelet's default.
+    failure_threshold: int = Field(default=3, ge=1, le=100, description="Consecutive failures that mean stuck.")
+
+    backoff_seconds: float = Field(
+        default=10,
+        ge=0.1,
+        le=3600,
+        description="Wait after a liveness restart before the next; doubles per restart in a row (at most 300 s).",
+    )
+    max_restarts: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Liveness restarts in a row before giving up (Drifted, reason CrashLoop) until the check passes.",
+    )
+
+
 MANAGER_BLOCKS = {m.value: m.value for m in Manager}
 
 
@@ -383,6 +403,10 @@ class Service(SpecModel):
     systemd: SystemdManager | None = Field(default=None, description="Settings for manager systemd.")
     command: CommandManager | None = Field(default=None, description="Settings for manager command.")
     readiness: Probe | None = Field(default=None, description="Readiness probe; none means ready once started.")
+    liveness: LivenessProbe | None = Field(
+        default=None,
+        description="Liveness check of running processes (alive but stuck); readiness failures never restart anything.",
+    )
     roles: list[DnsLabel] = Field(
         default_factory=list,
         max_length=20,

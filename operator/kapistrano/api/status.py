@@ -101,6 +101,10 @@ class Reason(StrEnum):
     LINKED_FILE_MISSING = "LinkedFileMissing"
     SERVICE_FAILED = "ServiceFailed"
     NOT_READY = "NotReady"
+    ORPHANS_RUNNING = "OrphansRunning"
+    LIVENESS_FAILED = "LivenessFailed"
+    CRASH_LOOP = "CrashLoop"
+    ORPHANS_STOPPED = "OrphansStopped"
 
 
 class Condition(StatusModel):
@@ -149,6 +153,26 @@ class HostStatus(StatusModel):
         default=None, description="Release `current` pointed at before the last publish (the rollback target)."
     )
     roles: list[str] = Field(default_factory=list, description="The host's roles, from the spec.")
+    probe: str | None = Field(
+        default=None,
+        description="The readiness probes that judged the host: those its release was published with "
+        "(`[release <name>]`), or spec.services for a release published without a record (`[spec]`).",
+    )
+    orphans: list[str] = Field(
+        default_factory=list,
+        description="Live processes kapistrano started that the host's release no longer names (instances "
+        "beyond the count, retired services); stopped at the next publish, or by driftPolicy Heal.",
+    )
+    liveness_restarts: int = Field(
+        default=0, description="Restarts in a row because a liveness check failed; reset once it keeps passing."
+    )
+    liveness_restarted_at: str | None = Field(
+        default=None, description="When the last liveness restart ended.", json_schema_extra={"format": "date-time"}
+    )
+    stopped: list[str] = Field(
+        default_factory=list,
+        description="Processes the last publish of this host stopped because the spec no longer names them.",
+    )
     message: str = Field(default="", description="Last progress or error message.")
     last_transition_time: str | None = Field(
         default=None, description="When phase last changed.", json_schema_extra={"format": "date-time"}

@@ -44,9 +44,19 @@ def status_table(status: ReleaseStatus, title: str) -> Group:
             host.version or "-",
             host.release or "-",
             "yes" if host.ready else "no",
-            host.message,
+            "; ".join([host.message, *(f"not in the spec: {o}" for o in host.orphans)]).strip("; "),
         )
-    return Group(header, table, Text(status.message, style="dim"))
+    judged = probe_lines([(h.name, h.probe) for h in status.hosts])
+    return Group(header, table, judged, Text(status.message, style="dim"))
+
+
+def probe_lines(probes: list[tuple[str, str | None]]) -> Text:
+    """Which readiness probes judged which hosts, one line per distinct set of probes (pure)."""
+    groups: dict[str, list[str]] = {}
+    for host, probe in probes:
+        if probe:
+            groups.setdefault(probe, []).append(host)
+    return Text("\n".join(f"judged by {probe}: {', '.join(hosts)}" for probe, hosts in groups.items()), style="dim")
 
 
 class ProgressView:

@@ -84,11 +84,22 @@ def intent(release: Release, obs: HostObservation, first: set[str], kinds: dict[
     if obs.name in kinds and kinds[obs.name] == ActionKind.ROLLBACK:
         return "roll back to the previous release"
     if obs.version == version:
-        if obs.ready is False:
-            return "restart services (not ready)"
-        if obs.services_on_current is False:
-            return "restart services (processes run an older release)"
-        return "nothing: up to date"
+        return _intent_on_version(obs)
     steps = [] if obs.has_desired_release else [f"fetch {version}"]
     steps.append("publish and restart" + (" (first)" if obs.name in first else " (later, within maxUnavailable)"))
+    if obs.orphans:
+        steps.append(f"stop {', '.join(obs.orphans)}")
     return ", then ".join(steps)
+
+
+def _intent_on_version(obs: HostObservation) -> str:
+    """What apply would do to a host already on spec.version, in words (pure)."""
+    if obs.orphans:
+        return f"stop what the spec no longer names: {', '.join(obs.orphans)}"
+    if obs.services_live is False:
+        return "restart services (liveness failing; within the budget and its backoff)"
+    if obs.ready is False:
+        return "restart services (not ready)"
+    if obs.services_on_current is False:
+        return "restart services (processes run an older release)"
+    return "nothing: up to date"

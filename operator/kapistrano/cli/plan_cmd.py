@@ -9,6 +9,7 @@ from rich.table import Table
 
 from kapistrano.api.release import Release
 from kapistrano.api.status import ReleaseStatus
+from kapistrano.cli.display import probe_lines
 from kapistrano.cli.inspect import intent, next_plan, register_reader
 from kapistrano.engine.rollout import utcnow
 from kapistrano.plan import ActionKind, HostObservation, max_unavailable
@@ -38,5 +39,6 @@ def report(console: Console, release: Release, observed: dict[str, HostObservati
         plan_text = intent(release, obs, first, kinds)
         table.add_row(host.name, host.address, obs.version or "-", obs.release or "-", ready, plan_text)
     console.print(table)
+    console.print(probe_lines([(h.name, observed[h.name].probe) for h in spec.hosts]))
     console.print(f"hosts restart in spec order, at most {budget} at a time; {result.status.message}", highlight=False)
     return 0

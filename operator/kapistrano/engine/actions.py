@@ -12,7 +12,14 @@ from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder
 from kapistrano.hosts.errors import HostError
 from kapistrano.plan import Action, ActionKind, HostObservation
-from kapistrano.plan.outcomes import INTENT_PHASE, ActionFailed, ActionStarted, ActionSucceeded, outcome_phase
+from kapistrano.plan.outcomes import (
+    INTENT_PHASE,
+    ActionFailed,
+    ActionStarted,
+    ActionSucceeded,
+    outcome_phase,
+    stopped_note,
+)
 
 if TYPE_CHECKING:
     from kapistrano.engine.rollout import Desired
@@ -79,22 +86,32 @@ class ActionRunner:
             self.emit(HostEvent(name, f"release {release} ready", HostPhase.UPDATED))
             self.updated.add(name)
         elif action.kind == ActionKind.PUBLISH:
-            self.verified[name] = await driver.publish(spec, self.emit, run_once_hooks=run_once_hooks)
-            self._ready(name, f"ready on {spec.version}", action.kind, version=spec.version)
+            found = self.verified[name] = await driver.publish(spec, self.emit, run_once_hooks=run_once_hooks)
+            self._ready(name, f"ready on {spec.version}", action.kind, version=spec.version, stopped=found.stopped)
         elif action.kind == ActionKind.ROLLBACK:
             release = await driver.rollback(spec, self.emit, release=self.host(name).previous_release)
             # The release rolled back to may hold any earlier version: the next reading says which.
             self._ready(name, f"rolled back to release {release}", action.kind, version=None)
         else:
-            await driver.restart(spec, self.emit, keep_running=action.kind == ActionKind.HEAL)
+            stopped = await driver.restart(spec, self.emit, keep_running=action.kind == ActionKind.HEAL)
             token = self.desired.restart_token if action.kind == ActionKind.RESTART else None
-            self._ready(name, "services restarted", action.kind, version=spec.version, restarted_for=token)
+            done = "services restarted"
+            self._ready(name, done, action.kind, version=spec.version, restarted_for=token, stopped=stopped or ())
 
     def _ready(
-        self, name: str, message: str, kind: ActionKind, *, version: str | None, restarted_for: str | None = None
+        self,
+        name: str,
+        message: str,
+        kind: ActionKind,
+        *,
+        version: str | None,
+        restarted_for: str | None = None,
+        stopped: tuple[str, ...] = (),
     ) -> None:
         """Record that a host finished an action and is ready (changes status in memory)."""
-        outcome = ActionSucceeded(kind, self.clock(), version=version, restarted_for=restarted_for)
+        outcome = ActionSucceeded(kind, self.clock(), version=version, restarted_for=restarted_for, stopped=stopped)
+        if stopped:
+            message += f"; {stopped_note(stopped)}"
         self.emit(HostEvent(name, message, outcome_phase(outcome), reason=Reason.HOST_READY, outcome=outcome))
 
     def _failed(self, action: Action, exc: HostError) -> None:

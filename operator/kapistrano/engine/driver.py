@@ -42,10 +42,11 @@ class HostDriver(Protocol):
         """Switch back to `release` (or the newest release older than current), restart, prove ready."""
         ...
 
-    async def restart(self, spec: ReleaseSpec, emit: EventSink, *, keep_running: bool = False) -> None:
+    async def restart(self, spec: ReleaseSpec, emit: EventSink, *, keep_running: bool = False) -> tuple[str, ...]:
         """Restart every service on the current release and wait until ready (restart request, heal).
 
-        With `keep_running` (heal) live processes that run from the release are left alone."""
+        With `keep_running` (heal) live processes that run from the release are left alone. Returns
+        the processes it stopped because the spec no longer names them."""
         ...
 
     async def close(self) -> None:

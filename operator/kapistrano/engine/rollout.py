@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from kapistrano.api.spec import Host, ReleaseSpec
-from kapistrano.api.status import ConditionStatus, ConditionType, Phase, Reason, ReleaseStatus
+from kapistrano.api.status import ConditionStatus, ConditionType, HostPhase, Phase, Reason, ReleaseStatus
 from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
@@ -221,8 +221,18 @@ class Rollout:
                 busy=frozenset(self._running),
             )
         )
+        before = self.recorder.status
         await self.recorder.replace(result.status)
+        self._announce_unreachable(before, result.status)
         return result
+
+    def _announce_unreachable(self, before: ReleaseStatus, after: ReleaseStatus) -> None:
+        """Say when a reading finds a host unreachable, with what that holds: an output line, an Event (emits)."""
+        was = {h.name: h.phase for h in before.hosts}
+        for host in after.hosts:
+            if host.phase == HostPhase.UNREACHABLE and was.get(host.name) != HostPhase.UNREACHABLE:
+                message = f"unreachable ({host.message or 'no answer'}); {after.message}"
+                self.emit(HostEvent(host.name, message, HostPhase.UNREACHABLE, reason=Reason.UNREACHABLE, warning=True))
 
     async def run(self) -> Outcome:
         """Reconcile until the rollout is done, stalled or paused (network I/O, writes status)."""

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
-from kapistrano.api.spec import Hook, Host, Manager, ReleaseSpec, Service
-from kapistrano.api.status import HostPhase
+from kapistrano.api.spec import Hook, Host, Manager, Probe, ReleaseSpec, Service
+from kapistrano.api.status import HostPhase, Reason
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
-from kapistrano.hosts import fetch, layout, lock, probes, services
+from kapistrano.hosts import fetch, layout, lock, orphans, probes, records, services
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
@@ -21,6 +22,7 @@ from kapistrano.hosts.services import ServiceContext, ServiceEvent
 from kapistrano.hosts.shell import user_command
 from kapistrano.hosts.ssh import SshConnection, target_for_host
 from kapistrano.plan import HostObservation
+from kapistrano.plan.outcomes import stopped_note
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,17 @@ log = logging.getLogger(__name__)
 NO_GRACE_SECONDS = 0.02
 #: Readiness is re-checked this often while a host holds minReadySeconds.
 HOLD_CHECK_SECONDS = 1.0
+#: A liveness check is judged from now: alive at the first pass, stuck after failureThreshold failures.
+_CONFIRM_FAILURE = {"initial_delay_seconds": 0, "success_threshold": 1}
+
+
+class Reading(NamedTuple):
+    """What one reading of a host's services found."""
+
+    running: bool | None
+    ready: bool
+    on_current: bool | None
+    live: bool | None = None
 
 
 def driver_factory(private_key: bytes | Path, known_hosts: bytes | str | Path | None) -> DriverFactory:
@@ -55,45 +68,112 @@ class SshHostDriver:
     # -- reading ---------------------------------------------------------------------------------
 
     async def observe(self, spec: ReleaseSpec) -> HostObservation:
-        """Where current points, whether the release for spec.version exists, whether services are ready."""
+        """Where current points, whether the release for spec.version exists, whether services are ready.
+
+        A host is judged by the services (status and readiness) its release was published with, so
+        a new probe applies to a host only once it runs the release that brought it (network I/O).
+        """
         await self.settle()
         deploy_to = spec.deploy_path
-        current, desired = await asyncio.gather(
+        current, desired, by_release = await asyncio.gather(
             layout.read_current(self.conn, deploy_to),
             layout.find_release_for_version(self.conn, deploy_to, spec.version),
+            self._records(deploy_to),
         )
         if current is None or not current.exists:
             return HostObservation(name=self.name, has_desired_release=desired is not None, ready=False)
         ctx = self._context(spec, current.release)
-        running, ready, on_current = await self._services_ready(spec, ctx)
+        recorded = by_release.get(current.release)
+        judged_by = spec.services_for(self.name) if recorded is None else recorded
+        reading, left = await asyncio.gather(
+            self._services_ready(judged_by, ctx), orphans.find(self.conn, ctx, by_release, judged_by)
+        )
         return HostObservation(
             name=self.name,
             version=current.version,
             release=current.release,
             has_desired_release=desired is not None,
-            ready=ready,
-            services_running=running,
-            services_on_current=on_current,
+            ready=reading.ready,
+            services_running=reading.running,
+            services_on_current=reading.on_current,
+            services_live=reading.live,
+            probe=probe_note(judged_by, None if recorded is None else current.release),
+            orphans=tuple(str(o) for o in left),
         )
 
-    async def _services_ready(self, spec: ReleaseSpec, ctx: ServiceContext) -> tuple[bool | None, bool, bool | None]:
-        """(every process is alive, every service passes one probe attempt, they run from current) (network I/O)."""
-        mine = spec.services_for(self.name)
-        if not mine:
-            return None, True, None
-        states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in mine))
+    async def _record_services(self, spec: ReleaseSpec, release_dir: str) -> None:
+        """Write with a release the services this host runs from it (network I/O)."""
+        record = records.services_record(spec.services_for(self.name))
+        await records.write_services_record(self.conn, release_dir, record)
+
+    async def _records(self, deploy_to: str) -> dict[str, list[Service]]:
+        """The services record of every release on the host; unreadable ones are left out (network I/O)."""
+        raw = await records.read_services_records(self.conn, deploy_to)
+        parsed = {name: records.parse_services_record(text) for name, text in raw.items()}
+        return {name: found for name, found in parsed.items() if found is not None}
+
+    async def _stop_orphans(self, spec: ReleaseSpec, release: str, emit: EventSink) -> tuple[str, ...]:
+        """Stop what the release's services no longer name, with its starter's settings (network I/O)."""
+        by_release = await self._records(spec.deploy_path)
+        ctx = self._context(spec, release)
+        found = await orphans.find(self.conn, ctx, by_release, by_release.get(release, spec.services_for(self.name)))
+        if not found:
+            return ()
+        names = tuple(str(o) for o in found)
+        emit(HostEvent(self.name, f"stopping {', '.join(names)}: not in the spec", HostPhase.RESTARTING))
+        await orphans.stop(self.conn, ctx, found)
+        emit(HostEvent(self.name, stopped_note(names), reason=Reason.ORPHANS_STOPPED, warning=True))
+        return names
+
+    async def _services_ready(
+        self, judged_by: Sequence[Service], ctx: ServiceContext, *, with_liveness: bool = True
+    ) -> Reading:
+        """Whether every process is alive, passes one readiness attempt, runs from current, is live (network I/O)."""
+        if not judged_by:
+            return Reading(None, True, None)
+        states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in judged_by))
         if not all(state.running is not False for state in states):
-            return False, False, None
+            return Reading(False, False, None)
         attempts = [
             probes.attempt(self.conn, where, s.readiness)
-            for s, state in zip(mine, states, strict=True)
+            for s, state in zip(judged_by, states, strict=True)
             if s.readiness is not None
             for where in _probe_contexts(ctx, s, state)
         ]
         ready = all(a.ok for a in await asyncio.gather(*attempts))
         pids = [pid for state in states for pid in state.pids]
         running = True if all(state.running for state in states) else None
-        return running, ready, await services.runs_from(self.conn, pids, ctx.current)
+
+        async def live() -> bool | None:
+            return await self._live(judged_by, states, ctx) if with_liveness else None
+
+        on_current, alive = await asyncio.gather(services.runs_from(self.conn, pids, ctx.current), live())
+        return Reading(running, ready, on_current, alive)
+
+    async def _live(
+        self, judged_by: Sequence[Service], states: Sequence[services.ServiceState], ctx: ServiceContext
+    ) -> bool | None:
+        """False when a liveness check fails failureThreshold times in a row; None without one (network I/O).
+
+        One attempt when it passes: the confirming attempts are paid only by a failing host.
+        """
+        checks = [
+            (where, s.liveness)
+            for s, state in zip(judged_by, states, strict=True)
+            if s.liveness is not None
+            for where in _probe_contexts(ctx, s, state)
+        ]
+        if not checks:
+            return None
+
+        async def one(where: ServiceContext, check: Probe) -> bool:
+            try:
+                await probes.wait_ready(self.conn, where, check.model_copy(update=_CONFIRM_FAILURE))
+            except NotReady:
+                return False
+            return True
+
+        return all(await asyncio.gather(*(one(where, check) for where, check in checks)))
 
     # -- locking ---------------------------------------------------------------------------------
 
@@ -143,9 +223,12 @@ class SshHostDriver:
             raise SourceError(self.name, f"no release for version {spec.version} on the host")
         release_dir = layout.Paths(deploy_to).release(target.name)
         await self._hooks(spec, spec.hooks.before_publish, release_dir, emit, run_once=run_once_hooks)
+        # Recorded before the switch: from then on the host is judged by the probes it is published with.
+        await self._record_services(spec, release_dir)
         emit(HostEvent(self.name, f"switching current to {target.name}", HostPhase.PUBLISHING))
         await layout.publish(self.conn, deploy_to, target.name)
         await self._restart_all(spec, target.name, emit, keep_current=True)
+        stopped = await self._stop_orphans(spec, target.name, emit)
         await self._hold(spec, target.name, emit)
         await self._hooks(spec, spec.hooks.after_publish, release_dir, emit, run_once=run_once_hooks)
         branch = spec.git_ref or spec.version
@@ -159,6 +242,8 @@ class SshHostDriver:
             has_desired_release=True,
             ready=True,
             services_on_current=True if spec.services_for(self.name) else None,
+            probe=probe_note(spec.services_for(self.name), target.name),
+            stopped=stopped,
         )
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
@@ -168,9 +253,12 @@ class SshHostDriver:
         target = release or await self._rollback_target(spec)
         if target is None:
             raise SourceError(self.name, "no previous release to roll back to")
+        # The release goes back to the services it was published with (its own probes included).
+        recorded = (await self._records(deploy_to)).get(target)
         emit(HostEvent(self.name, f"rolling back to {target}", HostPhase.PUBLISHING))
         await layout.publish(self.conn, deploy_to, target)
-        await self._restart_all(spec, target, emit, keep_current=True)
+        await self._restart_all(spec, target, emit, keep_current=True, services_=recorded)
+        await self._stop_orphans(spec, target, emit)
         await layout.append_revision_log(self.conn, deploy_to, layout.rollback_log_line(self.user, target))
         return target
 
@@ -186,24 +274,39 @@ class SshHostDriver:
         releases = await layout.list_releases(self.conn, spec.deploy_path)
         return layout.previous_release(releases, current.release if current else None)
 
-    async def restart(self, spec: ReleaseSpec, emit: EventSink, *, keep_running: bool = False) -> None:
+    async def restart(self, spec: ReleaseSpec, emit: EventSink, *, keep_running: bool = False) -> tuple[str, ...]:
         """Restart every service on the current release and wait until ready (network I/O).
 
-        `keep_running` (healing) starts only what is not running and leaves live processes alone.
+        `keep_running` (healing) starts only what is not running, as the release's services record
+        says, and leaves live processes alone; a restart request restarts this host's services and records them.
+        Returns the processes stopped because the spec no longer names them.
         """
         await self.settle()
         current = await layout.read_current(self.conn, spec.deploy_path)
         if current is None:
             raise SourceError(self.name, "nothing is published on the host")
-        await self._restart_all(spec, current.release, emit, keep_current=keep_running)
+        recorded = (await self._records(spec.deploy_path)).get(current.release) if keep_running else None
+        if not keep_running:
+            release_dir = layout.Paths(spec.deploy_path).release(current.release)
+            await self._record_services(spec, release_dir)
+        await self._restart_all(spec, current.release, emit, keep_current=keep_running, services_=recorded)
+        return await self._stop_orphans(spec, current.release, emit)
 
-    async def _restart_all(self, spec: ReleaseSpec, release: str, emit: EventSink, *, keep_current: bool) -> None:
-        """Restart each service in spec order and wait for its readiness (network I/O).
+    async def _restart_all(
+        self,
+        spec: ReleaseSpec,
+        release: str,
+        emit: EventSink,
+        *,
+        keep_current: bool,
+        services_: Sequence[Service] | None = None,
+    ) -> None:
+        """Restart each service (the host's in the spec, unless given) and wait for its readiness (network I/O).
 
         With `keep_current`, processes that already run from the release are kept and only checked.
         """
         ctx = self._context(spec, release)
-        for service in spec.services_for(self.name):
+        for service in spec.services_for(self.name) if services_ is None else services_:
             await self._restart_one(ctx, service, emit, keep_current=keep_current)
 
     async def _restart_one(self, ctx: ServiceContext, service: Service, emit: EventSink, *, keep_current: bool) -> None:
@@ -234,8 +337,7 @@ class SshHostDriver:
         end = loop.time() + hold
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(HOLD_CHECK_SECONDS, left))
-            _, ready, _ = await self._services_ready(spec, ctx)
-            if not ready:
+            if not (await self._services_ready(spec.services_for(self.name), ctx, with_liveness=False)).ready:
                 raise NotReady(self.name, f"a service stopped being ready during minReadySeconds ({hold}s)")
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -284,6 +386,11 @@ class SshHostDriver:
         """Finish the bookkeeping, then close the SSH connection (network I/O)."""
         await self.settle()
         await self.conn.close()
+
+
+def probe_note(judged_by: Sequence[Service], release: str | None) -> str:
+    """Which probes judged a host and where they come from: a release's record, else the spec (pure)."""
+    return f"{services.describe_probes(judged_by)} [{f'release {release}' if release else 'spec'}]"
 
 
 def _probe_contexts(ctx: ServiceContext, service: Service, state: services.ServiceState) -> list[ServiceContext]:

@@ -414,23 +414,49 @@ def previous_release(releases: Iterable[str], current: str | None) -> str | None
     return max(older) if older else None
 
 
-def select_for_cleanup(releases: Iterable[str], keep: int, current: str | None) -> list[str]:
-    """The oldest releases beyond `keep`, never current nor the one before it (pure).
+def select_for_cleanup(
+    releases: Iterable[str], keep: int, current: str | None, in_use: Iterable[str] = ()
+) -> list[str]:
+    """The oldest releases beyond `keep`, never current, the one before it, nor one a process runs from (pure).
 
     Only Capistrano-style names (14 digits) are considered, as `cap deploy:cleanup` does.
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
     valid = sorted({n for n in releases if RELEASE_NAME.fullmatch(n)})
-    protected = {current, previous_release(valid, current)}
+    protected = {current, previous_release(valid, current), *in_use}
     return [n for n in valid[: max(0, len(valid) - keep)] if n not in protected]
 
 
+# Compared by device and inode, not by path: a process in another mount namespace may show the same path.
+_IN_USE = r"""
+cd -- "$1" 2>/dev/null || exit 0
+used=$(stat -L -c '%d:%i' /proc/[0-9]*/cwd 2>/dev/null | sort -u)
+for d in */; do
+  id=$(stat -L -c '%d:%i' -- "$d" 2>/dev/null) || continue
+  printf '%s\n' "$used" | grep -qxF -- "$id" && printf '%s\n' "${d%/}"
+done
+exit 0
+"""
+
+
+def releases_in_use_command(deploy_to: str) -> str:
+    """Print the release directories some live process has as its working directory (pure)."""
+    return _sh(_IN_USE, Paths(deploy_to).releases)
+
+
+async def releases_in_use(runner: Runner, deploy_to: str) -> set[str]:
+    """Releases a live process runs from (/proc/*/cwd); a failed reading raises, so nothing is removed (reads)."""
+    result = await runner.run(releases_in_use_command(deploy_to))
+    return {line for line in result.stdout.splitlines() if RELEASE_NAME.fullmatch(line)}
+
+
 async def cleanup(runner: Runner, deploy_to: str, keep: int) -> list[str]:
-    """Delete releases beyond `keep`; returns the names removed (side effect: removes directories)."""
+    """Delete releases beyond `keep` that no process runs from; returns the names removed (removes directories)."""
     releases = await list_releases(runner, deploy_to)
     current = await read_current(runner, deploy_to)
-    doomed = select_for_cleanup(releases, keep, current.release if current else None)
+    in_use = await releases_in_use(runner, deploy_to)
+    doomed = select_for_cleanup(releases, keep, current.release if current else None, in_use)
     paths = Paths(deploy_to)
     for start in range(0, len(doomed), REMOVE_BATCH):
         batch = doomed[start : start + REMOVE_BATCH]

@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
-from kapistrano.api.spec import Manager, Service
+from kapistrano.api.spec import Manager, Probe, Service
 from kapistrano.hosts.managers import command, graceful, pidfile, pidfile_restart, systemd
 from kapistrano.hosts.managers.base import (
     EventSink,
@@ -41,6 +41,7 @@ __all__ = [
     "ServiceContext",
     "ServiceEvent",
     "ServiceState",
+    "describe_probes",
     "readiness",
     "restart",
     "status",
@@ -134,3 +135,22 @@ def readiness(
         await wait_ready(runner, where, probe, on_attempt=on_attempt)
 
     return check
+
+
+# -- which probes judge a host ------------------------------------------------------------------------
+
+
+def describe_probe(probe: Probe) -> str:
+    """A probe in a few words, e.g. `exec: test -e READY` or `httpGet :9100/health` (pure)."""
+    if probe.exec is not None:
+        return f"exec: {probe.exec.command}"
+    if probe.http_get is not None:
+        return f"httpGet {probe.http_get.host or ''}:{probe.http_get.port}{probe.http_get.path}"
+    assert probe.tcp_socket is not None
+    return f"tcpSocket {probe.tcp_socket.host or ''}:{probe.tcp_socket.port}"
+
+
+def describe_probes(services: Sequence[Service]) -> str:
+    """Which readiness probe judges each service, in one line (pure)."""
+    parts = [f"{s.name}: {describe_probe(s.readiness) if s.readiness else 'no probe'}" for s in services]
+    return "; ".join(parts) or "no services"

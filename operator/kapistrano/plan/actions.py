@@ -67,11 +67,13 @@ def _needs_publish(v: HostView) -> bool:
 def _needs_heal(v: HostView) -> bool:
     """On the version but a service process is gone: drift (pure).
 
-    Only a dead process is healed. A process that is alive but fails readiness is reported and left
-    alone, as a kubelet removes an unready pod from service without restarting it: a shared
-    dependency going down must not restart every worker of the fleet.
+    Only a dead process is healed (and processes the spec no longer names are stopped). A process
+    that is alive but fails readiness is reported and left alone, as a kubelet removes an unready
+    pod from service without restarting it: a shared dependency going down must not restart every
+    worker of the fleet.
     """
-    return v.actionable and v.on_desired and not v.in_flight and not v.failed and v.obs.services_running is False
+    settled = v.actionable and v.on_desired and not v.in_flight and not v.failed
+    return settled and (v.obs.services_running is False or bool(v.obs.orphans))
 
 
 @dataclass
@@ -168,7 +170,7 @@ def heals(spec: ReleaseSpec, views: list[HostView], busy: set[str], taken: froze
         return []
     candidates = [v for v in views if _needs_heal(v) and v.name not in busy]
     chosen = within_budget(spec, views, candidates, taken)
-    return [Action(ActionKind.HEAL, v.name, "service down") for v in chosen]
+    return [Action(ActionKind.HEAL, v.name, "orphans" if v.obs.orphans else "service down") for v in chosen]
 
 
 def restarts(spec: ReleaseSpec, views: list[HostView], token: str | None) -> list[Action]:

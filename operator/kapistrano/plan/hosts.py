@@ -9,13 +9,16 @@ from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import HostPhase, HostStatus, Reason, ReleaseStatus, format_time, parse_time
 from kapistrano.plan.budget import surges
 from kapistrano.plan.model import ActionKind, HostObservation
+from kapistrano.plan.outcomes import stopped_note
 
 #: Actions the engine records on a host before acting; seeing one on a fresh start means the action
 #: was interrupted and the host must be published again (Rule 2: intent is recorded before acting).
-RESUMABLE_ACTIONS = frozenset({ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL})
+RESUMABLE_ACTIONS = frozenset({ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL, ActionKind.REVIVE})
 FAILED_PHASES = frozenset({HostPhase.FAILED, HostPhase.ROLLED_BACK})
 #: Host errors that retrying will not fix; they stall the Release.
 TERMINAL_HOST_ERRORS = frozenset({Reason.HOST_KEY_MISMATCH, Reason.AUTH_FAILED})
+#: A host whose liveness check kept passing this long after a liveness restart counts from zero again.
+LIVENESS_RESET_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def view_host(
     if not obs.reachable and prev is not None:
         # An unreachable host keeps what we last knew of it, but cannot count as ready.
         obs = HostObservation(
-            name=obs.name, reachable=False, version=prev.version, release=prev.release,
+            name=obs.name, reachable=False, version=prev.version, release=prev.release, probe=prev.probe,
             ready=False, error_reason=obs.error_reason or Reason.UNREACHABLE, error_message=obs.error_message,
         )  # fmt: skip
     if busy and not keeps_serving:
@@ -153,20 +156,37 @@ def view_hosts(
     return views
 
 
+def restarts_in_a_row(prev_restarts: int, restarted_at: str | None, obs: HostObservation, now: datetime) -> int:
+    """The liveness restarts in a row to record: reset once the check kept passing long enough (pure)."""
+    if obs.services_live is not True or restarted_at is None:
+        return prev_restarts
+    return 0 if now - parse_time(restarted_at) >= timedelta(seconds=LIVENESS_RESET_SECONDS) else prev_restarts
+
+
 def host_status(view: HostView, now: datetime) -> HostStatus:
     """The status entry to write for a host (pure)."""
     prev = view.prev
     changed = prev is None or prev.phase != view.phase
-    message = view.obs.error_message or ("" if prev is None or view.phase == HostPhase.READY else prev.message)
+    stopped = prev.stopped if prev and view.same_rollout else []
+    # A ready host's message is cleared, except for what its publish stopped.
+    settled = stopped_note(stopped) if stopped else ""
+    message = view.obs.error_message or (settled if prev is None or view.phase == HostPhase.READY else prev.message)
     return HostStatus(
         name=view.name,
         phase=view.phase,
         version=view.obs.version,
         release=view.obs.release,
         ready=view.ready,
+        probe=view.obs.probe,
+        stopped=stopped,
+        orphans=list(view.obs.orphans) if view.obs.reachable else (prev.orphans if prev else []),
         ready_since=format_time(view.ready_since) if view.ready_since else None,
         attempts=prev.attempts if prev and view.same_rollout else 0,
         restarts=prev.restarts if prev else 0,
+        liveness_restarts=restarts_in_a_row(prev.liveness_restarts, prev.liveness_restarted_at, view.obs, now)
+        if prev
+        else 0,
+        liveness_restarted_at=prev.liveness_restarted_at if prev else None,
         restarted_for=prev.restarted_for if prev else None,
         action=prev.action if prev and (view.in_flight or view.rolling_back) else None,
         failed_version=prev.failed_version if prev and view.failed else None,

@@ -30,8 +30,16 @@ class HostObservation:
     ready: bool | None = None
     #: Every service process is alive (liveness, apart from readiness). None when not checked.
     services_running: bool | None = None
+    #: False when a service's liveness check failed failureThreshold times in a row (alive but stuck).
+    services_live: bool | None = None
     #: Running service processes belong to the `current` release (None when it cannot be told).
     services_on_current: bool | None = None
+    #: The readiness probes that judged the host: those recorded with the release it runs.
+    probe: str | None = None
+    #: Live processes kapistrano started that the host's release no longer names (orphans).
+    orphans: tuple[str, ...] = ()
+    #: Orphans the action that made this observation stopped.
+    stopped: tuple[str, ...] = ()
     #: CamelCase reason of the last error on this host (Unreachable, HostKeyMismatch, Conflict...).
     error_reason: Reason | None = None
     error_message: str = ""
@@ -60,6 +68,7 @@ class ActionKind(StrEnum):
     ROLLBACK = "Rollback"  # switch back to the previous release and restart, prove ready
     RESTART = "Restart"  # rolling restart without a version change (restart request)
     HEAL = "Heal"  # restart dead services on the current release (drift)
+    REVIVE = "Revive"  # restart the services of a host whose liveness check fails (alive but stuck)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ INTENT_PHASE = {
     ActionKind.ROLLBACK: HostPhase.PUBLISHING,
     ActionKind.RESTART: HostPhase.RESTARTING,
     ActionKind.HEAL: HostPhase.RESTARTING,
+    ActionKind.REVIVE: HostPhase.RESTARTING,
 }
 
 
@@ -44,6 +45,8 @@ class ActionSucceeded:
     version: str | None = None
     #: The restart request this action completed, if it was one.
     restarted_for: str | None = None
+    #: Processes the action stopped because the spec no longer names them (orphans).
+    stopped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,19 @@ class HostChanges(TypedDict, total=False):
     version: str
     restarted_for: str
     previous_release: str | None
+    stopped: list[str]
+    liveness_restarts: int
+    liveness_restarted_at: str
     failed_version: str
     rollback_failed: bool
     phase: HostPhase
     last_transition_time: str
     message: str
+
+
+def stopped_note(stopped: tuple[str, ...] | list[str]) -> str:
+    """What an action stopped because the spec no longer names it, in words (pure)."""
+    return f"stopped {', '.join(stopped)}: no longer in the spec"
 
 
 def outcome_phase(outcome: HostOutcome) -> HostPhase:
@@ -131,11 +142,15 @@ def _succeeded(host: HostStatus, outcome: ActionSucceeded) -> HostChanges:
         "ready": True,
         "ready_since": format_time(outcome.ready_since),
         "restarts": host.restarts + 1,
+        "stopped": list(outcome.stopped),
     }
     if outcome.version is not None:
         changes["version"] = outcome.version
     if outcome.restarted_for is not None:
         changes["restarted_for"] = outcome.restarted_for
+    if outcome.kind == ActionKind.REVIVE:
+        changes["liveness_restarts"] = host.liveness_restarts + 1
+        changes["liveness_restarted_at"] = format_time(outcome.ready_since)
     return changes
 
 

@@ -8,9 +8,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
-from kapistrano.api.status import ConditionType, HistoryEntry, Phase, Reason, ReleaseStatus, format_time, parse_time
+from kapistrano.api.status import (
+    ConditionType,
+    HistoryEntry,
+    HostPhase,
+    Phase,
+    Reason,
+    ReleaseStatus,
+    format_time,
+    parse_time,
+)
 from kapistrano.plan import actions as act
-from kapistrano.plan.budget import available_required
+from kapistrano.plan import liveness
+from kapistrano.plan.budget import available_required, max_unavailable
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
 from kapistrano.plan.model import Action, ActionKind, Plan, PlanInput
@@ -70,6 +80,8 @@ def _choose_actions(inp: PlanInput, views: list[HostView], gate: act.Gate) -> li
     busy = {a.host for a in chosen}
     if not gate.failed:
         chosen += act.heals(inp.spec, views, busy, _disruptive(chosen))
+        busy |= {a.host for a in chosen}
+        chosen += liveness.revives(inp.spec, views, busy, _disruptive(chosen), inp.now)
     if not chosen and all(v.done for v in views) and not gate.paused:
         chosen += act.restarts(inp.spec, views, inp.restart_token)
     order = {v.name: i for i, v in enumerate(views)}
@@ -86,6 +98,24 @@ def _canary_reached(spec: ReleaseSpec, views: list[HostView]) -> bool:
     limit = spec.strategy.pause_after_hosts
     on = sum(v.on_desired for v in views)
     return limit is not None and on >= limit and on < len(views)
+
+
+def _holding(spec: ReleaseSpec, views: list[HostView], now: datetime) -> str:
+    """Which unreachable hosts the rollout waits for, and whether they use the budget; "" when none (pure)."""
+    away = [v for v in views if v.phase == HostPhase.UNREACHABLE]
+    if not away:
+        return ""
+    since = [v.prev.last_transition_time if v.prev and v.prev.phase == HostPhase.UNREACHABLE else None for v in away]
+    said = ", ".join(
+        f"{v.name} unreachable since {parse_time(t).strftime('%H:%M:%S') if t else now.strftime('%H:%M:%S')}"
+        for v, t in zip(away, since, strict=True)
+    )
+    budget = max_unavailable(spec.strategy.max_unavailable, len(views))
+    others = sum(v.unavailable for v in views) - len(away)
+    if others + len(away) < budget:
+        return said
+    uses = "it uses" if len(away) == 1 else "they use"
+    return f"{said}: {uses} the budget of {budget}" + (f" with {others} more host(s) down" if others else "")
 
 
 def _message(
@@ -123,11 +153,15 @@ def plan(inp: PlanInput) -> Plan:
     deadline_hit = (
         not complete and not gate.holds_new_hosts and now - progress > timedelta(seconds=spec.progress_deadline_seconds)
     )
+    held = _holding(spec, views, now)
     if stall is None and deadline_hit:
-        stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, f"no host progressed for {spec.progress_deadline_seconds}s")
+        why = f"no host progressed for {spec.progress_deadline_seconds}s" + (f": {held}" if held else "")
+        stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, why)
     current_version, history = _history(spec, inp.status, complete, now)
     counts = _counts(views)
     message = _message(views, complete, stall, gate, rolling_back)
+    if held and stall is None and not complete:
+        message += f"; {held}"  # what the rollout waits for
     wanted = _conditions(
         inp, views=views, complete=complete, stall=stall, gate=gate, message=message, rolling_back=bool(rolling_back)
     )
@@ -203,7 +237,11 @@ def _available(spec: ReleaseSpec, views: list[HostView]) -> Wanted:
 
 
 def _drifted(views: list[HostView]) -> Wanted:
-    """The Drifted condition: every host is on the version but some service is down (pure)."""
+    """The Drifted condition: processes the spec no longer names, or a service down on the version (pure)."""
+    orphaned = [f"{v.name}: {', '.join(v.obs.orphans)}" for v in views if v.obs.orphans]
+    if orphaned:
+        message = "processes the spec no longer names run on " + "; ".join(orphaned)
+        return Wanted(ConditionType.DRIFTED, TRUE, Reason.ORPHANS_RUNNING, message)
     drifted = [v for v in views if v.on_desired and v.obs.ready is False and not v.in_flight and not v.failed]
     if not drifted or not all(v.on_desired for v in views):
         return Wanted(ConditionType.DRIFTED, FALSE, Reason.AS_EXPECTED)
@@ -226,7 +264,7 @@ def _conditions(
 ) -> list[Wanted]:
     """The kstatus conditions for this status (pure)."""
     spec = inp.spec
-    avail, drift = _available(spec, views), _drifted(views)
+    avail, drift = _available(spec, views), liveness.drifted(spec, views, inp.now) or _drifted(views)
     if stall is not None:
         progressing = Wanted(ConditionType.PROGRESSING, FALSE, stall[0])
         return [*stalled_conditions(stall[0], stall[1]), progressing, avail, drift]
