@@ -18,12 +18,18 @@ type verdict struct {
 
 // runKstatus reads one object as JSON (kubectl get -o json) and writes kstatus's verdict as JSON.
 func runKstatus(in io.Reader, out io.Writer) int {
-	var obj map[string]interface{}
-	if err := json.NewDecoder(in).Decode(&obj); err != nil {
+	data, err := io.ReadAll(in)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "kstatus: reading the object:", err)
 		return 2
 	}
-	result, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	// Unstructured's own decoding keeps whole numbers as int64, as kstatus expects of metadata.generation.
+	obj := &unstructured.Unstructured{}
+	if err := obj.UnmarshalJSON(data); err != nil {
+		fmt.Fprintln(os.Stderr, "kstatus: decoding the object:", err)
+		return 2
+	}
+	result, err := status.Compute(obj)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kstatus:", err)
 		return 1
