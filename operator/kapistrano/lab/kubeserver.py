@@ -136,10 +136,14 @@ def kubeconfig_document(server: str, ca_file: Path, user: str, token: str, names
 class KubeServer:
     """One kube-apiserver + etcd process on loopback ports, its data and kubeconfigs in `workdir`."""
 
-    def __init__(self, workdir: Path, binary: Path | None = None, namespace: str = "default") -> None:
+    def __init__(
+        self, workdir: Path, binary: Path | None = None, namespace: str = "default", audit: bool = False
+    ) -> None:
         self.workdir = workdir
         self.binary = binary or build()
         self.namespace = namespace
+        #: With audit, every request's metadata (user, verb, resource, time) goes to audit_log, one JSON a line.
+        self.audit = audit
         self.port, self.etcd_port, self.peer_port = free_port(), free_port(), free_port()
         self.admin_token = secrets.token_hex(16)
         self.operator_token = secrets.token_hex(16)
@@ -167,6 +171,11 @@ class KubeServer:
         return self.workdir / "operator.kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        """Where the audit events are written when `audit` is on (pure)."""
+        return self.workdir / "audit.log"
+
+    @property
     def pid(self) -> int | None:
         """The server's process id while it runs (pure)."""
         return self.process.pid if self.process is not None and self.process.poll() is None else None
@@ -189,7 +198,11 @@ class KubeServer:
             "--service-cluster-ip-range=10.96.0.0/24",
             # The kubernetes Service endpoint cannot name a loopback address; nothing here needs it.
             "--endpoint-reconciler-type=none",
-        ]
+        ] + (
+            [f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}"]
+            if self.audit
+            else []
+        )
 
     def _write_files(self) -> None:
         """Write the token file and both kubeconfigs (writes files)."""
@@ -204,6 +217,9 @@ class KubeServer:
         ):
             document = kubeconfig_document(self.url, self.ca_file, user, token, self.namespace)
             path.write_text(yaml.safe_dump(document, sort_keys=False))
+        policy: dict[str, object] = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy"}
+        policy |= {"omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}
+        (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(policy))
 
     def start(self) -> KubeServer:
         """Start the server (again, on the same data and ports) and wait until /readyz says ok (starts a process)."""
