@@ -25,11 +25,9 @@ from typing import Any
 import yaml
 from bench_rolling import make_versions, manifest
 from kapistrano.api.release import GROUP, PLURAL, VERSION
-from kapistrano.cli.demo_operator import NAMESPACE, SECRET, OperatorProcess, Releases, is_ready, ssh_secret
+from kapistrano.cli.demo_operator import NAME, NAMESPACE, SECRET, OperatorProcess, Releases, is_ready, ssh_secret
 from kapistrano.lab import HostLab
 from kapistrano.lab.kubeserver import OPERATOR_USER, KubeServer, free_port, install
-
-NAME = "bench"
 
 
 def wait_ready(releases: Releases, timeout: float = 600) -> None:
