@@ -87,7 +87,7 @@ def binary_path(source: Path = SOURCE_DIR) -> Path:
 
 
 def build(source: Path = SOURCE_DIR, log: bool = True) -> Path:
-    """The cached binary for these sources, built first if absent (runs `go build`, takes minutes cold)."""
+    """The cached binary for these sources, built first if absent (runs `go build`, minutes cold; logs to stderr)."""
     target = binary_path(source)
     if target.exists():
         return target
@@ -100,7 +100,7 @@ def build(source: Path = SOURCE_DIR, log: bool = True) -> Path:
         if target.exists():
             return target
         if log:
-            print(f"building the test API server {target.name} from {source} (minutes on a cold cache)", flush=True)
+            print(f"building the test API server {target.name} from {source} (minutes if cold)", file=sys.stderr)
         started = time.monotonic()
         partial = target.with_name(f".{target.name}.{os.getpid()}")
         done = subprocess.run([go, "build", "-trimpath", "-o", str(partial), "."], cwd=source, check=False)
@@ -109,7 +109,7 @@ def build(source: Path = SOURCE_DIR, log: bool = True) -> Path:
             raise KubeServerError(f"go build of {source} failed ({done.returncode})")
         partial.replace(target)
         if log:
-            print(f"built {target} in {time.monotonic() - started:.0f} s", flush=True)
+            print(f"built {target} in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return target
 
 
