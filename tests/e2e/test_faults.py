@@ -8,6 +8,7 @@ the session's server is never touched.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from kapistrano.lab import HostLab
 
+from ..unit.test_release_validation import example
 from .kube import Kube, kube_for, local_server
 from .test_operator import Scene, current_version, running_scene, scene, wait_until
 
@@ -131,3 +133,29 @@ def test_gitops_server_side_apply_and_the_operator_never_fight_over_fields(scene
     status_writers = {m["manager"] for m in managed if m.get("subresource") == "status"}
     assert status_writers, "the operator's status writes are recorded"
     assert GITOPS_MANAGER not in status_writers
+
+
+def port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:port can be bound right now (binds and closes a socket)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_a_stopped_api_server_frees_its_ports_and_starts_again_on_its_data(own_kube: Kube) -> None:
+    server = own_kube.server
+    assert server is not None
+    ns = own_kube.namespace()
+    own_kube.apply(example() | {"metadata": {"name": "kept"}}, ns)
+    ports = {"API": server.port, "etcd": server.etcd_port, "etcd peer": server.peer_port}
+    assert not any(port_is_free(port) for port in ports.values())
+    server.stop()
+    assert server.process is not None
+    assert server.process.returncode == 0, server.tail()
+    taken = [name for name, port in ports.items() if not port_is_free(port)]
+    assert taken == [], f"still taken after SIGTERM: {taken}"
+    server.start()
+    assert own_kube.get_release(ns, "kept")["spec"]["application"] == "billing"
