@@ -163,11 +163,11 @@ def token_kubeconfig(binary: str, kubeconfig: Path, target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def local_server() -> Iterator[KubeServer]:
-    """A kube-apiserver of this session on free loopback ports with the CRD and RBAC installed (starts a process)."""
+def local_server(audit: bool = False) -> Iterator[KubeServer]:
+    """A kube-apiserver on free loopback ports with the CRD and RBAC installed (starts a process)."""
     workdir = Path(tempfile.mkdtemp(prefix="kapkube-"))
     try:
-        with KubeServer(workdir) as server:
+        with KubeServer(workdir, audit=audit) as server:
             install(kubectl_binary(), server.kubeconfig)
             yield server
     except KubeServerError as exc:

@@ -89,6 +89,7 @@ def test_the_operator_identity_has_exactly_the_rights_of_the_clusterrole(kube: K
         ("watch", "releases.kapistrano.dev"),
         ("patch", "releases.kapistrano.dev"),
         ("patch", "releases.kapistrano.dev/status"),
+        ("list", "namespaces"),
         ("get", "secrets"),
         ("create", "events"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -101,6 +102,8 @@ def test_the_operator_identity_has_exactly_the_rights_of_the_clusterrole(kube: K
         ("create", "secrets"),
         ("delete", "events"),
         ("create", "pods"),
+        ("update", "releases.kapistrano.dev/status"),
+        ("patch", "events"),
     ]
     for verb, resource in granted + refused:
         answer = kube.as_operator("auth", "can-i", verb, resource, "-n", ns, check=False).stdout.strip()
