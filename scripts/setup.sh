@@ -43,6 +43,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 
+# The Kubernetes API server the e2e tests and `kapistrano demo --operator` run against: built from
+# tests/kube (pinned Go modules) and cached in /var/cache/kapistrano under a hash of its sources, so
+# only the first run on a machine builds it (about 6 minutes on 2 cores).
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then export PATH="$PATH:/usr/local/go/bin"; fi
+command -v go >/dev/null || { echo "Go (1.26 or later) is needed to build the test API server (tests/kube)" >&2; exit 1; }
+python -m kapistrano.lab.kubeserver build >/dev/null
+
 case "${1:-}" in
   demo) shift; exec kapistrano demo "$@" ;;
   test) shift; exec bash scripts/test.sh "$@" ;;

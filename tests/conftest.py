@@ -55,3 +55,13 @@ def lab(lab_factory: LabFactory) -> HostLab:
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# Kubernetes API server (tests/e2e/kube.py): one real kube-apiserver per session, or the cluster of
+# KAPISTRANO_E2E_KUBECONFIG; `kube` gives each test fresh namespaces on it.
+# ------------------------------------------------------------------------------------------------
+
+from .e2e.kube import kube, kube_access  # noqa: E402
+
+__all__ = ["kube", "kube_access"]

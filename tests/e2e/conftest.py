@@ -1,7 +1,1 @@
-"""Fixtures of the operator e2e tests: the API server (tests/e2e/kube.py)."""
-
-from __future__ import annotations
-
-from .kube import kube
-
-__all__ = ["kube"]
+"""Fixtures of the operator e2e tests: the API server is tests/e2e/kube.py's, through tests/conftest.py."""

@@ -1,14 +1,16 @@
-"""The API server the e2e tests talk to: the embedded one of kapistrano.lab.apiserver, or a real cluster.
+"""The API server the e2e tests talk to: a real kube-apiserver on loopback, or a real cluster.
 
-By default the `kube` fixture starts kapistrano.lab.apiserver.ApiServer (KMock's KubernetesEmulator
-with a documented compatibility layer; its module docstring lists the gaps papered over and the
-gaps left as they are) on a free port and writes a kubeconfig for it. With
-KAPISTRANO_E2E_KUBECONFIG set, the same `kube` fixture points at that real cluster instead (and
-applies crds/release.yaml itself), so the suite runs unchanged against a real API server.
+By default one kube-apiserver with embedded etcd (kapistrano.lab.kubeserver, built from tests/kube)
+serves the whole session on free loopback ports and a temporary data dir: TLS, token authentication,
+RBAC and the default admission plugins. The Release CRD and the operator's namespace, ServiceAccount,
+ClusterRole and ClusterRoleBinding are applied from crds/ and manifests/ as they ship. Tests act as an
+admin; the operator under test runs as the ServiceAccount user that manifests/ binds, never as admin.
 
-What the tests must know about the embedded server: kubectl needs `--validate=false` (no OpenAPI),
-Secrets are created through the Python client as JSON (kubectl sends protobuf for built-in kinds),
-the operator runs cluster-wide (`-A`) and namespaces need not exist.
+With KAPISTRANO_E2E_KUBECONFIG set, the same fixtures point at that cluster instead (the operator's
+identity then is a token of the ServiceAccount, made with `kubectl create token`).
+
+Each test gets fresh namespaces; at its end its Releases are deleted (their finalizers cleared first,
+as the operator of the test is stopped by then), so the next test's cluster-wide operator sees none.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ from typing import Any
 import pytest
 import yaml
 from kapistrano.api.release import GROUP, PLURAL
-from kapistrano.lab.apiserver import ApiServer, CompatEmulator, write_kubeconfig
+from kapistrano.lab.kubeserver import OPERATOR_USER, KubeServer, KubeServerError, install
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "crds" / "release.yaml"
 REAL_CLUSTER_ENV = "KAPISTRANO_E2E_KUBECONFIG"
+OPERATOR_NAMESPACE, OPERATOR_ACCOUNT = OPERATOR_USER.split(":")[2:]
 
 
 def kubectl_binary() -> str:
@@ -48,34 +50,44 @@ def kubectl_binary() -> str:
     return found
 
 
+def run_kubectl(
+    binary: str, kubeconfig: Path, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl with a kubeconfig; raises with its stderr when `check` and it fails (runs kubectl)."""
+    command = [binary, "--kubeconfig", str(kubeconfig), *args]
+    done = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+    return done
+
+
 @dataclass
 class Kube:
-    """An API server for a test: its kubeconfig, kubectl, and a few JSON helpers."""
+    """An API server for a test: admin and operator kubeconfigs, kubectl, and a few JSON helpers."""
 
     kubeconfig: Path
-    emulator: CompatEmulator | None = None
+    operator_kubeconfig: Path
+    server: KubeServer | None = None
     binary: str = field(default_factory=kubectl_binary)
     _namespaces: list[str] = field(default_factory=list)
 
-    @property
-    def real(self) -> bool:
-        """Whether this is a real cluster (KAPISTRANO_E2E_KUBECONFIG) rather than the emulator."""
-        return self.emulator is None
-
     def env(self) -> dict[str, str]:
-        """Environment for a child process that should talk to this API server."""
+        """Environment for a child process that acts as the admin (a person, kubectl, the plugin)."""
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def operator_env(self) -> dict[str, str]:
+        """Environment for the operator: the identity manifests/ binds, with its RBAC only."""
+        return {**os.environ, "KUBECONFIG": str(self.operator_kubeconfig)}
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real kubectl against this server; raises with its stderr when check fails (runs kubectl)."""
-        extra = ["--validate=false"] if args and args[0] in ("apply", "create", "replace") else []
-        command = [self.binary, "--kubeconfig", str(self.kubeconfig), *args, *extra]
-        done = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout, check=False)
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}{done.stdout}")
-        return done
+        """Run the real kubectl as the admin; raises with its stderr when check fails (runs kubectl)."""
+        return run_kubectl(self.binary, self.kubeconfig, *args, input=input, check=check, timeout=timeout)
+
+    def as_operator(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run kubectl as the operator's identity (runs kubectl)."""
+        return run_kubectl(self.binary, self.operator_kubeconfig, *args, check=check)
 
     def apply(self, document: Mapping[str, Any], namespace: str) -> None:
         """`kubectl apply -f -` of one document (runs kubectl)."""
@@ -88,7 +100,7 @@ class Kube:
         return found
 
     def _client(self) -> Any:
-        """A kubernetes CoreV1Api bound to this server's kubeconfig (reads the kubeconfig)."""
+        """A kubernetes CoreV1Api bound to the admin kubeconfig (reads the kubeconfig)."""
         return client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig)))  # type: ignore[no-untyped-call]
 
     def create_secret(self, namespace: str, name: str, data: Mapping[str, bytes | str]) -> None:
@@ -116,48 +128,83 @@ class Kube:
         return items
 
     def namespace(self) -> str:
-        """A fresh namespace for one test; on a real cluster it is created and deleted afterwards (network I/O)."""
+        """A fresh namespace for one test, deleted with its Releases at the end of the test (network I/O)."""
         name = f"kap-{uuid.uuid4().hex[:8]}"
-        if self.real:
-            self._client().create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-            self._namespaces.append(name)
+        self._client().create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        self._namespaces.append(name)
         return name
 
+    def delete_releases(self, namespace: str) -> None:
+        """Delete every Release of a namespace, clearing finalizers of an operator that is gone (runs kubectl)."""
+        listed = self.kubectl("get", "releases", "-n", namespace, "-o", "name", check=False).stdout.split()
+        for name in listed:
+            self.kubectl("patch", name, "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+        if listed:
+            self.kubectl("delete", "releases", "--all", "-n", namespace, "--wait=true", "--timeout=60s")
+
     def cleanup(self) -> None:
-        """Delete the namespaces this object created (network I/O)."""
+        """Delete the Releases and the namespaces this object created (network I/O)."""
         for name in self._namespaces:
-            with contextlib.suppress(Exception):
+            self.delete_releases(name)
+            with contextlib.suppress(ApiException):
                 self._client().delete_namespace(name)
 
 
+def token_kubeconfig(binary: str, kubeconfig: Path, target: Path) -> Path:
+    """A kubeconfig of the operator's ServiceAccount on the cluster of `kubeconfig`, via TokenRequest (runs kubectl)."""
+    token = run_kubectl(
+        binary, kubeconfig, "create", "token", OPERATOR_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=6h"
+    ).stdout.strip()
+    raw = json.loads(run_kubectl(binary, kubeconfig, "config", "view", "--minify", "--raw", "-o", "json").stdout)
+    raw["users"] = [{"name": OPERATOR_USER, "user": {"token": token}}]
+    raw["contexts"][0]["context"]["user"] = OPERATOR_USER
+    target.write_text(yaml.safe_dump(raw))
+    return target
+
+
 @contextlib.contextmanager
-def emulated() -> Iterator[Kube]:
-    """Start the compatibility emulator and yield a Kube for it (starts a thread)."""
-    server = ApiServer().start()
+def local_server(audit: bool = False) -> Iterator[KubeServer]:
+    """A kube-apiserver on free loopback ports with the CRD and RBAC installed (starts a process)."""
     workdir = Path(tempfile.mkdtemp(prefix="kapkube-"))
     try:
-        assert server.emulator is not None
-        yield Kube(kubeconfig=write_kubeconfig(workdir / "kubeconfig", server.port), emulator=server.emulator)
+        with KubeServer(workdir, audit=audit) as server:
+            install(kubectl_binary(), server.kubeconfig)
+            yield server
+    except KubeServerError as exc:
+        pytest.fail(str(exc))
     finally:
-        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def kube_access() -> Iterator[tuple[Path, Path, KubeServer | None]]:
+    """The admin and operator kubeconfigs of this session's API server, and the server when it is local."""
+    configured = os.environ.get(REAL_CLUSTER_ENV)
+    if configured:
+        binary = kubectl_binary()
+        install(binary, Path(configured))
+        workdir = Path(tempfile.mkdtemp(prefix="kapkube-"))
+        try:
+            yield Path(configured), token_kubeconfig(binary, Path(configured), workdir / "operator.kubeconfig"), None
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
+    with local_server() as server:
+        yield server.kubeconfig, server.operator_kubeconfig, server
+
+
 @contextlib.contextmanager
-def real_cluster(kubeconfig: str) -> Iterator[Kube]:
-    """A Kube for the cluster in `kubeconfig`, with the Release CRD applied (network I/O)."""
-    kube = Kube(kubeconfig=Path(kubeconfig))
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+def kube_for(admin: Path, operator: Path, server: KubeServer | None) -> Iterator[Kube]:
+    """A Kube for one test; its namespaces and Releases are deleted afterwards (network I/O)."""
+    found = Kube(kubeconfig=admin, operator_kubeconfig=operator, server=server)
     try:
-        yield kube
+        yield found
     finally:
-        kube.cleanup()
+        found.cleanup()
 
 
 @pytest.fixture
-def kube() -> Iterator[Kube]:
-    """An API server: the kmock emulator on a free port, or the real cluster of KAPISTRANO_E2E_KUBECONFIG."""
-    configured = os.environ.get(REAL_CLUSTER_ENV)
-    with real_cluster(configured) if configured else emulated() as found:
+def kube(kube_access: tuple[Path, Path, KubeServer | None]) -> Iterator[Kube]:
+    """The session's API server for one test; the test's namespaces and Releases are deleted afterwards."""
+    with kube_for(*kube_access) as found:
         yield found

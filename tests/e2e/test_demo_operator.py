@@ -65,7 +65,7 @@ def test_the_operator_demo_rolls_v1_then_v2_to_ready_and_leaves_nothing_behind()
     links_before = link_names()
     command = [sys.executable, "-m", "kapistrano.cli.main", "demo", "--operator", "--auto"]
     command += ["--drain", "0.3", "--boot", "0.2", "--instances", "1"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "v1 is Ready on every host" in out
@@ -75,7 +75,7 @@ def test_the_operator_demo_rolls_v1_then_v2_to_ready_and_leaves_nothing_behind()
     assert "kubectl kapistrano status demo-workers -n demo" in out
 
     operator_pid = int(re.search(r"operator: pid (\d+)", out).group(1))  # type: ignore[union-attr]
-    port = int(re.search(r"API server: http://127\.0\.0\.1:(\d+)", out).group(1))  # type: ignore[union-attr]
+    port = int(re.search(r"API server: https://127\.0\.0\.1:(\d+)", out).group(1))  # type: ignore[union-attr]
     workdir = re.search(r"workdir: (\S+)", out).group(1)  # type: ignore[union-attr]
     started_netns = set(re.findall(r"\(netns (\S+)\)", out))
     assert len(started_netns) == 3, out

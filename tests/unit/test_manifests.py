@@ -70,8 +70,8 @@ def test_cluster_role_grants_exactly_what_the_operator_needs(rendered: list[dict
     }
     assert rules == {
         (("kapistrano.dev",), ("releases",), ("get", "list", "patch", "watch")),
-        (("kapistrano.dev",), ("releases/status",), ("get", "patch", "update")),
-        (("",), ("events",), ("create", "patch")),
+        (("kapistrano.dev",), ("releases/status",), ("patch",)),
+        (("",), ("events",), ("create",)),
         (("",), ("secrets",), ("get",)),
         (("kopf.dev",), ("clusterkopfpeerings",), ("get", "list", "patch", "watch")),
         (("apiextensions.k8s.io",), ("customresourcedefinitions",), ("get", "list", "watch")),

@@ -15,14 +15,12 @@ from typing import Any
 import pytest
 from kapistrano.lab import HostLab
 
-from ..e2e.kube import Kube, kube
+from ..e2e.kube import Kube
 from ..e2e.test_operator import SECRET, Operator, Scene
 from ..integration.appkit import App
 from .kit import Loop, Sampler, Workload, report, running
 from .servers import RedisServer, wait_until
 from .test_sidekiq import Jobs, live_processes, sidekiq_service
-
-__all__ = ["kube"]
 
 pytestmark = [pytest.mark.workloads, pytest.mark.e2e]
 

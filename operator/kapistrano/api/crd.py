@@ -187,7 +187,9 @@ def release_schema() -> Schema:
                 "description": "Kind is a string value representing the REST resource this object represents.",
                 "type": "string",
             },
-            "metadata": {"description": "Standard object metadata.", "type": "object"},
+            # An API server refuses anything here but `type: object` (even a description): metadata is
+            # validated by the server itself, not by this schema.
+            "metadata": {"type": "object"},
             "spec": model_schema(ReleaseSpec, "Desired state: the version, its source, the hosts and the strategy."),
             "status": model_schema(ReleaseStatus, "Observed state, written by the operator (kstatus conditions)."),
         },

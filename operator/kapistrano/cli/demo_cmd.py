@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--operator",
         action="store_true",
-        help="run the operator against an embedded API server and print kubectl commands to try",
+        help="run the operator against a real local kube-apiserver and print kubectl commands to try",
     )
     parser.add_argument(
         "--auto", action="store_true", help="with --operator: apply v1, then roll v2, printing progress, and exit"

