@@ -431,6 +431,7 @@ class OnFailure(StrEnum):
 #: A host count as an int >= 1 or a percent of hosts, in the CRD.
 HOST_COUNT_SCHEMA: dict[str, Any] = {
     "x-kubernetes-int-or-string": True,
+    "maxLength": 4,  # "100%": keeps the CEL rule's cost estimate within the API server's budget
     "x-kubernetes-validations": [
         _cel(
             "type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",
@@ -470,9 +471,10 @@ class Strategy(SpecModel):
         max_length=20,
         description="Per-role budgets, e.g. {web: {maxUnavailable: 1}, worker: {maxUnavailable: '50%'}}.",
         json_schema_extra={
+            "maxProperties": 20,
             "x-kubernetes-validations": [
                 _cel(f"self.all(k, k.matches('{DNS_LABEL_PATTERN}') && size(k) <= 63)", "role names are DNS labels")
-            ]
+            ],
         },
     )
 
