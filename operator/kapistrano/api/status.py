@@ -171,7 +171,7 @@ class ReleaseStatus(StatusModel):
         default=None, description="Last version fully rolled out on every host (the rollback target)."
     )
     failed_version: str | None = Field(
-        default=None, description="A version that failed; not retried until spec.version changes."
+        default=None, description="A version that failed; not retried until spec.version changes or a retry is asked."
     )
     hosts_total: int = Field(default=0, description="Number of hosts.")
     hosts_updated: int = Field(default=0, description="Hosts on spec.version.")
@@ -184,6 +184,10 @@ class ReleaseStatus(StatusModel):
     )
     restarted_at: str | None = Field(
         default=None, description="Value of the restart request last completed (kubectl kapistrano restart)."
+    )
+    retries: int = Field(default=0, description="Retries of a failed version acted on (kubectl kapistrano retry).")
+    retried_for: str | None = Field(
+        default=None, description="Value of the retry request last acted on (annotation kapistrano.dev/retry)."
     )
     hosts: list[HostStatus] = Field(
         default_factory=list,

@@ -10,6 +10,7 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
                                                     spec.version back to status.currentVersion, or to the newest
                                                     history entry before spec.version
     kubectl kapistrano restart RELEASE [-n NS]      rolling restart of every host's services, same version
+    kubectl kapistrano retry   RELEASE [-n NS]      try the failed spec.version again (status.failedVersion)
     kubectl kapistrano wait    RELEASE [--for ready|complete] [--timeout 300s]
 
 Common options: -n/--namespace (default: the kubeconfig context's namespace, else `default`), --kubeconfig (default:
@@ -22,6 +23,10 @@ Every change is a JSON merge patch of the Release (so it needs `patch` on releas
 each new value as a restart request: it restarts the services host by host, within maxUnavailable and with the
 same readiness checks as a rollout, without changing the release; status.restartedAt records the request it
 completed. `wait --for complete` also waits for that.
+
+`retry` sets the annotation `kapistrano.dev/retry` to the current UTC time. The operator acts on each new value
+once: a spec.version that failed (status.failedVersion) is rolled out again, hosts that failed included, without a
+version change; status.retries counts the retries and status.retriedFor names the last request acted on.
 
 `undo` is for emergencies: with a GitOps tool (Argo CD, Flux) syncing the Release, the next sync sets spec.version
 back, so revert the commit in git instead (the plugin warns when it sees such a tool's markers).
@@ -50,7 +55,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, VERSION
+from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
 
 #: Annotation whose every new value asks the operator for a rolling restart without a version change.
@@ -160,6 +165,11 @@ def resume_patch() -> Patch:
 def restart_patch(now: datetime) -> Patch:
     """Merge patch that asks for a rolling restart at `now` (pure)."""
     return {"metadata": {"annotations": {RESTART_ANNOTATION: format_time(now)}}}
+
+
+def retry_patch(now: datetime) -> Patch:
+    """Merge patch that asks to try the failed version again (pure)."""
+    return {"metadata": {"annotations": {RETRY_ANNOTATION: format_time(now)}}}
 
 
 def undo_patch(spec: Obj, target: str) -> Patch:
@@ -348,7 +358,7 @@ def _notes(obj: Obj, spec: Obj, status: ReleaseStatus) -> list[str]:
     elif (spec.get("strategy") or {}).get("pauseAfterHosts") is not None and status.phase == "Paused":
         notes.append("stopped at the canary (spec.strategy.pauseAfterHosts); `kubectl kapistrano resume` continues")
     if status.failed_version:
-        notes.append(f"failed version: {status.failed_version} (not retried until spec.version changes)")
+        notes.append(f"failed version: {status.failed_version}; `kubectl kapistrano retry` tries it again")
     return notes
 
 
@@ -506,6 +516,18 @@ def cmd_restart(args: argparse.Namespace, releases: Releases) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace, releases: Releases) -> int:
+    """Stamp the retry annotation with the current UTC time; says when nothing has failed."""
+    status = status_of(releases.get(args.name))
+    if status is None or not status.failed_version:
+        warn("no failed version in the status: the request is recorded and changes nothing now")
+    patch = retry_patch(datetime.now(UTC))
+    releases.patch(args.name, patch)
+    stamp = patch["metadata"]["annotations"][RETRY_ANNOTATION]
+    say(f"release.{GROUP}/{args.name} retry requested ({RETRY_ANNOTATION}={stamp})")
+    return 0
+
+
 def cmd_wait(args: argparse.Namespace, releases: Releases) -> int:
     """Poll until the goal is reached (0), the rollout stalls (1) or the timeout passes (1)."""
     deadline = time.monotonic() + args.timeout
@@ -531,6 +553,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] =
     "resume": (cmd_resume, "resume the rollout, also past a canary stop"),
     "undo": (cmd_undo, "roll spec.version back to the previous version"),
     "restart": (cmd_restart, "restart every host's services, one host at a time, same version"),
+    "retry": (cmd_retry, "try the failed version again, without a version change"),
     "wait": (cmd_wait, "wait until the Release is ready or complete"),
 }
 
