@@ -93,6 +93,7 @@ class Reason(StrEnum):
     AUTH_FAILED = "AuthFailed"
     HOST_KEY_MISMATCH = "HostKeyMismatch"
     COMMAND_FAILED = "CommandFailed"
+    HOOK_FAILED = "HookFailed"
     COMMAND_TIMEOUT = "CommandTimeout"
     CONFLICT = "Conflict"
     SOURCE_FAILED = "SourceFailed"

@@ -13,12 +13,11 @@ from kapistrano.api.spec import Hook, Host, Manager, ReleaseSpec, Service
 from kapistrano.api.status import HostPhase
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
-from kapistrano.hosts import fetch, layout, lock, probes, services
+from kapistrano.hosts import fetch, hooks, layout, lock, probes, services
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
-from kapistrano.hosts.shell import user_command
 from kapistrano.hosts.ssh import SshConnection, target_for_host
 from kapistrano.plan import HostObservation
 
@@ -268,7 +267,23 @@ class SshHostDriver:
             if hook.once and not run_once:
                 continue
             emit(HostEvent(self.name, f"hook {hook.name}"))
-            await self.conn.run(user_command(directory, hook.run), timeout=spec.ssh.command_timeout_seconds)
+            await self._run_hook(spec, hook, directory, emit)
+
+    async def _run_hook(self, spec: ReleaseSpec, hook: Hook, directory: str, emit: EventSink) -> None:
+        """Run one hook, each line of its output emitted as it comes (network I/O)."""
+
+        def on_line(line: str) -> None:
+            emit(HostEvent(self.name, line, hook=hook.name))
+
+        await hooks.run_hook(
+            self.conn,
+            hook.name,
+            hook.run,
+            deploy_to=spec.deploy_path,
+            directory=directory,
+            on_line=on_line,
+            timeout=spec.ssh.command_timeout_seconds,
+        )
 
     def _context(self, spec: ReleaseSpec, release: str) -> ServiceContext:
         """The service context for a release of this host (pure)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -273,23 +273,55 @@ class SshConnection:
         self, command: str, *, timeout: float | None = None, check: bool = True, stdin: str | None = None
     ) -> CommandResult:
         """Run a command line on the host (side effect: whatever the command does)."""
+
+        async def until_done(process: asyncssh.SSHClientProcess[str]) -> asyncssh.SSHCompletedProcess:
+            return await process.wait(check=False)
+
+        done = await self._finish(command, stdin, timeout, until_done)
+        assert done.returncode is not None
+        result = CommandResult(done.returncode, _text(done.stdout), _text(done.stderr))
+        log.debug("%s: exit %s: %s", self.name, result.exit_status, _short(command))
+        if check and not result.ok:
+            raise CommandFailed(self.name, _short(command), result.exit_status, result.stderr)
+        return result
+
+    async def stream(self, command: str, on_line: Callable[[str], None], *, timeout: float | None = None) -> int:
+        """Run a command, passing each stdout line to `on_line` as it comes; returns the exit status.
+
+        Side effect: whatever the command does. Its stderr is dropped: merge it into stdout (2>&1).
+        """
+
+        async def until_done(process: asyncssh.SSHClientProcess[str]) -> asyncssh.SSHCompletedProcess:
+            async for line in process.stdout:
+                on_line(line.rstrip("\n"))
+            return await process.wait(check=False)
+
+        done = await self._finish(command, None, timeout, until_done)
+        assert done.returncode is not None
+        return done.returncode
+
+    async def _finish(
+        self,
+        command: str,
+        stdin: str | None,
+        timeout: float | None,
+        until_done: Callable[[asyncssh.SSHClientProcess[str]], Awaitable[asyncssh.SSHCompletedProcess]],
+    ) -> asyncssh.SSHCompletedProcess:
+        """Start a command and await `until_done` within the timeout; errors classified (side effect: the command)."""
         limit = self.target.command_timeout if timeout is None else timeout
         async with self._sessions:
             process = await self._start(command, stdin)
             try:
-                done = await process.wait(check=False, timeout=limit)
-            except asyncssh.TimeoutError as exc:
+                async with asyncio.timeout(limit):
+                    done = await until_done(process)
+            except TimeoutError as exc:
                 _abandon(process)
                 raise CommandTimeout(self.name, f"command did not finish within {limit:g}s: {_short(command)}") from exc
             except (asyncssh.Error, OSError) as exc:
                 raise classify(exc, self.target, _short(command)) from None
         if done.returncode is None:
             raise Unreachable(self.name, f"connection lost while running: {_short(command)}")
-        result = CommandResult(done.returncode, _text(done.stdout), _text(done.stderr))
-        log.debug("%s: exit %s: %s", self.name, result.exit_status, _short(command))
-        if check and not result.ok:
-            raise CommandFailed(self.name, _short(command), result.exit_status, result.stderr)
-        return result
+        return done
 
     async def _start(self, command: str, stdin: str | None) -> asyncssh.SSHClientProcess[str]:
         """Start a process, reconnecting once if the cached connection died before it started."""
