@@ -24,6 +24,11 @@ def start_apply(release: Path, app: App) -> tuple[subprocess.Popen[str], queue.Q
     """`kapistrano apply` in the background; its stdout lines arrive on the queue as they are printed."""
     command = [sys.executable, "-m", "kapistrano.cli.main", "apply", "-f", str(release), *map(str, ssh_args(app))]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, pump_lines(process)
+
+
+def pump_lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    """A queue that receives the process's stdout lines as they are printed (starts a reader thread)."""
     lines: queue.Queue[str] = queue.Queue()
 
     def pump() -> None:
@@ -32,7 +37,7 @@ def start_apply(release: Path, app: App) -> tuple[subprocess.Popen[str], queue.Q
             lines.put(line.rstrip("\n"))
 
     threading.Thread(target=pump, daemon=True).start()
-    return process, lines
+    return lines
 
 
 def wait_for_lines(lines: queue.Queue[str], wanted: set[str], timeout: float = 60.0) -> list[str]:

@@ -96,7 +96,15 @@ def test_parser_wires_every_command() -> None:
         120.0,
     )
     assert parser.parse_args(["undo", "billing", "--to-version", "v1"]).to_version == "v1"
-    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "retry", "wait"}
+    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "retry", "wait", "logs"}
+    logs = parser.parse_args(["logs", "billing", "sidekiq", "-n", "deploy", "-f", "--tail", "5", "--hosts", "w1,w2"])
+    assert (logs.service, logs.namespace, logs.follow, logs.lines, logs.hosts) == (
+        "sidekiq",
+        "deploy",
+        True,
+        5,
+        ["w1", "w2"],
+    )
 
 
 # ------------------------------------------------------------------------------------------------

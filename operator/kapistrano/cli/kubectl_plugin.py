@@ -12,6 +12,9 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
     kubectl kapistrano restart RELEASE [-n NS]      rolling restart of every host's services, same version
     kubectl kapistrano retry   RELEASE [-n NS]      try the failed spec.version again (status.failedVersion)
     kubectl kapistrano wait    RELEASE [--for ready|complete] [--timeout 300s]
+    kubectl kapistrano logs    RELEASE SERVICE [--hosts h1,h2] [-f/--follow] [--tail LINES]
+                                                    tail shared/log/SERVICE.log on every host over SSH, with the
+                                                    Release's Secret (needs `get` on that Secret)
 
 Common options: -n/--namespace (default: the kubeconfig context's namespace, else `default`), --kubeconfig (default:
 $KUBECONFIG, else ~/.kube/config; in a pod, the service account), --context. RELEASE may be written `NAME`,
@@ -57,6 +60,7 @@ from pydantic import ValidationError
 
 from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
+from kapistrano.cli.tail_args import add_tail_args
 
 #: Annotation whose every new value asks the operator for a rolling restart without a version change.
 MERGE_PATCH = "application/merge-patch+json"
@@ -547,6 +551,13 @@ def cmd_wait(args: argparse.Namespace, releases: Releases) -> int:
         time.sleep(min(args.interval, max(deadline - time.monotonic(), 0.0)))
 
 
+def cmd_logs(args: argparse.Namespace, releases: Releases) -> int:
+    """Tail a service's log on every host of the Release (calls the API, SSH)."""
+    from kapistrano.cli.plugin_logs import cmd_logs as tail  # noqa: PLC0415  (SSH libraries only when needed)
+
+    return tail(args, releases)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] = {
     "status": (cmd_status, "show hosts and conditions; exit 0 when Ready=True"),
     "pause": (cmd_pause, "pause the rollout (spec.paused=true)"),
@@ -555,6 +566,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] =
     "restart": (cmd_restart, "restart every host's services, one host at a time, same version"),
     "retry": (cmd_retry, "try the failed version again, without a version change"),
     "wait": (cmd_wait, "wait until the Release is ready or complete"),
+    "logs": (cmd_logs, "tail a service's log on every host, lines prefixed by host"),
 }
 
 
@@ -573,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {name: sub.add_parser(name, parents=[common], help=text) for name, (_, text) in COMMANDS.items()}
     parsers["undo"].add_argument("--to-version", metavar="V", help="roll back to this version (from the history)")
+    add_tail_args(parsers["logs"], follow=("-f", "--follow"), lines=("--tail",))  # as `kubectl logs`
     wait = parsers["wait"]
     wait.add_argument("--for", dest="goal", choices=("ready", "complete"), default="ready", help="default: ready")
     wait.add_argument("--timeout", type=parse_duration, default=300.0, help="e.g. 90s, 5m (default: 300s)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -285,16 +286,30 @@ class SshConnection:
             raise CommandFailed(self.name, _short(command), result.exit_status, result.stderr)
         return result
 
-    async def stream(self, command: str, on_line: Callable[[str], None], *, timeout: float | None = None) -> int:
+    async def stream(
+        self,
+        command: str,
+        on_line: Callable[[str], None],
+        *,
+        timeout: float | None = None,
+        stop_on_cancel: bool = False,
+    ) -> int:
         """Run a command, passing each stdout line to `on_line` as it comes; returns the exit status.
 
         Side effect: whatever the command does. Its stderr is dropped: merge it into stdout (2>&1).
+        `timeout` may be math.inf (e.g. `tail -F`); `stop_on_cancel` sends TERM to it when cancelled.
         """
 
         async def until_done(process: asyncssh.SSHClientProcess[str]) -> asyncssh.SSHCompletedProcess:
-            async for line in process.stdout:
-                on_line(line.rstrip("\n"))
-            return await process.wait(check=False)
+            try:
+                async for line in process.stdout:
+                    if line:  # "" is the end of the output; an empty line is "\n"
+                        on_line(line.rstrip("\n"))
+                return await process.wait(check=False)
+            except asyncio.CancelledError:
+                if stop_on_cancel:
+                    _abandon(process)
+                raise
 
         done = await self._finish(command, None, timeout, until_done)
         assert done.returncode is not None
@@ -312,7 +327,7 @@ class SshConnection:
         async with self._sessions:
             process = await self._start(command, stdin)
             try:
-                async with asyncio.timeout(limit):
+                async with asyncio.timeout(limit if math.isfinite(limit) else None):
                     done = await until_done(process)
             except TimeoutError as exc:
                 _abandon(process)
