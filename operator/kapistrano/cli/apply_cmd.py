@@ -38,7 +38,7 @@ async def apply_release(release: Release, args: argparse.Namespace, console: Con
 
     rollout = Rollout(
         source=desired,
-        drivers=driver_factory(credentials.private_key, credentials.known_hosts),
+        drivers=driver_factory(credentials.private_key, credentials.known_hosts, credentials.local),
         store=FileStatusStore(state_path(args, release)),
         owner=owner_of(release),
     )

@@ -8,12 +8,11 @@ import contextlib
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
 from kapistrano.api.release import Release
 from kapistrano.api.spec import Host
-from kapistrano.cli.common import CliError, add_release_args, load_credentials, pick_release
+from kapistrano.cli.common import CliError, Credentials, add_release_args, load_credentials, pick_release
 from kapistrano.cli.tail_args import add_tail_args
 from kapistrano.hosts.logs import TailRequest, log_file, tail_hosts
 from kapistrano.hosts.ssh import SshConnection, target_for_host
@@ -38,12 +37,11 @@ def chosen_hosts(release: Release, names: Sequence[str] | None) -> list[Host]:
     return [h for h in hosts if h.name in names]
 
 
-async def tail_release(
-    release: Release, hosts: Sequence[Host], request: TailRequest, key: bytes | Path, known: bytes | str | None
-) -> bool:
+async def tail_release(release: Release, hosts: Sequence[Host], request: TailRequest, creds: Credentials) -> bool:
     """Tail a log on the hosts until it ends or the task is cancelled (network I/O, prints lines)."""
     width = max(len(h.name) for h in hosts)
-    conns = [SshConnection(target_for_host(release.spec, h, key, known)) for h in hosts]
+    spec = release.spec
+    conns = [SshConnection(target_for_host(spec, h, creds.private_key, creds.known_hosts, creds.local)) for h in hosts]
 
     def line(host: str, text: str) -> None:
         print(f"{host:<{width}} | {text}", flush=True)
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    work = tail_release(release, hosts, request, creds.private_key, creds.known_hosts)
+    work = tail_release(release, hosts, request, creds)
     return 0 if asyncio.run(until_signalled(work)) else 1
 
 

@@ -7,10 +7,11 @@ import asyncio
 from typing import Any
 
 from kapistrano.api.release import Release, ReleaseFileError, parse_release
-from kapistrano.cli.common import CliError
+from kapistrano.cli.common import CliError, Credentials
 from kapistrano.cli.kubectl_plugin import PluginError, Releases
 from kapistrano.cli.logs_cmd import tail_plan, tail_release, until_signalled
-from kapistrano.k8s.credentials import Credentials, CredentialsProblem, parse
+from kapistrano.k8s import credentials
+from kapistrano.k8s.credentials import CredentialsProblem, parse
 
 
 def release_of(obj: dict[str, Any]) -> Release:
@@ -21,7 +22,7 @@ def release_of(obj: dict[str, Any]) -> Release:
         raise PluginError("the Release does not validate: " + "; ".join(exc.problems)) from None
 
 
-def credentials_of(releases: Releases, release: Release) -> Credentials:
+def credentials_of(releases: Releases, release: Release) -> credentials.Credentials:
     """The client key and known_hosts from the Release's Secret (calls the API); raises PluginError."""
     from kubernetes import client  # noqa: PLC0415  (slow import, only when needed)
     from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
@@ -49,5 +50,5 @@ def cmd_logs(args: argparse.Namespace, releases: Releases) -> int:
     except CliError as exc:
         raise PluginError(str(exc)) from None
     creds = credentials_of(releases, release)
-    work = tail_release(release, hosts, request, creds.private_key, creds.known_hosts)
+    work = tail_release(release, hosts, request, Credentials(creds.private_key, creds.known_hosts, local=None))
     return 0 if asyncio.run(until_signalled(work)) else 1

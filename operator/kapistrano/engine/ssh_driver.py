@@ -18,7 +18,7 @@ from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
-from kapistrano.hosts.ssh import SshConnection, target_for_host
+from kapistrano.hosts.ssh import LocalSsh, SshConnection, target_for_host
 from kapistrano.plan import HostObservation
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,13 @@ NO_GRACE_SECONDS = 0.02
 HOLD_CHECK_SECONDS = 1.0
 
 
-def driver_factory(private_key: bytes | Path, known_hosts: bytes | str | Path | None) -> DriverFactory:
-    """A factory of SSH drivers that share one set of credentials (pure)."""
+def driver_factory(
+    private_key: bytes | Path | None, known_hosts: bytes | str | Path | None, local: LocalSsh | None = None
+) -> DriverFactory:
+    """A factory of SSH drivers that share one set of credentials (and the CLI user's SSH set-up) (pure)."""
 
     def make(spec: ReleaseSpec, host: Host) -> SshHostDriver:
-        target = target_for_host(spec, host, private_key, known_hosts)
+        target = target_for_host(spec, host, private_key, known_hosts, local)
         return SshHostDriver(SshConnection(target), spec.deploy_path, target.user)
 
     return make

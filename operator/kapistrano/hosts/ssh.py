@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from pydantic import BaseModel
 
 from kapistrano.api.spec import Host, ReleaseSpec
 from kapistrano.hosts.errors import (
@@ -39,12 +40,32 @@ DEFAULT_MAX_SESSIONS = 10
 
 
 @dataclass(frozen=True)
+class LocalSsh:
+    """A person's own SSH set-up, used by the command line only (the operator uses its Secret alone).
+
+    ssh_config files (Host aliases, HostName, User, Port, IdentityFile, ProxyJump chains), the
+    ssh-agent and a passphrase for encrypted keys. The Release's user and port win where it names
+    them; elsewhere the config's apply.
+    """
+
+    config_paths: tuple[str, ...] = ()
+    #: The agent's socket; None: $SSH_AUTH_SOCK (or the config's IdentityAgent).
+    agent_path: str | None = None
+    passphrase: str | None = field(default=None, repr=False)
+    user_from_config: bool = False
+    port_from_config: bool = False
+
+
+@dataclass(frozen=True)
 class SshTarget:
-    """Everything needed to reach one host. `client_key` is a private key (bytes) or a key file path."""
+    """Everything needed to reach one host. `client_key` is a private key (bytes) or a key file path.
+
+    With `local`, the key may be None: the agent or the ssh config's IdentityFile provide one.
+    """
 
     name: str
     address: str
-    client_key: bytes | Path = field(repr=False)
+    client_key: bytes | Path | None = field(repr=False)
     port: int = 22
     user: str = "deploy"
     #: known_hosts content (bytes/str) or a file path; None only with insecure_skip_host_key_check.
@@ -56,22 +77,30 @@ class SshTarget:
     keepalive_count_max: int = 3
     max_sessions: int = DEFAULT_MAX_SESSIONS
     jump: SshTarget | None = None
+    local: LocalSsh | None = None
 
     @property
     def endpoint(self) -> str:
-        """user@address:port, for messages (pure)."""
-        return f"{self.user}@{self.address}:{self.port}"
+        """user@address:port, for messages; without what the ssh config decides (pure)."""
+        local = self.local
+        user = "" if local is not None and local.user_from_config else f"{self.user}@"
+        port = "" if local is not None and local.port_from_config else f":{self.port}"
+        return f"{user}{self.address}{port}"
 
 
 def targets_from_spec(
-    spec: ReleaseSpec, client_key: bytes | Path, known_hosts: bytes | str | Path | None
+    spec: ReleaseSpec, client_key: bytes | Path | None, known_hosts: bytes | str | Path | None
 ) -> list[SshTarget]:
     """One SshTarget per host of a Release, in rollout order (pure)."""
     return [target_for_host(spec, host, client_key, known_hosts) for host in spec.hosts]
 
 
 def target_for_host(
-    spec: ReleaseSpec, host: Host, client_key: bytes | Path, known_hosts: bytes | str | Path | None
+    spec: ReleaseSpec,
+    host: Host,
+    client_key: bytes | Path | None,
+    known_hosts: bytes | str | Path | None,
+    local: LocalSsh | None = None,
 ) -> SshTarget:
     """The SshTarget of one host of a Release, with the jump host if any (pure).
 
@@ -80,6 +109,7 @@ def target_for_host(
     connect timeouts, instead of holding the rollout until the command's own (long) timeout.
     """
     ssh = spec.ssh
+    named = "user" in ssh.model_fields_set  # else the ssh config's User applies (command line)
     base = SshTarget(
         name=host.name,
         address=host.address,
@@ -91,6 +121,7 @@ def target_for_host(
         connect_timeout=float(ssh.connect_timeout_seconds),
         command_timeout=float(ssh.command_timeout_seconds),
         keepalive_interval=float(ssh.connect_timeout_seconds),
+        local=_local_for(local, user_named=named or host.user is not None, model=host),
     )
     if ssh.jump_host is None:
         return base
@@ -100,8 +131,16 @@ def target_for_host(
         address=ssh.jump_host.address,
         port=ssh.jump_host.port,
         user=ssh.jump_host.user or ssh.user,
+        local=_local_for(local, user_named=named or ssh.jump_host.user is not None, model=ssh.jump_host),
     )
     return replace(base, jump=jump)
+
+
+def _local_for(local: LocalSsh | None, *, user_named: bool, model: BaseModel) -> LocalSsh | None:
+    """The local set-up for one host: the ssh config decides the user and port the Release leaves out (pure)."""
+    if local is None:
+        return None
+    return replace(local, user_from_config=not user_named, port_from_config="port" not in model.model_fields_set)
 
 
 def classify(exc: BaseException, target: SshTarget, command: str | None = None) -> HostError:
@@ -167,10 +206,15 @@ def _text(data: object) -> str:
 def _load_client_key(target: SshTarget) -> asyncssh.SSHKey:
     """Parse the client private key (pure; reads the key file when given a path)."""
     key = target.client_key
+    passphrase = target.local.passphrase if target.local is not None else None
+    if key is None:
+        raise AuthFailed(target.name, "no client private key given")
     try:
         if isinstance(key, Path):
-            return asyncssh.read_private_key(key)
-        return asyncssh.import_private_key(key)
+            return asyncssh.read_private_key(key, passphrase)
+        return asyncssh.import_private_key(key, passphrase)
+    except asyncssh.KeyEncryptionError:
+        raise AuthFailed(target.name, "the passphrase of the client private key is wrong") from None
     except (asyncssh.KeyImportError, ValueError, OSError):
         # The original exception may quote key material: never chain it.
         raise AuthFailed(target.name, "the client private key cannot be read or parsed") from None
@@ -195,6 +239,8 @@ def _known_hosts_arg(target: SshTarget) -> asyncssh.SSHKnownHosts | None:
 
 def _connect_options(target: SshTarget) -> dict[str, Any]:
     """asyncssh.connect keyword arguments for a target: key auth only, no user config (side effect: logs)."""
+    if target.local is not None:
+        return _local_options(target, target.local)
     return {
         "username": target.user,
         "client_keys": [_load_client_key(target)],
@@ -209,6 +255,31 @@ def _connect_options(target: SshTarget) -> dict[str, Any]:
         "gss_auth": False,
         "config": [],
     }
+
+
+def _local_options(target: SshTarget, local: LocalSsh) -> dict[str, Any]:
+    """asyncssh.connect keyword arguments for the command line: the user's config, agent and keys (side effect: logs).
+
+    What is left out, asyncssh takes from the config files and its defaults (~/.ssh keys and known_hosts).
+    """
+    options: dict[str, Any] = {
+        "config": list(local.config_paths),
+        "passphrase": local.passphrase,
+        "keepalive_interval": target.keepalive_interval,
+        "keepalive_count_max": target.keepalive_count_max,
+        "connect_timeout": target.connect_timeout,
+        "password": None,
+        "kbdint_auth": False,
+    }
+    if target.known_hosts is not None or target.insecure_skip_host_key_check:
+        options["known_hosts"] = _known_hosts_arg(target)
+    if local.agent_path is not None:
+        options["agent_path"] = local.agent_path
+    if target.client_key is not None:
+        options["client_keys"] = [_load_client_key(target)]
+    if not local.user_from_config:
+        options["username"] = target.user
+    return options
 
 
 class SshConnection:
@@ -268,7 +339,9 @@ class SshConnection:
             tunnel = await self._jump.connect()
         if tunnel is not None:
             options["tunnel"] = tunnel
-        return await asyncssh.connect(self.target.address, self.target.port, **options)
+        local = self.target.local
+        port: int | tuple[()] = () if local is not None and local.port_from_config else self.target.port
+        return await asyncssh.connect(self.target.address, port, **options)
 
     async def run(
         self, command: str, *, timeout: float | None = None, check: bool = True, stdin: str | None = None
