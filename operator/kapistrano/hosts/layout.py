@@ -427,12 +427,14 @@ def select_for_cleanup(releases: Iterable[str], keep: int, current: str | None) 
 
 
 async def cleanup(runner: Runner, deploy_to: str, keep: int) -> list[str]:
-    """Delete releases beyond `keep`; returns the names removed (side effect: removes directories)."""
+    """Delete releases beyond `keep` and their hook logs; returns the names removed (side effect: removes files)."""
     releases = await list_releases(runner, deploy_to)
     current = await read_current(runner, deploy_to)
     doomed = select_for_cleanup(releases, keep, current.release if current else None)
     paths = Paths(deploy_to)
     for start in range(0, len(doomed), REMOVE_BATCH):
         batch = doomed[start : start + REMOVE_BATCH]
-        await runner.run(cmd("rm", "-rf", "--", *(paths.release(n) for n in batch)))
+        # shared/log/hooks/<release>-<hook>.log: the quoted name, then an unquoted glob.
+        logs = " ".join(quote(posixpath.join(paths.shared, "log", "hooks", n)) + "-*.log" for n in batch)
+        await runner.run(cmd("rm", "-rf", "--", *(paths.release(n) for n in batch)) + " && rm -f -- " + logs)
     return doomed
