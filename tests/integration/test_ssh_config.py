@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +114,45 @@ def test_a_passphrase_protected_key_is_used_with_its_passphrase_file(app: App, t
 
     applied = kapistrano_as(tmp_path, None, *base, "--ssh-key-passphrase-file", phrase)
     assert applied.returncode == 0, applied.stdout + applied.stderr
+
+
+def test_the_passphrase_is_asked_for_on_a_terminal(app: App, tmp_path: Path) -> None:
+    key = tmp_path / "id_protected"
+    shutil.copy(app.lab.client_key, key)
+    key.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-N", "open sesame", "-f", str(key)], check=True, capture_output=True)
+    argv = ["apply", "-f", str(app.write("v1")), "--ssh-key", str(key), "--known-hosts", str(app.lab.known_hosts)]
+    status, output = answer_in_terminal([sys.executable, "-m", "kapistrano.cli.main", *argv], "open sesame\n")
+    assert f"passphrase for {key}" in output
+    assert status == 0, output[-2000:]
+
+
+def answer_in_terminal(argv: list[str], answer: str, timeout: float = 120) -> tuple[int, str]:
+    """Run a command on a terminal of its own, type `answer` once it asks; (exit status, all it wrote)."""
+    leader, follower = pty.openpty()
+
+    def own_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, preexec_fn=own_terminal)  # noqa: PLW1509
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([leader], [], [], 1.0)[0]:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                seen += chunk
+                if answer and b"passphrase for" in seen:
+                    os.write(leader, answer.encode())
+                    answer = ""
+        return proc.wait(10), seen.decode(errors="replace")
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

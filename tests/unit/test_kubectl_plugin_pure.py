@@ -341,6 +341,8 @@ def test_format_status_report() -> None:
         phase="Paused",
         currentVersion="v2",
         failedVersion="v2.9",
+        retries=2,
+        retriedFor="2026-11-28T02:01:09Z",
         ready="1/2",
         message="paused after worker-1",
         hosts=[
@@ -356,6 +358,7 @@ def test_format_status_report() -> None:
         "status is for generation 3, spec is at generation 4 (waiting for the operator)",
         "paused (spec.paused); `kubectl kapistrano resume` continues",
         "failed version: v2.9; `kubectl kapistrano retry` tries it again",
+        "retried 2 time(s), last at the request 2026-11-28T02:01:09Z",
         "",
         "HOST       PHASE     VERSION   READY   MESSAGE",
         "worker-1   Ready     v3        yes",

@@ -363,6 +363,8 @@ def _notes(obj: Obj, spec: Obj, status: ReleaseStatus) -> list[str]:
         notes.append("stopped at the canary (spec.strategy.pauseAfterHosts); `kubectl kapistrano resume` continues")
     if status.failed_version:
         notes.append(f"failed version: {status.failed_version}; `kubectl kapistrano retry` tries it again")
+    if status.retries:
+        notes.append(f"retried {status.retries} time(s), last at the request {status.retried_for}")
     return notes
 
 
