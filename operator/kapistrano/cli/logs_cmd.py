@@ -20,9 +20,11 @@ from kapistrano.hosts.ssh import SshConnection, target_for_host
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the logs subcommand (changes the parser)."""
-    parser = subparsers.add_parser("logs", help="tail a service's log on every host, lines prefixed by host")
-    add_tail_args(parser)
+    parser = subparsers.add_parser(
+        "logs", help="tail a service's log on every host, lines prefixed by host", conflict_handler="resolve"
+    )
     add_release_args(parser)
+    add_tail_args(parser)  # last: its --hosts is the one that counts here
     parser.set_defaults(func=run)
 
 

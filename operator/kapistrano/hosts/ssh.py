@@ -49,8 +49,6 @@ class LocalSsh:
     """
 
     config_paths: tuple[str, ...] = ()
-    #: The agent's socket; None: $SSH_AUTH_SOCK (or the config's IdentityAgent).
-    agent_path: str | None = None
     passphrase: str | None = field(default=None, repr=False)
     user_from_config: bool = False
     port_from_config: bool = False
@@ -260,7 +258,8 @@ def _connect_options(target: SshTarget) -> dict[str, Any]:
 def _local_options(target: SshTarget, local: LocalSsh) -> dict[str, Any]:
     """asyncssh.connect keyword arguments for the command line: the user's config, agent and keys (side effect: logs).
 
-    What is left out, asyncssh takes from the config files and its defaults (~/.ssh keys and known_hosts).
+    What is left out, asyncssh takes from the config files and its defaults: ~/.ssh keys and
+    known_hosts, the agent at $SSH_AUTH_SOCK (or the config's IdentityAgent).
     """
     options: dict[str, Any] = {
         "config": list(local.config_paths),
@@ -273,8 +272,6 @@ def _local_options(target: SshTarget, local: LocalSsh) -> dict[str, Any]:
     }
     if target.known_hosts is not None or target.insecure_skip_host_key_check:
         options["known_hosts"] = _known_hosts_arg(target)
-    if local.agent_path is not None:
-        options["agent_path"] = local.agent_path
     if target.client_key is not None:
         options["client_keys"] = [_load_client_key(target)]
     if not local.user_from_config:
