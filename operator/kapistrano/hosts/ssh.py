@@ -272,11 +272,36 @@ def _local_options(target: SshTarget, local: LocalSsh) -> dict[str, Any]:
     }
     if target.known_hosts is not None or target.insecure_skip_host_key_check:
         options["known_hosts"] = _known_hosts_arg(target)
+    if not target.insecure_skip_host_key_check:
+        _refuse_unchecked_hops(target, local)
     if target.client_key is not None:
         options["client_keys"] = [_load_client_key(target)]
     if not local.user_from_config:
         options["username"] = target.user
     return options
+
+
+def _refuse_unchecked_hops(target: SshTarget, local: LocalSsh) -> None:
+    """Raise HostKeyMismatch when the ssh config turns host key checks off (UserKnownHostsFile none).
+
+    That covers the host itself unless known_hosts was given, and every ProxyJump hop, which asyncssh
+    reaches with the config alone. Reads the config files through asyncssh.
+    """
+    config = list(local.config_paths)
+    if not config:
+        return
+    found = asyncssh.SSHClientConnectionOptions(host=target.address, config=config, client_keys=None)
+    hops = [h.rsplit("@", 1)[-1].rsplit(":", 1)[0] for h in str(found.tunnel or "").split(",") if h]
+    unchecked = [] if target.known_hosts is not None or found.known_hosts is not None else [target.address]
+    for hop in hops:
+        if asyncssh.SSHClientConnectionOptions(host=hop, config=config, client_keys=None).known_hosts is None:
+            unchecked.append(hop)
+    if unchecked:
+        raise HostKeyMismatch(
+            target.name,
+            f"the ssh config turns host key checks off for {', '.join(unchecked)} (UserKnownHostsFile none); "
+            "set spec.ssh.insecureSkipHostKeyCheck to allow that",
+        )
 
 
 class SshConnection:
