@@ -4,8 +4,8 @@ The daemon (Rule 3) writes first-sight status at once, reads the latest spec fro
 before every engine step, runs Rollout.run(), and after each outcome waits for a reason to run again:
 a new generation, a restart request (annotation kapistrano.dev/restartedAt), a retry request
 (kapistrano.dev/retry), a changed Secret, the drift-check interval, or a retry interval for outcomes
-that may clear by themselves. No handler
-blocks kopf: the only per-object handler besides the daemon just sets an asyncio.Event.
+that may clear by themselves. No handler blocks kopf: the only per-object handler besides the daemon
+just sets an asyncio.Event.
 
 Problems that need a person (invalid spec, missing or bad Secret) become Stalled conditions with a
 reason and a message, never a crash loop; the daemon checks again by itself. Deleting a Release stops
