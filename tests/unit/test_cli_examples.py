@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 from asyncssh.config import SSHClientConfig
 from kapistrano.api.release import load_releases, parse_release
-from kapistrano.hosts.ssh import LocalSsh, target_for_host
+from kapistrano.hosts.ssh import target_for_host
+from kapistrano.hosts.ssh_options import LocalSsh
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from kapistrano.hosts.errors import HostKeyMismatch
-from kapistrano.hosts.ssh import LocalSsh, SshConnection, SshTarget
+from kapistrano.hosts.ssh import SshConnection, SshTarget
+from kapistrano.hosts.ssh_options import LocalSsh
 
 CONFIG = """\
 Host app

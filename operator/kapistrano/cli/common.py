@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncssh
 
 from kapistrano.api.release import Release, ReleaseFileError, load_releases
-from kapistrano.hosts.ssh import LocalSsh
+from kapistrano.hosts.ssh_options import LocalSsh
 
 
 class CliError(Exception):

@@ -18,7 +18,8 @@ from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
-from kapistrano.hosts.ssh import LocalSsh, SshConnection, target_for_host
+from kapistrano.hosts.ssh import SshConnection, target_for_host
+from kapistrano.hosts.ssh_options import LocalSsh
 from kapistrano.plan import HostObservation
 
 log = logging.getLogger(__name__)
