@@ -11,11 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kapistrano.lab import HostLab, require_lab_support
+from kapistrano.lab import require_lab_support
 from kapistrano.lab.registry import REGISTRY_DIR
 
 from .appkit import App
@@ -25,14 +24,6 @@ def kapistrano(*argv: str | Path, timeout: float = 120) -> subprocess.CompletedP
     """Run the kapistrano command as a user would."""
     command = [sys.executable, "-m", "kapistrano.cli.main", *map(str, argv)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-@pytest.fixture
-def app(lab_factory: object) -> Iterator[App]:
-    lab: HostLab = lab_factory(2)  # type: ignore[operator]
-    made = App(lab, drain=0.3, boot=0.2)
-    yield made
-    made.close()
 
 
 def ssh_args(app: App) -> list[str | Path]:

@@ -168,9 +168,14 @@ async def test_cleanup_keeps_the_newest_and_never_current_or_previous(lab: HostL
     for name in names:
         await make_release(conn, name, f"v{name[7]}")
     await layout.publish(conn, APP, names[1])  # rolled back far: current is the 2nd oldest
+    hooks = host1(lab).path(f"{APP}/shared/log/hooks")
+    hooks.mkdir(parents=True)
+    for name in names:
+        (hooks / f"{name}-migrate.log").write_text("migrated\n")
     removed = await layout.cleanup(conn, APP, keep=3)
     assert removed == [names[2], names[3]]
     assert await layout.list_releases(conn, APP) == [names[0], names[1], *names[4:]]
+    assert sorted(p.name for p in hooks.iterdir()) == [f"{n}-migrate.log" for n in [names[0], names[1], *names[4:]]]
     assert await layout.cleanup(conn, APP, keep=3) == []
 
 

@@ -96,7 +96,15 @@ def test_parser_wires_every_command() -> None:
         120.0,
     )
     assert parser.parse_args(["undo", "billing", "--to-version", "v1"]).to_version == "v1"
-    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "wait"}
+    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "retry", "wait", "logs"}
+    logs = parser.parse_args(["logs", "billing", "sidekiq", "-n", "deploy", "-f", "--tail", "5", "--hosts", "w1,w2"])
+    assert (logs.service, logs.namespace, logs.follow, logs.lines, logs.hosts) == (
+        "sidekiq",
+        "deploy",
+        True,
+        5,
+        ["w1", "w2"],
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -117,6 +125,11 @@ def test_restart_patch_is_rfc3339_utc() -> None:
     assert kp.restart_patch(moment) == {
         "metadata": {"annotations": {"kapistrano.dev/restartedAt": "2026-11-28T02:01:09Z"}}
     }
+
+
+def test_retry_patch_stamps_the_retry_annotation() -> None:
+    moment = datetime(2026, 11, 28, 2, 1, 9, tzinfo=UTC)
+    assert kp.retry_patch(moment) == {"metadata": {"annotations": {"kapistrano.dev/retry": "2026-11-28T02:01:09Z"}}}
 
 
 def test_undo_patch_sets_the_version() -> None:
@@ -328,6 +341,8 @@ def test_format_status_report() -> None:
         phase="Paused",
         currentVersion="v2",
         failedVersion="v2.9",
+        retries=2,
+        retriedFor="2026-11-28T02:01:09Z",
         ready="1/2",
         message="paused after worker-1",
         hosts=[
@@ -342,7 +357,8 @@ def test_format_status_report() -> None:
         "paused after worker-1",
         "status is for generation 3, spec is at generation 4 (waiting for the operator)",
         "paused (spec.paused); `kubectl kapistrano resume` continues",
-        "failed version: v2.9 (not retried until spec.version changes)",
+        "failed version: v2.9; `kubectl kapistrano retry` tries it again",
+        "retried 2 time(s), last at the request 2026-11-28T02:01:09Z",
         "",
         "HOST       PHASE     VERSION   READY   MESSAGE",
         "worker-1   Ready     v3        yes",

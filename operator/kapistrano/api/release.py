@@ -21,6 +21,8 @@ PLURAL = "releases"
 #: Annotation that asks for a rolling restart without a version change (kubectl kapistrano restart);
 #: its value, an RFC 3339 time, is the request's identity and ends up in status.restartedAt.
 RESTART_ANNOTATION = f"{GROUP}/restartedAt"
+#: Annotation whose every new value asks the operator to try a failed spec.version again.
+RETRY_ANNOTATION = f"{GROUP}/retry"
 
 
 class ObjectMeta(BaseModel):

@@ -93,6 +93,7 @@ class Reason(StrEnum):
     AUTH_FAILED = "AuthFailed"
     HOST_KEY_MISMATCH = "HostKeyMismatch"
     COMMAND_FAILED = "CommandFailed"
+    HOOK_FAILED = "HookFailed"
     COMMAND_TIMEOUT = "CommandTimeout"
     CONFLICT = "Conflict"
     SOURCE_FAILED = "SourceFailed"
@@ -196,7 +197,7 @@ class ReleaseStatus(StatusModel):
         default=None, description="Last version fully rolled out on every host (the rollback target)."
     )
     failed_version: str | None = Field(
-        default=None, description="A version that failed; not retried until spec.version changes."
+        default=None, description="A version that failed; not retried until spec.version changes or a retry is asked."
     )
     hosts_total: int = Field(default=0, description="Number of hosts.")
     hosts_updated: int = Field(default=0, description="Hosts on spec.version.")
@@ -209,6 +210,10 @@ class ReleaseStatus(StatusModel):
     )
     restarted_at: str | None = Field(
         default=None, description="Value of the restart request last completed (kubectl kapistrano restart)."
+    )
+    retries: int = Field(default=0, description="Retries of a failed version acted on (kubectl kapistrano retry).")
+    retried_for: str | None = Field(
+        default=None, description="Value of the retry request last acted on (annotation kapistrano.dev/retry)."
     )
     hosts: list[HostStatus] = Field(
         default_factory=list,

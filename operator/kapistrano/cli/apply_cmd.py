@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -21,19 +22,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("apply", help="roll a Release out to its hosts and wait until done")
     add_release_args(parser)
     parser.add_argument("--state", type=Path, help="status file (default: next to the Release file)")
+    parser.add_argument(
+        "--retry", action="store_true", help="try a version that failed again (status failedVersion), same version"
+    )
     parser.set_defaults(func=run)
 
 
 async def apply_release(release: Release, args: argparse.Namespace, console: Console) -> Outcome:
     """Run the engine for one Release with a live display (network I/O, writes the state file)."""
     credentials = load_credentials(args, release)
+    retry = datetime.now(UTC).isoformat() if getattr(args, "retry", False) else None
 
     async def desired() -> Desired:
-        return Desired(release.spec, generation=release.metadata.generation or 1)
+        return Desired(release.spec, generation=release.metadata.generation or 1, retry_token=retry)
 
     rollout = Rollout(
         source=desired,
-        drivers=driver_factory(credentials.private_key, credentials.known_hosts),
+        drivers=driver_factory(credentials.private_key, credentials.known_hosts, credentials.local),
         store=FileStatusStore(state_path(args, release)),
         owner=owner_of(release),
     )

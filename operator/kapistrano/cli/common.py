@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncssh
+
 from kapistrano.api.release import Release, ReleaseFileError, load_releases
+from kapistrano.hosts.ssh_options import LocalSsh
 
 
 class CliError(Exception):
@@ -16,20 +21,24 @@ class CliError(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    """Client key and known_hosts for SSH, read from files."""
+    """Client key (None: the agent or the ssh config provide one), known_hosts, and the user's SSH set-up."""
 
-    private_key: bytes
+    private_key: bytes | None
     known_hosts: bytes | None
+    #: None: the operator's way, the Secret's key and known_hosts only (kubectl kapistrano logs).
+    local: LocalSsh | None = field(default_factory=LocalSsh)
 
 
 def add_release_args(parser: argparse.ArgumentParser) -> None:
     """The -f/--name/--ssh-key/--known-hosts options of apply, plan and status (changes the parser)."""
     parser.add_argument("-f", "--filename", required=True, type=Path, help="YAML file with a Release")
     parser.add_argument("--name", help="which Release of the file, when it holds several")
-    parser.add_argument("--ssh-key", type=Path, help="private key file (default: ~/.ssh/id_ed25519, then id_rsa)")
+    parser.add_argument("--ssh-key", type=Path, help="private key file (default: ssh-agent, ssh config, ~/.ssh/id_*)")
     parser.add_argument("--known-hosts", type=Path, help="known_hosts file (default: ~/.ssh/known_hosts)")
     parser.add_argument("--hosts", help="only these hosts, comma-separated (as Capistrano's HOSTS=)")
     parser.add_argument("--roles", help="only hosts with one of these roles, comma-separated (as ROLES=)")
+    parser.add_argument("--ssh-config", help="ssh_config file (default: ~/.ssh/config; `none` reads none)")
+    parser.add_argument("--ssh-key-passphrase-file", type=Path, help="file whose first line is the key's passphrase")
 
 
 def pick_release(path: Path, name: str | None) -> Release:
@@ -82,15 +91,57 @@ def _first_existing(*paths: Path) -> Path | None:
 
 
 def load_credentials(args: argparse.Namespace, release: Release) -> Credentials:
-    """Read the client key and known_hosts named on the command line or found in ~/.ssh (reads files)."""
+    """The client key, known_hosts and SSH set-up from the options, ~/.ssh and the agent (reads files, may prompt)."""
     home = Path(os.path.expanduser("~")) / ".ssh"
-    key_path = args.ssh_key or _first_existing(home / "id_ed25519", home / "id_rsa")
-    if key_path is None or not key_path.exists():
-        raise CliError("no SSH private key: pass --ssh-key FILE")
-    known = args.known_hosts or _first_existing(home / "known_hosts")
-    if known is None and not release.spec.ssh.insecure_skip_host_key_check:
-        raise CliError("no known_hosts: pass --known-hosts FILE (or set spec.ssh.insecureSkipHostKeyCheck)")
-    return Credentials(key_path.read_bytes(), known.read_bytes() if known else None)
+    passphrase_file: Path | None = getattr(args, "ssh_key_passphrase_file", None)
+    passphrase = _passphrase_file(passphrase_file) if passphrase_file else None
+    key = read_key(args.ssh_key, passphrase) if args.ssh_key else None
+    config = _config_paths(getattr(args, "ssh_config", None), home)
+    agent = os.environ.get("SSH_AUTH_SOCK")
+    if key is None and not agent and not config and not any(home.glob("id_*")):
+        raise CliError("no SSH key: pass --ssh-key FILE, run ssh-agent, or name an IdentityFile in ~/.ssh/config")
+    known = args.known_hosts or (home / "known_hosts" if (home / "known_hosts").exists() else None)
+    if known is not None and not known.exists():
+        raise CliError(f"{known} does not exist")
+    local = LocalSsh(config_paths=config, passphrase=passphrase)
+    return Credentials(key, known.read_bytes() if known else None, local)
+
+
+def _config_paths(option: str | None, home: Path) -> tuple[str, ...]:
+    """The ssh_config files to read: --ssh-config, `none` for none, else ~/.ssh/config if present (reads the fs)."""
+    if option == "none":
+        return ()
+    if option is not None:
+        if not Path(option).exists():
+            raise CliError(f"{option} does not exist")
+        return (option,)
+    return (str(home / "config"),) if (home / "config").exists() else ()
+
+
+def _passphrase_file(path: Path) -> str:
+    """The first line of a passphrase file (reads it)."""
+    try:
+        return next(iter(path.read_text().splitlines()), "")
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}") from None
+
+
+def read_key(path: Path, passphrase: str | None) -> bytes:
+    """The private key, decrypted in memory; asks for its passphrase on a terminal when it needs one (reads files)."""
+    try:
+        key = asyncssh.read_private_key(path, passphrase)
+    except asyncssh.KeyEncryptionError:
+        raise CliError(f"{path}: wrong passphrase") from None
+    except asyncssh.KeyImportError as exc:
+        if "passphrase" not in str(exc).lower():
+            raise CliError(f"{path} is not an OpenSSH or PEM private key") from None
+        if passphrase is not None or not sys.stdin.isatty():
+            raise CliError(f"{path} cannot be read: a passphrase-protected key needs --ssh-key-passphrase-file "
+                           "(or add it to ssh-agent)") from None  # fmt: skip
+        return read_key(path, getpass.getpass(f"passphrase for {path}: "))
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}") from None
+    return bytes(key.export_private_key())
 
 
 def state_path(args: argparse.Namespace, release: Release) -> Path:

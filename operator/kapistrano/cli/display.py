@@ -87,7 +87,14 @@ class ProgressView:
             self.live.update(status_table(status, self.title))
 
     def on_event(self, event: HostEvent) -> None:
-        """Show one event: redraw the live table, or print a line (writes to the terminal)."""
+        """Show one event: redraw the live table, or print a line (writes to the terminal).
+
+        A line of a hook's output is printed as it comes, prefixed by host and hook (above the live table).
+        """
+        if event.hook is not None:
+            console = self.live.console if self.live is not None else self.console
+            console.print(f"{event.host} {event.hook}| {event.message}", markup=False, highlight=False)
+            return
         if self.live is not None:
             self.refresh()
             return

@@ -52,7 +52,7 @@ async def observe(release: Release, args: argparse.Namespace) -> tuple[dict[str,
 
     rollout = Rollout(
         source=desired,
-        drivers=driver_factory(credentials.private_key, credentials.known_hosts),
+        drivers=driver_factory(credentials.private_key, credentials.known_hosts, credentials.local),
         store=store,
         owner=owner_of(release),
     )

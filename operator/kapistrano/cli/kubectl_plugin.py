@@ -10,7 +10,11 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
                                                     spec.version back to status.currentVersion, or to the newest
                                                     history entry before spec.version
     kubectl kapistrano restart RELEASE [-n NS]      rolling restart of every host's services, same version
+    kubectl kapistrano retry   RELEASE [-n NS]      try the failed spec.version again (status.failedVersion)
     kubectl kapistrano wait    RELEASE [--for ready|complete] [--timeout 300s]
+    kubectl kapistrano logs    RELEASE SERVICE [--hosts h1,h2] [-f/--follow] [--tail LINES]
+                                                    tail shared/log/SERVICE.log on every host over SSH, with the
+                                                    Release's Secret (needs `get` on that Secret)
 
 Common options: -n/--namespace (default: the kubeconfig context's namespace, else `default`), --kubeconfig (default:
 $KUBECONFIG, else ~/.kube/config; in a pod, the service account), --context. RELEASE may be written `NAME`,
@@ -22,6 +26,10 @@ Every change is a JSON merge patch of the Release (so it needs `patch` on releas
 each new value as a restart request: it restarts the services host by host, within maxUnavailable and with the
 same readiness checks as a rollout, without changing the release; status.restartedAt records the request it
 completed. `wait --for complete` also waits for that.
+
+`retry` sets the annotation `kapistrano.dev/retry` to the current UTC time. The operator acts on each new value
+once: a spec.version that failed (status.failedVersion) is rolled out again, hosts that failed included, without a
+version change; status.retries counts the retries and status.retriedFor names the last request acted on.
 
 `undo` is for emergencies: with a GitOps tool (Argo CD, Flux) syncing the Release, the next sync sets spec.version
 back, so revert the commit in git instead (the plugin warns when it sees such a tool's markers).
@@ -50,8 +58,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, VERSION
+from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
+from kapistrano.cli.tail_args import add_tail_args
 
 #: Annotation whose every new value asks the operator for a rolling restart without a version change.
 MERGE_PATCH = "application/merge-patch+json"
@@ -160,6 +169,11 @@ def resume_patch() -> Patch:
 def restart_patch(now: datetime) -> Patch:
     """Merge patch that asks for a rolling restart at `now` (pure)."""
     return {"metadata": {"annotations": {RESTART_ANNOTATION: format_time(now)}}}
+
+
+def retry_patch(now: datetime) -> Patch:
+    """Merge patch that asks to try the failed version again (pure)."""
+    return {"metadata": {"annotations": {RETRY_ANNOTATION: format_time(now)}}}
 
 
 def undo_patch(spec: Obj, target: str) -> Patch:
@@ -348,7 +362,9 @@ def _notes(obj: Obj, spec: Obj, status: ReleaseStatus) -> list[str]:
     elif (spec.get("strategy") or {}).get("pauseAfterHosts") is not None and status.phase == "Paused":
         notes.append("stopped at the canary (spec.strategy.pauseAfterHosts); `kubectl kapistrano resume` continues")
     if status.failed_version:
-        notes.append(f"failed version: {status.failed_version} (not retried until spec.version changes)")
+        notes.append(f"failed version: {status.failed_version}; `kubectl kapistrano retry` tries it again")
+    if status.retries:
+        notes.append(f"retried {status.retries} time(s), last at the request {status.retried_for}")
     return notes
 
 
@@ -506,6 +522,18 @@ def cmd_restart(args: argparse.Namespace, releases: Releases) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace, releases: Releases) -> int:
+    """Stamp the retry annotation with the current UTC time; says when nothing has failed."""
+    status = status_of(releases.get(args.name))
+    if status is None or not status.failed_version:
+        warn("no failed version in the status: the request is recorded and changes nothing now")
+    patch = retry_patch(datetime.now(UTC))
+    releases.patch(args.name, patch)
+    stamp = patch["metadata"]["annotations"][RETRY_ANNOTATION]
+    say(f"release.{GROUP}/{args.name} retry requested ({RETRY_ANNOTATION}={stamp})")
+    return 0
+
+
 def cmd_wait(args: argparse.Namespace, releases: Releases) -> int:
     """Poll until the goal is reached (0), the rollout stalls (1) or the timeout passes (1)."""
     deadline = time.monotonic() + args.timeout
@@ -525,13 +553,22 @@ def cmd_wait(args: argparse.Namespace, releases: Releases) -> int:
         time.sleep(min(args.interval, max(deadline - time.monotonic(), 0.0)))
 
 
+def cmd_logs(args: argparse.Namespace, releases: Releases) -> int:
+    """Tail a service's log on every host of the Release (calls the API, SSH)."""
+    from kapistrano.cli.plugin_logs import cmd_logs as tail  # noqa: PLC0415  (SSH libraries only when needed)
+
+    return tail(args, releases)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] = {
     "status": (cmd_status, "show hosts and conditions; exit 0 when Ready=True"),
     "pause": (cmd_pause, "pause the rollout (spec.paused=true)"),
     "resume": (cmd_resume, "resume the rollout, also past a canary stop"),
     "undo": (cmd_undo, "roll spec.version back to the previous version"),
     "restart": (cmd_restart, "restart every host's services, one host at a time, same version"),
+    "retry": (cmd_retry, "try the failed version again, without a version change"),
     "wait": (cmd_wait, "wait until the Release is ready or complete"),
+    "logs": (cmd_logs, "tail a service's log on every host, lines prefixed by host"),
 }
 
 
@@ -550,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {name: sub.add_parser(name, parents=[common], help=text) for name, (_, text) in COMMANDS.items()}
     parsers["undo"].add_argument("--to-version", metavar="V", help="roll back to this version (from the history)")
+    add_tail_args(parsers["logs"], follow=("-f", "--follow"), lines=("--tail",))  # as `kubectl logs`
     wait = parsers["wait"]
     wait.add_argument("--for", dest="goal", choices=("ready", "complete"), default="ready", help="default: ready")
     wait.add_argument("--timeout", type=parse_duration, default=300.0, help="e.g. 90s, 5m (default: 300s)")

@@ -15,7 +15,8 @@ class HostEvent:
 
     `phase` changes the host's recorded phase; `message` is the one-line progress text
     (e.g. "sneakers stopping (pid 4242)"); `warning` marks failures (Kubernetes Event type Warning);
-    `outcome`, on the events that start and end an action, is what the action changed on the host.
+    `outcome`, on the events that start and end an action, is what the action changed on the host;
+    `hook`, on a line of a hook's output (`message`), names the hook: such lines are shown, not recorded.
     """
 
     host: str
@@ -24,6 +25,7 @@ class HostEvent:
     reason: str = ""
     warning: bool = False
     outcome: HostOutcome | None = None
+    hook: str | None = None
 
 
 EventSink = Callable[[HostEvent], None]

@@ -33,6 +33,7 @@ class Desired:
     spec: ReleaseSpec
     generation: int = 1
     restart_token: str | None = None
+    retry_token: str | None = None
 
 
 class Result(StrEnum):
@@ -218,6 +219,7 @@ class Rollout:
                 observations=observations,
                 now=self.clock(),
                 restart_token=desired.restart_token,
+                retry_token=desired.retry_token,
                 busy=frozenset(self._running),
             )
         )

@@ -14,13 +14,13 @@ from kapistrano.api.spec import Hook, Host, Manager, Probe, ReleaseSpec, Service
 from kapistrano.api.status import HostPhase, Reason
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
-from kapistrano.hosts import fetch, layout, lock, orphans, probes, records, services
+from kapistrano.hosts import fetch, hooks, layout, lock, orphans, probes, records, services
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
-from kapistrano.hosts.shell import user_command
 from kapistrano.hosts.ssh import SshConnection, target_for_host
+from kapistrano.hosts.ssh_options import LocalSsh
 from kapistrano.plan import HostObservation
 from kapistrano.plan.outcomes import stopped_note
 
@@ -43,11 +43,13 @@ class Reading(NamedTuple):
     live: bool | None = None
 
 
-def driver_factory(private_key: bytes | Path, known_hosts: bytes | str | Path | None) -> DriverFactory:
-    """A factory of SSH drivers that share one set of credentials (pure)."""
+def driver_factory(
+    private_key: bytes | Path | None, known_hosts: bytes | str | Path | None, local: LocalSsh | None = None
+) -> DriverFactory:
+    """A factory of SSH drivers that share one set of credentials (and the CLI user's SSH set-up) (pure)."""
 
     def make(spec: ReleaseSpec, host: Host) -> SshHostDriver:
-        target = target_for_host(spec, host, private_key, known_hosts)
+        target = target_for_host(spec, host, private_key, known_hosts, local)
         return SshHostDriver(SshConnection(target), spec.deploy_path, target.user)
 
     return make
@@ -371,7 +373,23 @@ class SshHostDriver:
             if (hook.once and not run_once) or not spec.runs_hook(self.name, hook):
                 continue
             emit(HostEvent(self.name, f"hook {hook.name}"))
-            await self.conn.run(user_command(directory, hook.run), timeout=spec.ssh.command_timeout_seconds)
+            await self._run_hook(spec, hook, directory, emit)
+
+    async def _run_hook(self, spec: ReleaseSpec, hook: Hook, directory: str, emit: EventSink) -> None:
+        """Run one hook, each line of its output emitted as it comes (network I/O)."""
+
+        def on_line(line: str) -> None:
+            emit(HostEvent(self.name, line, hook=hook.name))
+
+        await hooks.run_hook(
+            self.conn,
+            hook.name,
+            hook.run,
+            deploy_to=spec.deploy_path,
+            directory=directory,
+            on_line=on_line,
+            timeout=spec.ssh.command_timeout_seconds,
+        )
 
     def _context(self, spec: ReleaseSpec, release: str) -> ServiceContext:
         """The service context for a release of this host (pure)."""

@@ -93,6 +93,8 @@ class StatusRecorder:
 
     def apply(self, event: HostEvent) -> bool:
         """Apply a host event to the in-memory status; True when the host's phase changed (changes the status)."""
+        if event.hook is not None:
+            return False  # a line of a hook's output: for live displays, kept on the host
         index = next((i for i, h in enumerate(self.status.hosts) if h.name == event.host), None)
         if index is None:
             return False

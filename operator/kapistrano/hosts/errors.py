@@ -66,6 +66,19 @@ class CommandFailed(HostError):
         super().__init__(host, f"command exited with status {exit_status}{detail}")
 
 
+class HookFailed(HostError):
+    """A hook exited non-zero; the message ends with the last lines of its output (redacted)."""
+
+    reason = Reason.HOOK_FAILED
+
+    def __init__(self, host: str, hook: str, exit_status: int, last_lines: str, log_path: str) -> None:
+        self.hook = hook
+        self.exit_status = exit_status
+        self.log_path = log_path
+        detail = f"; last lines:\n{last_lines}" if last_lines else ""
+        super().__init__(host, f"hook {hook} exited with status {exit_status} (whole output: {log_path}){detail}")
+
+
 class CommandTimeout(HostError):
     """A remote command did not finish within its timeout."""
 

@@ -452,7 +452,10 @@ async def releases_in_use(runner: Runner, deploy_to: str) -> set[str]:
 
 
 async def cleanup(runner: Runner, deploy_to: str, keep: int) -> list[str]:
-    """Delete releases beyond `keep` that no process runs from; returns the names removed (removes directories)."""
+    """Delete releases beyond `keep` that no process runs from, and their hook logs; returns the names removed.
+
+    Side effect: removes directories and files.
+    """
     releases = await list_releases(runner, deploy_to)
     current = await read_current(runner, deploy_to)
     in_use = await releases_in_use(runner, deploy_to)
@@ -460,5 +463,7 @@ async def cleanup(runner: Runner, deploy_to: str, keep: int) -> list[str]:
     paths = Paths(deploy_to)
     for start in range(0, len(doomed), REMOVE_BATCH):
         batch = doomed[start : start + REMOVE_BATCH]
-        await runner.run(cmd("rm", "-rf", "--", *(paths.release(n) for n in batch)))
+        # shared/log/hooks/<release>-<hook>.log: the quoted name, then an unquoted glob.
+        logs = " ".join(quote(posixpath.join(paths.shared, "log", "hooks", n)) + "-*.log" for n in batch)
+        await runner.run(cmd("rm", "-rf", "--", *(paths.release(n) for n in batch)) + " && rm -f -- " + logs)
     return doomed

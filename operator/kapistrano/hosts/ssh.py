@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import asyncssh
+from pydantic import BaseModel
 
 from kapistrano.api.spec import Host, ReleaseSpec
 from kapistrano.hosts.errors import (
@@ -29,6 +31,7 @@ from kapistrano.hosts.errors import (
     Unreachable,
 )
 from kapistrano.hosts.runner import CommandResult
+from kapistrano.hosts.ssh_options import LocalSsh, connect_options
 from kapistrano.hosts.tcp import open_stream
 
 log = logging.getLogger(__name__)
@@ -39,11 +42,14 @@ DEFAULT_MAX_SESSIONS = 10
 
 @dataclass(frozen=True)
 class SshTarget:
-    """Everything needed to reach one host. `client_key` is a private key (bytes) or a key file path."""
+    """Everything needed to reach one host. `client_key` is a private key (bytes) or a key file path.
+
+    With `local`, the key may be None: the agent or the ssh config's IdentityFile provide one.
+    """
 
     name: str
     address: str
-    client_key: bytes | Path = field(repr=False)
+    client_key: bytes | Path | None = field(repr=False)
     port: int = 22
     user: str = "deploy"
     #: known_hosts content (bytes/str) or a file path; None only with insecure_skip_host_key_check.
@@ -55,22 +61,30 @@ class SshTarget:
     keepalive_count_max: int = 3
     max_sessions: int = DEFAULT_MAX_SESSIONS
     jump: SshTarget | None = None
+    local: LocalSsh | None = None
 
     @property
     def endpoint(self) -> str:
-        """user@address:port, for messages (pure)."""
-        return f"{self.user}@{self.address}:{self.port}"
+        """user@address:port, for messages; without what the ssh config decides (pure)."""
+        local = self.local
+        user = "" if local is not None and local.user_from_config else f"{self.user}@"
+        port = "" if local is not None and local.port_from_config else f":{self.port}"
+        return f"{user}{self.address}{port}"
 
 
 def targets_from_spec(
-    spec: ReleaseSpec, client_key: bytes | Path, known_hosts: bytes | str | Path | None
+    spec: ReleaseSpec, client_key: bytes | Path | None, known_hosts: bytes | str | Path | None
 ) -> list[SshTarget]:
     """One SshTarget per host of a Release, in rollout order (pure)."""
     return [target_for_host(spec, host, client_key, known_hosts) for host in spec.hosts]
 
 
 def target_for_host(
-    spec: ReleaseSpec, host: Host, client_key: bytes | Path, known_hosts: bytes | str | Path | None
+    spec: ReleaseSpec,
+    host: Host,
+    client_key: bytes | Path | None,
+    known_hosts: bytes | str | Path | None,
+    local: LocalSsh | None = None,
 ) -> SshTarget:
     """The SshTarget of one host of a Release, with the jump host if any (pure).
 
@@ -79,6 +93,7 @@ def target_for_host(
     connect timeouts, instead of holding the rollout until the command's own (long) timeout.
     """
     ssh = spec.ssh
+    named = "user" in ssh.model_fields_set  # else the ssh config's User applies (command line)
     base = SshTarget(
         name=host.name,
         address=host.address,
@@ -90,6 +105,7 @@ def target_for_host(
         connect_timeout=float(ssh.connect_timeout_seconds),
         command_timeout=float(ssh.command_timeout_seconds),
         keepalive_interval=float(ssh.connect_timeout_seconds),
+        local=_local_for(local, user_named=named or host.user is not None, model=host),
     )
     if ssh.jump_host is None:
         return base
@@ -99,8 +115,16 @@ def target_for_host(
         address=ssh.jump_host.address,
         port=ssh.jump_host.port,
         user=ssh.jump_host.user or ssh.user,
+        local=_local_for(local, user_named=named or ssh.jump_host.user is not None, model=ssh.jump_host),
     )
     return replace(base, jump=jump)
+
+
+def _local_for(local: LocalSsh | None, *, user_named: bool, model: BaseModel) -> LocalSsh | None:
+    """The local set-up for one host: the ssh config decides the user and port the Release leaves out (pure)."""
+    if local is None:
+        return None
+    return replace(local, user_from_config=not user_named, port_from_config="port" not in model.model_fields_set)
 
 
 def classify(exc: BaseException, target: SshTarget, command: str | None = None) -> HostError:
@@ -163,53 +187,6 @@ def _text(data: object) -> str:
     return data if isinstance(data, str) else ""
 
 
-def _load_client_key(target: SshTarget) -> asyncssh.SSHKey:
-    """Parse the client private key (pure; reads the key file when given a path)."""
-    key = target.client_key
-    try:
-        if isinstance(key, Path):
-            return asyncssh.read_private_key(key)
-        return asyncssh.import_private_key(key)
-    except (asyncssh.KeyImportError, ValueError, OSError):
-        # The original exception may quote key material: never chain it.
-        raise AuthFailed(target.name, "the client private key cannot be read or parsed") from None
-
-
-def _known_hosts_arg(target: SshTarget) -> asyncssh.SSHKnownHosts | None:
-    """The known_hosts to verify against, or None (logged) when checking is explicitly disabled."""
-    if target.insecure_skip_host_key_check:
-        log.warning("host key check DISABLED for %s (insecureSkipHostKeyCheck)", target.name)
-        return None
-    content = target.known_hosts
-    if content is None:
-        raise HostKeyMismatch(target.name, "no known_hosts given and insecureSkipHostKeyCheck is false")
-    try:
-        if isinstance(content, Path):
-            return asyncssh.read_known_hosts(str(content))
-        text = content.decode() if isinstance(content, bytes) else content
-        return asyncssh.import_known_hosts(text)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise HostKeyMismatch(target.name, f"known_hosts cannot be parsed: {exc}") from None
-
-
-def _connect_options(target: SshTarget) -> dict[str, Any]:
-    """asyncssh.connect keyword arguments for a target: key auth only, no user config (side effect: logs)."""
-    return {
-        "username": target.user,
-        "client_keys": [_load_client_key(target)],
-        "known_hosts": _known_hosts_arg(target),
-        "keepalive_interval": target.keepalive_interval,
-        "keepalive_count_max": target.keepalive_count_max,
-        "connect_timeout": target.connect_timeout,
-        "preferred_auth": "publickey",
-        "agent_path": None,
-        "password": None,
-        "kbdint_auth": False,
-        "gss_auth": False,
-        "config": [],
-    }
-
-
 class SshConnection:
     """A Runner over one asyncssh connection, opened lazily and reopened once if it died idle."""
 
@@ -259,7 +236,7 @@ class SshConnection:
 
     async def _open(self) -> asyncssh.SSHClientConnection:
         """Open the SSH connection, through the jump host if any (side effect: network)."""
-        options = _connect_options(self.target)
+        options = connect_options(self.target)
         tunnel: asyncssh.SSHClientConnection | None = None
         if self.target.jump is not None:
             if self._jump is None:
@@ -267,29 +244,77 @@ class SshConnection:
             tunnel = await self._jump.connect()
         if tunnel is not None:
             options["tunnel"] = tunnel
-        return await asyncssh.connect(self.target.address, self.target.port, **options)
+        local = self.target.local
+        port: int | tuple[()] = () if local is not None and local.port_from_config else self.target.port
+        return await asyncssh.connect(self.target.address, port, **options)
 
     async def run(
         self, command: str, *, timeout: float | None = None, check: bool = True, stdin: str | None = None
     ) -> CommandResult:
         """Run a command line on the host (side effect: whatever the command does)."""
+
+        async def until_done(process: asyncssh.SSHClientProcess[str]) -> asyncssh.SSHCompletedProcess:
+            return await process.wait(check=False)
+
+        done = await self._finish(command, stdin, timeout, until_done)
+        assert done.returncode is not None
+        result = CommandResult(done.returncode, _text(done.stdout), _text(done.stderr))
+        log.debug("%s: exit %s: %s", self.name, result.exit_status, _short(command))
+        if check and not result.ok:
+            raise CommandFailed(self.name, _short(command), result.exit_status, result.stderr)
+        return result
+
+    async def stream(
+        self,
+        command: str,
+        on_line: Callable[[str], None],
+        *,
+        timeout: float | None = None,
+        stop_on_cancel: bool = False,
+    ) -> int:
+        """Run a command, passing each stdout line to `on_line` as it comes; returns the exit status.
+
+        Side effect: whatever the command does. Its stderr is dropped: merge it into stdout (2>&1).
+        `timeout` may be math.inf (e.g. `tail -F`); `stop_on_cancel` sends TERM to it when cancelled.
+        """
+
+        async def until_done(process: asyncssh.SSHClientProcess[str]) -> asyncssh.SSHCompletedProcess:
+            try:
+                async for line in process.stdout:
+                    if line:  # "" is the end of the output; an empty line is "\n"
+                        on_line(line.rstrip("\n"))
+                return await process.wait(check=False)
+            except asyncio.CancelledError:
+                if stop_on_cancel:
+                    _abandon(process)
+                raise
+
+        done = await self._finish(command, None, timeout, until_done)
+        assert done.returncode is not None
+        return done.returncode
+
+    async def _finish(
+        self,
+        command: str,
+        stdin: str | None,
+        timeout: float | None,
+        until_done: Callable[[asyncssh.SSHClientProcess[str]], Awaitable[asyncssh.SSHCompletedProcess]],
+    ) -> asyncssh.SSHCompletedProcess:
+        """Start a command and await `until_done` within the timeout; errors classified (side effect: the command)."""
         limit = self.target.command_timeout if timeout is None else timeout
         async with self._sessions:
             process = await self._start(command, stdin)
             try:
-                done = await process.wait(check=False, timeout=limit)
-            except asyncssh.TimeoutError as exc:
+                async with asyncio.timeout(limit if math.isfinite(limit) else None):
+                    done = await until_done(process)
+            except TimeoutError as exc:
                 _abandon(process)
                 raise CommandTimeout(self.name, f"command did not finish within {limit:g}s: {_short(command)}") from exc
             except (asyncssh.Error, OSError) as exc:
                 raise classify(exc, self.target, _short(command)) from None
         if done.returncode is None:
             raise Unreachable(self.name, f"connection lost while running: {_short(command)}")
-        result = CommandResult(done.returncode, _text(done.stdout), _text(done.stderr))
-        log.debug("%s: exit %s: %s", self.name, result.exit_status, _short(command))
-        if check and not result.ok:
-            raise CommandFailed(self.name, _short(command), result.exit_status, result.stderr)
-        return result
+        return done
 
     async def _start(self, command: str, stdin: str | None) -> asyncssh.SSHClientProcess[str]:
         """Start a process, reconnecting once if the cached connection died before it started."""

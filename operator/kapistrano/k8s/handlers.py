@@ -2,9 +2,10 @@
 
 The daemon (Rule 3) writes first-sight status at once, reads the latest spec from kopf's live body
 before every engine step, runs Rollout.run(), and after each outcome waits for a reason to run again:
-a new generation, a restart request (annotation kapistrano.dev/restartedAt), a changed Secret, the
-drift-check interval, or a retry interval for outcomes that may clear by themselves. No handler
-blocks kopf: the only per-object handler besides the daemon just sets an asyncio.Event.
+a new generation, a restart request (annotation kapistrano.dev/restartedAt), a retry request
+(kapistrano.dev/retry), a changed Secret, the drift-check interval, or a retry interval for outcomes
+that may clear by themselves. No handler blocks kopf: the only per-object handler besides the daemon
+just sets an asyncio.Event.
 
 Problems that need a person (invalid spec, missing or bad Secret) become Stalled conditions with a
 reason and a message, never a crash loop; the daemon checks again by itself. Deleting a Release stops
@@ -23,7 +24,16 @@ from typing import Any
 
 import kopf
 
-from kapistrano.api.release import GROUP, PLURAL, RESTART_ANNOTATION, VERSION, Release, ReleaseFileError, parse_release
+from kapistrano.api.release import (
+    GROUP,
+    PLURAL,
+    RESTART_ANNOTATION,
+    RETRY_ANNOTATION,
+    VERSION,
+    Release,
+    ReleaseFileError,
+    parse_release,
+)
 from kapistrano.api.status import ReleaseStatus
 from kapistrano.engine.events import fan_out
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
@@ -107,11 +117,15 @@ def read_release(body: Mapping[str, Any]) -> Release:
         raise SpecInvalid(exc.problems) from None
 
 
-def trigger_of(body: Mapping[str, Any]) -> tuple[int, str | None]:
-    """What makes a finished Release run again: its generation and its restart request (pure)."""
+#: What makes a finished Release run again: its generation, its restart request and its retry request.
+Trigger = tuple[int, str | None, str | None]
+
+
+def trigger_of(body: Mapping[str, Any]) -> Trigger:
+    """The Release's generation, restart request and retry request (pure)."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
-    return int(meta.get("generation") or 1), annotations.get(RESTART_ANNOTATION)
+    return int(meta.get("generation") or 1), annotations.get(RESTART_ANNOTATION), annotations.get(RETRY_ANNOTATION)
 
 
 @dataclass
@@ -142,7 +156,7 @@ class ReleaseTask:
         """Write Ready=Unknown / Reconciling=True at once for a Release without conditions (writes status)."""
         if (self.body.get("status") or {}).get("conditions"):
             return
-        generation, _ = trigger_of(self.body)
+        generation = trigger_of(self.body)[0]
         status = ReleaseStatus(conditions=first_sight(generation, datetime.now(UTC)), observed_generation=generation)
         await self.store.save(status)
 
@@ -190,8 +204,8 @@ class ReleaseTask:
 
         async def desired() -> Desired:
             latest = read_release(self.body)
-            generation, token = trigger_of(self.body)
-            return Desired(latest.spec, generation=generation, restart_token=token)
+            generation, token, retry = trigger_of(self.body)
+            return Desired(latest.spec, generation=generation, restart_token=token, retry_token=retry)
 
         rollout = Rollout(
             source=desired,
@@ -235,11 +249,11 @@ class ReleaseTask:
 
     async def wait_for(
         self,
-        trigger: tuple[int, str | None],
+        trigger: Trigger,
         timeout: float | None,
         secret: tuple[Release, str] | None = None,
     ) -> None:
-        """Return on a new generation or restart request, a changed Secret, or after `timeout` (network I/O)."""
+        """Return on a new generation, restart or retry request, a changed Secret, or after `timeout` (network I/O)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while trigger_of(self.body) == trigger:

@@ -268,6 +268,10 @@ class HostLab:
                 return host
         raise KeyError(name)
 
+    def route_between_hosts(self) -> None:
+        """Let the hosts reach each other through the root namespace, e.g. for a jump host (side effect: sysctls)."""
+        network.forward_between(h.link for h in self.hosts)
+
     def release_yaml_hosts(self) -> list[dict[str, str | int]]:
         """The hosts as Release spec.hosts entries (pure)."""
         return [{"name": h.name, "address": h.address, "port": h.port, "user": "root"} for h in self.hosts]

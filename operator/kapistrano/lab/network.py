@@ -168,6 +168,16 @@ def inside_batch(slot: Slot) -> list[str]:
     ]
 
 
+def forward_between(links: Iterable[str]) -> None:
+    """Let the root namespace route packets between hosts on these links, and only those (side effect: sysctls).
+
+    IPv4 forwarding is decided per receiving interface, so the machine's own ip_forward stays as it is;
+    the setting goes away with the links.
+    """
+    for link in links:
+        Path(f"/proc/sys/net/ipv4/conf/{link}/forwarding").write_text("1\n")
+
+
 def delete_links(links: Iterable[str], namespaces: Iterable[str]) -> None:
     """Delete veth pairs and network namespaces that still exist (side effects); raises LabError if any stay."""
     existing = taken_names()

@@ -56,6 +56,8 @@ class PlanInput:
     now: datetime
     #: Value of the restart request (kubectl kapistrano restart); None when there is none.
     restart_token: str | None = None
+    #: Value of the retry request (kubectl kapistrano retry, apply --retry); None when there is none.
+    retry_token: str | None = None
     #: Hosts with an action running right now: unavailable, and given no other action.
     busy: frozenset[str] = frozenset()
 

@@ -24,6 +24,7 @@ from kapistrano.plan.budget import available_required, max_unavailable
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
 from kapistrano.plan.model import Action, ActionKind, Plan, PlanInput
+from kapistrano.plan.retry import with_retry
 
 #: Why the rollout cannot go on by itself, and the message saying so.
 Stall = tuple[Reason, str]
@@ -138,6 +139,7 @@ def _message(
 
 def plan(inp: PlanInput) -> Plan:
     """Decide the next actions and the status to write (pure)."""
+    inp = with_retry(inp)
     spec, now = inp.spec, inp.now
     views = view_hosts(spec, inp.status, inp.observations, now, inp.busy)
     failed = _failed_version(spec, inp.status, views)
@@ -179,6 +181,8 @@ def plan(inp: PlanInput) -> Plan:
         message=message,
         last_progress_time=format_time(progress),
         restarted_at=_restarted_at(inp, views),
+        retries=inp.status.retries,
+        retried_for=inp.status.retried_for,
         hosts=hosts,
         conditions=merge_conditions(inp.status.conditions, wanted, inp.generation, now),
         history=history,
