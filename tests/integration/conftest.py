@@ -16,3 +16,12 @@ def app(lab: HostLab) -> Iterator[App]:
     made = App(lab, drain=0.3, boot=0.2)
     yield made
     made.close()
+
+
+@pytest.fixture
+def two_host_app(lab_factory: object) -> Iterator[App]:
+    """The sample app on two lab hosts (quick drain and boot); its directory is removed afterwards."""
+    lab: HostLab = lab_factory(2)  # type: ignore[operator]
+    made = App(lab, drain=0.3, boot=0.2)
+    yield made
+    made.close()

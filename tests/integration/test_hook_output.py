@@ -12,8 +12,17 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from .appkit import App
 from .test_cli import kapistrano, ssh_args
+
+
+@pytest.fixture
+def app(two_host_app: App) -> App:
+    """This module's tests run on two lab hosts."""
+    return two_host_app
+
 
 SHARED = "/var/www/app/shared"
 #: A key-like run of base64 that must never reach a status message.

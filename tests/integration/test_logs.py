@@ -8,9 +8,18 @@ import sys
 import time
 import uuid
 
+import pytest
+
 from .appkit import App
 from .test_cli import kapistrano, ssh_args
 from .test_hook_output import pump_lines, wait_for_lines
+
+
+@pytest.fixture
+def app(two_host_app: App) -> App:
+    """This module's tests run on two lab hosts."""
+    return two_host_app
+
 
 #: A log name no other test uses: the remote `tail` processes are found by it.
 SERVICE = f"worker-{uuid.uuid4().hex[:8]}"

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .appkit import App
 from .safety import current_release, release_version
 from .test_cli import kapistrano, ssh_args
+
+
+@pytest.fixture
+def app(two_host_app: App) -> App:
+    """This module's tests run on two lab hosts."""
+    return two_host_app
+
 
 NEEDED = "/var/www/app/shared/needed.txt"
 

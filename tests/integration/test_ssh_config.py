@@ -15,11 +15,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 from kapistrano.lab import HostLab
 
 from .appkit import App
 from .safety import current_release, release_version
+
+
+@pytest.fixture
+def app(two_host_app: App) -> App:
+    """This module's tests run on two lab hosts."""
+    return two_host_app
 
 
 @contextlib.contextmanager
