@@ -175,7 +175,7 @@ class ReleaseTask:
 
     def rerun_after(self, release: Release, outcome: Outcome) -> float | None:
         """Seconds until the engine should run again by itself after an outcome; None waits for a change (pure)."""
-        if outcome.result == Result.READY:
+        if outcome.result in (Result.READY, Result.DRIFTED):
             interval = release.spec.drift_check_interval_seconds
             return float(interval) if interval > 0 else None
         if outcome.result == Result.PAUSED:
@@ -219,6 +219,8 @@ class ReleaseTask:
             reason = stalled.reason if stalled is not None else str(outcome.result)
             metrics.ROLLOUTS_FAILED.labels(self.namespace, self.name, reason).inc()
             self.warn(reason, outcome.message)
+        elif outcome.result == Result.DRIFTED:
+            self.warn(outcome.result.value, outcome.message)
 
     def warn(self, reason: str, message: str) -> None:
         """Post a Warning Event unless the same one was the last posted (side effect: an Event)."""
