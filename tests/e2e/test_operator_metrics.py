@@ -91,10 +91,11 @@ def test_metrics_count_rollouts_and_restarts_and_show_hosts_ready(served: Endpoi
         return found if done and ready else None
 
     found = wait_until(rolled_out, "the rollout in the metrics", 30)
-    assert value(found, "kapistrano_rollouts_started_total", **ours) >= 1
-    assert value(found, "kapistrano_rollouts_finished_total", **ours) >= 1
-    assert value(found, "kapistrano_host_restart_duration_seconds_count") >= 3
-    assert value(found, "kapistrano_host_restart_duration_seconds_sum") > 0
+    assert value(found, "kapistrano_rollouts_started_total", **ours) == 2, "v1 and v2, each counted once"
+    assert value(found, "kapistrano_rollouts_finished_total", **ours) == 2
+    assert value(found, "kapistrano_host_restart_duration_seconds_count", **ours) >= 3
+    assert value(found, "kapistrano_host_restart_duration_seconds_sum", **ours) > 0
+    assert value(found, "kapistrano_release_condition", type="Ready", status="True", **ours) == 1
     assert value(found, "kapistrano_hosts", phase="Ready", **ours) == 3
     assert value(found, "kapistrano_hosts", phase="Failed", **ours) == 0
 
