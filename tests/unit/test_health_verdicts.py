@@ -193,6 +193,16 @@ def test_reconciling_and_stalled_are_never_both_true(case: Case) -> None:
     assert ("Ready" in true) == (kstatus(release_with(status, case.spec)) == "Current")
 
 
+def test_a_heal_under_way_stays_progressing_with_reason_healing() -> None:
+    healing = prev_status(hosts={H2: {"phase": "Restarting", "version": "v2", "action": "Heal"}})
+    observed = [observe(H1, "v2"), dead(H2), observe(H3, "v2")]
+    status = plan(make_input(make_spec(3), observed, healing, busy=frozenset({H2}))).status
+    conditions = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert (status.phase, status.message) == ("Progressing", "healing host-2")
+    assert conditions["Reconciling"] == ("True", "Healing")
+    assert run(HEALTH, release_with(status, make_spec(3)))["status"] == "Progressing"
+
+
 def test_every_phase_is_covered() -> None:
     assert {c.phase for c in CASES} == set(Phase)
 

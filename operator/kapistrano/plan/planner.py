@@ -129,7 +129,7 @@ def plan(inp: PlanInput) -> Plan:
         stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, f"no host progressed for {spec.progress_deadline_seconds}s")
     current_version, history = _history(spec, inp.status, complete, now)
     counts = _counts(views)
-    healing = [a.host for a in chosen if a.kind == ActionKind.HEAL]
+    healing = _healing(inp, views, chosen)
     message = _message(views, complete, stall, gate, rolling_back) if not healing else "healing " + ", ".join(healing)
     wanted = _conditions(
         inp, views=views, complete=complete, stall=stall, gate=gate, message=message, rolling_back=bool(rolling_back)
@@ -167,6 +167,13 @@ def _rolling_back(inp: PlanInput, views: list[HostView], chosen: list[Action]) -
     """Failed hosts whose rollback is about to run or running (pure)."""
     starting = {a.host for a in chosen if a.kind == ActionKind.ROLLBACK}
     return [v.name for v in views if v.name in starting or (v.failed and v.name in inp.busy)]
+
+
+def _healing(inp: PlanInput, views: list[HostView], chosen: list[Action]) -> list[str]:
+    """Hosts whose heal is about to run or running (pure)."""
+    starting = {a.host for a in chosen if a.kind == ActionKind.HEAL}
+    running = {v.name for v in views if v.name in inp.busy and v.prev is not None and v.prev.action == ActionKind.HEAL}
+    return [v.name for v in views if v.name in starting | running]
 
 
 def _counts(views: list[HostView]) -> tuple[int, int, int]:
