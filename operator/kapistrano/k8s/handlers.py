@@ -229,6 +229,7 @@ class ReleaseTask:
             self.warn(reason, outcome.message)
         elif outcome.result == Result.DRIFTED:
             self.warn(outcome.result.value, outcome.message)
+        metrics.RUNS.labels(self.namespace, self.name, outcome.result.value).inc()  # last: the run is fully counted
 
     def warn(self, reason: str, message: str) -> None:
         """Post a Warning Event unless the same one was the last posted (side effect: an Event)."""

@@ -31,6 +31,11 @@ ROLLOUTS_FINISHED = Counter(
 ROLLOUTS_FAILED = Counter(
     "kapistrano_rollouts_failed_total", "Rollouts that stalled or passed their deadline.", [*RELEASE_LABELS, "reason"]
 )
+RUNS = Counter(
+    "kapistrano_runs_total",
+    "Engine runs by how they ended (rollouts, retries and drift checks alike).",
+    [*RELEASE_LABELS, "result"],
+)
 HOST_RESTART_SECONDS = Histogram(
     "kapistrano_host_restart_duration_seconds",
     "From a host's restart starting to the host being ready again.",
@@ -54,7 +59,15 @@ RELEASE_CONDITION = Gauge(
 #: Host error reasons that are SSH errors (the connection, not a command or a readiness check).
 SSH_ERROR_REASONS = frozenset({Reason.UNREACHABLE, Reason.AUTH_FAILED, Reason.HOST_KEY_MISMATCH})
 #: Per-Release series, dropped when the Release goes.
-_PER_RELEASE = (ROLLOUTS_STARTED, ROLLOUTS_FINISHED, ROLLOUTS_FAILED, HOST_RESTART_SECONDS, HOST_RESTARTS, SSH_ERRORS)
+_PER_RELEASE = (
+    ROLLOUTS_STARTED,
+    ROLLOUTS_FINISHED,
+    ROLLOUTS_FAILED,
+    RUNS,
+    HOST_RESTART_SECONDS,
+    HOST_RESTARTS,
+    SSH_ERRORS,
+)
 _PER_RELEASE_GAUGES = (HOSTS_BY_PHASE, HOST_READY, RELEASE_CONDITION)
 
 
