@@ -376,8 +376,12 @@ CASES = [
         S3,
         [observe(H1, "v2"), observe(H2, "v2", ready=False, services_running=False), observe(H3, "v2")],
         [("Heal", H2)],
-        expect={"phase": "Degraded"},
-        conditions={"Drifted": ("True", "ServiceDown")},
+        expect={"phase": "Progressing", "message": "healing host-2"},
+        conditions={
+            "Drifted": ("True", "ServiceDown"),
+            "Reconciling": ("True", "Healing"),
+            "Ready": ("False", "Healing"),
+        },
     ),
     Case(
         "a live service that fails readiness is reported and never restarted",
@@ -399,7 +403,13 @@ CASES = [
         make_spec(3, driftPolicy="Report"),
         [observe(H1, "v2"), observe(H2, "v2", ready=False, services_running=False), observe(H3, "v2")],
         [],
-        conditions={"Drifted": ("True", "ServiceDown"), "Ready": ("False", "RollingOut")},
+        expect={"phase": "Degraded", "message": "services down on host-2"},
+        conditions={
+            "Drifted": ("True", "ServiceDown"),
+            "Ready": ("False", "Drifted"),
+            "Stalled": ("True", "Drifted"),
+            "Reconciling": ("False", "Drifted"),
+        },
     ),
     Case(
         "healing takes one budget slot at a time, dead hosts or not",

@@ -307,12 +307,35 @@ class ExecAction(SpecModel):
     command: ShellCommand = Field(description="Shell command; exit status 0 means ready.")
 
 
+class HttpScheme(StrEnum):
+    """How an httpGet probe talks to the port (Kubernetes' URIScheme)."""
+
+    HTTP = "HTTP"
+    HTTPS = "HTTPS"
+
+
+class HttpHeader(SpecModel):
+    """A request header of an httpGet probe."""
+
+    name: str = Field(pattern=r"^[-!#$%&'*+.^_`|~0-9A-Za-z]+$", max_length=256, description="Header name.")
+    value: str = Field(pattern=r"^[^\r\n\x00]*$", max_length=4096, description="Header value.")
+
+
 class HttpGetAction(SpecModel):
     """An HTTP GET through the SSH connection; 2xx/3xx means ready."""
 
     path: str = Field(default="/", pattern=HTTP_PATH_PATTERN, max_length=2048, description="Request path.")
     port: Port = Field(description="Port on the host.")
     host: Address | None = Field(default=None, description="Address seen from the host; default 127.0.0.1.")
+    scheme: HttpScheme = Field(
+        default=HttpScheme.HTTP,
+        description="HTTP or HTTPS; HTTPS does not verify the certificate, as the kubelet does not.",
+    )
+    http_headers: list[HttpHeader] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Headers to send; one named like a default header (Host, User-Agent, Accept) replaces it.",
+    )
 
 
 class TcpSocketAction(SpecModel):

@@ -82,6 +82,8 @@ class Reason(StrEnum):
     MINIMUM_HOSTS_AVAILABLE = "MinimumHostsAvailable"
     MINIMUM_HOSTS_UNAVAILABLE = "MinimumHostsUnavailable"
     SERVICE_DOWN = "ServiceDown"
+    DRIFTED = "Drifted"
+    HEALING = "Healing"
     HOST_FAILED = "HostFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     INVALID_SPEC = "InvalidSpec"

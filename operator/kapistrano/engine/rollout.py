@@ -43,6 +43,11 @@ class Result(StrEnum):
     STALLED = "Stalled"
     PAUSED = "Paused"
     DEADLINE = Reason.PROGRESS_DEADLINE_EXCEEDED.value
+    DRIFTED = Reason.DRIFTED.value
+
+
+#: Stalled reasons that the hosts themselves may clear (unlike a failed version): checked again later.
+_WAITS_FOR_HOSTS = frozenset({Result.DEADLINE.value, Result.DRIFTED.value})
 
 
 @dataclass(frozen=True)
@@ -291,9 +296,8 @@ class Rollout:
         if result.stalled_reason is not None:
             return Outcome(Result.STALLED, f"{result.stalled_reason}: {status.message}", status)
         stalled = status.condition(ConditionType.STALLED)
-        deadline = Reason.PROGRESS_DEADLINE_EXCEEDED
-        if stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason == deadline:
-            return Outcome(Result.DEADLINE, status.message, status)
+        if stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason in _WAITS_FOR_HOSTS:
+            return Outcome(Result(stalled.reason), status.message, status)  # past the deadline, or drift left alone
         if status.phase == Phase.PAUSED:
             return Outcome(Result.PAUSED, status.message, status)
         return None
