@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from kapistrano.hosts import layout
-from kapistrano.hosts.errors import CommandFailed, LinkedFileMissing, LockConflict, NotWritable
+from kapistrano.hosts.errors import CommandFailed, LinkedFileMissing, LockConflict, NotWritable, UnsafeLinkedPath
 from kapistrano.hosts.lock import read_lock
 from kapistrano.hosts.ssh import SshConnection
 from kapistrano.lab import HostLab, LabHost
@@ -95,6 +95,65 @@ async def test_link_shared_replaces_what_the_source_put_there(lab: HostLab, conn
     for item in ("log", "tmp/pids", "config/database.yml"):
         assert os.readlink(host.path(f"{release}/{item}")) == f"/var/www/app/shared/{item}"
     assert host.exec(["cat", f"{release}/config/database.yml"]).stdout == "shared-db\n"
+
+
+def shared_bytes(host: LabHost) -> dict[str, bytes]:
+    """Every regular file under the lab host's shared/, with its content."""
+    root = host.path(f"{APP}/shared")
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize(
+    ("linked_dirs", "linked_files"),
+    [
+        pytest.param(["public", "public/uploads"], [], id="dir-inside-dir"),
+        pytest.param(["config"], ["config/database.yml"], id="file-inside-dir"),
+    ],
+)
+async def test_nested_linked_paths_are_refused_and_lose_no_byte_of_shared_data(
+    lab: HostLab, conn: SshConnection, linked_dirs: list[str], linked_files: list[str]
+) -> None:
+    host = host1(lab)
+    host.exec(
+        "mkdir -p /var/www/app/shared/public/uploads /var/www/app/shared/config"
+        " && echo photo > /var/www/app/shared/public/uploads/a.jpg"
+        " && echo secret-db > /var/www/app/shared/config/database.yml"
+    )
+    await layout.prepare(conn, APP, linked_dirs, linked_files)
+    before = shared_bytes(host)
+    for name in ("20261128020102", "20261128020103"):  # the second deploy must find the data still there
+        release = await layout.create_release(conn, APP, name)
+        host.exec(f"mkdir -p {release}/public/uploads {release}/config && echo repo > {release}/config/database.yml")
+        with pytest.raises(UnsafeLinkedPath, match="is a symlink"):
+            await layout.link_shared(conn, APP, release, linked_dirs, linked_files)
+    assert shared_bytes(host) == before
+
+
+async def test_a_symlinked_folder_in_the_release_never_replaces_a_file_outside_it(
+    lab: HostLab, conn: SshConnection
+) -> None:
+    host = host1(lab)
+    host.exec("mkdir -p /var/www/app/shared/config /var/www/outside && echo keep > /var/www/outside/database.yml")
+    host.exec("echo db > /var/www/app/shared/config/database.yml")
+    await layout.prepare(conn, APP, [], ["config/database.yml"])
+    release = await layout.create_release(conn, APP, "20261128020102")
+    host.exec(f"ln -s /var/www/outside {release}/config")  # shipped by the source (git, archive or path)
+    with pytest.raises(UnsafeLinkedPath, match="config is a symlink"):
+        await layout.link_shared(conn, APP, release, [], ["config/database.yml"])
+    assert host.exec(["cat", "/var/www/outside/database.yml"]).stdout == "keep\n"
+    assert not host.path("/var/www/outside/database.yml").is_symlink()
+
+
+async def test_a_release_dir_reached_through_a_symlinked_deploy_to_still_links(
+    lab: HostLab, conn: SshConnection
+) -> None:
+    host = host1(lab)
+    host.exec("mkdir -p /var/www/data/app/shared/config && echo db > /var/www/data/app/shared/config/database.yml")
+    host.exec("ln -s /var/www/data/app /var/www/linked")
+    await layout.prepare(conn, "/var/www/linked", ["log"], ["config/database.yml"])
+    release = await layout.create_release(conn, "/var/www/linked", "20261128020102")
+    await layout.link_shared(conn, "/var/www/linked", release, ["log"], ["config/database.yml"])
+    assert host.exec(["cat", f"{release}/config/database.yml"]).stdout == "db\n"
 
 
 async def test_markers_find_the_newest_release_of_a_version_in_one_command(lab: HostLab, conn: SshConnection) -> None:

@@ -243,6 +243,21 @@ BAD_RELEASES = [
     pytest.param({"spec.strategy.onFailure": "Retry"}, "spec.strategy.onFailure", "openapi", id="on-failure"),
     pytest.param({"spec.progressDeadlineSeconds": 0}, "spec.progressDeadlineSeconds", "openapi", id="deadline-0"),
     pytest.param({"spec.paused": "yes please"}, "spec.paused", "openapi", id="paused-not-bool"),
+    pytest.param({"spec.linkedDirs": ["public", "public/uploads"]}, "spec", "cel", id="linked-dirs-nested"),
+    pytest.param({"spec.linkedDirs": ["public/uploads", "public"]}, "spec", "cel", id="linked-dirs-nested-reversed"),
+    pytest.param({"spec.linkedDirs": ["log", "log"]}, "spec", "openapi", id="linked-dirs-repeated"),
+    pytest.param(
+        {"spec.linkedDirs": ["config"], "spec.linkedFiles": ["config/database.yml"]},
+        "spec",
+        "cel",
+        id="linked-file-inside-linked-dir",
+    ),
+    pytest.param(
+        {"spec.linkedDirs": ["config/x"], "spec.linkedFiles": ["config"]}, "spec", "cel", id="linked-dir-inside-file"
+    ),
+    pytest.param({"spec.linkedDirs": ["log"], "spec.linkedFiles": ["log"]}, "spec", "cel", id="linked-dir-and-file"),
+    pytest.param({"spec.linkedFiles": ["a", "a/b"]}, "spec", "cel", id="linked-files-nested"),
+    pytest.param({"spec.linkedDirs": ["a" * 257]}, "spec.linkedDirs[0]", "openapi", id="linked-dir-too-long"),
 ]
 
 
@@ -269,3 +284,9 @@ def test_bad_release_is_rejected_by_the_crd_where_the_schema_can_tell(
 def test_the_table_covers_at_least_thirty_bad_releases() -> None:
     assert len(BAD_RELEASES) >= 30
     assert len({p.id for p in BAD_RELEASES}) == len(BAD_RELEASES)
+
+
+def test_linked_paths_that_only_share_a_prefix_are_accepted_by_the_models_and_the_crd() -> None:
+    doc = mutated({"spec.linkedDirs": ["public", "public-assets", "tmp/pids"], "spec.linkedFiles": ["tmp/pid"]})
+    assert model_problems(doc) == []
+    assert crd_errors(doc) == {"openapi": [], "listmap": [], "cel": []}

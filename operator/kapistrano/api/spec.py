@@ -21,9 +21,9 @@ from kapistrano.api.types import (
     GitRef,
     HostName,
     IntOrPercent,
+    LinkedPath,
     PidPath,
     Port,
-    RelPath,
     Sha256,
     ShellCommand,
     Signal,
@@ -43,6 +43,31 @@ def _exactly_one(fields: tuple[str, ...]) -> str:
     return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields) + " == 1"
 
 
+def _overlap_cel(a: str, b: str) -> str:
+    """CEL expression true when two relative paths are the same or one lies inside the other (pure)."""
+    return f"{a} == {b} || {a}.startsWith({b} + '/') || {b}.startsWith({a} + '/')"
+
+
+#: On a list of paths (unique by x-kubernetes-list-type set): no entry lies inside another.
+_NO_NESTING_WITHIN = "self.all(a, !self.exists(b, a.startsWith(b + '/')))"
+#: linkedDirs against linkedFiles, on the spec (both lists are optional there). Each rule makes at
+#: most 100 x 100 comparisons of paths of at most 256 characters: about a million cost units.
+_NO_OVERLAP_ACROSS = (
+    "!has(self.linkedDirs) || !has(self.linkedFiles) || "
+    f"self.linkedDirs.all(a, !self.linkedFiles.exists(b, {_overlap_cel('a', 'b')}))"
+)
+_LINKED_MESSAGE = "linkedDirs and linkedFiles must not repeat or nest inside one another"
+
+
+def overlapping_paths(paths: list[str]) -> tuple[str, str] | None:
+    """The first pair of paths that are equal or nested (a inside b), None when all are apart (pure)."""
+    for i, a in enumerate(paths):
+        for b in paths[i + 1 :]:
+            if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
+                return a, b
+    return None
+
+
 def _count_set(model: SpecModel, fields: tuple[str, ...]) -> int:
     """How many of the named optional fields are set on a model (pure)."""
     return sum(getattr(model, f) is not None for f in fields)
@@ -54,6 +79,11 @@ class _Named(Protocol):
     @property
     def name(self) -> str: ...
 
+
+LINKED_PATHS: dict[str, Any] = {
+    "x-kubernetes-list-type": "set",
+    "x-kubernetes-validations": [_cel(_NO_NESTING_WITHIN, _LINKED_MESSAGE)],
+}
 
 LIST_MAP_BY_NAME: dict[str, Any] = {
     "x-kubernetes-list-type": "map",
@@ -366,16 +396,26 @@ class DriftPolicy(StrEnum):
 class ReleaseSpec(SpecModel):
     """The desired release of an application on a set of SSH hosts."""
 
+    model_config = SpecModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [_cel(_NO_OVERLAP_ACROSS, _LINKED_MESSAGE)]}
+    }
+
     application: DnsLabel = Field(description="Application name (DNS label); default deployTo is /var/www/<name>.")
     version: Version = Field(description="The desired release. Changing it starts a rollout.")
     source: Source = Field(description="Where the release comes from: exactly one of git, archive or path.")
     deploy_to: AbsPath | None = Field(default=None, description="Capistrano deploy_to; default /var/www/<application>.")
     keep_releases: int = Field(default=5, ge=1, le=1000, description="Releases kept on each host.")
-    linked_dirs: list[RelPath] = Field(
-        default_factory=list, max_length=100, description="shared/<dir> symlinked into each release."
+    linked_dirs: list[LinkedPath] = Field(
+        default_factory=list,
+        max_length=100,
+        description="shared/<dir> symlinked into each release; no entry may repeat or lie inside another.",
+        json_schema_extra=LINKED_PATHS,
     )
-    linked_files: list[RelPath] = Field(
-        default_factory=list, max_length=100, description="shared/<file> symlinked into each release."
+    linked_files: list[LinkedPath] = Field(
+        default_factory=list,
+        max_length=100,
+        description="shared/<file> symlinked into each release; none may repeat or lie inside a linked dir.",
+        json_schema_extra=LINKED_PATHS,
     )
     hosts: list[Host] = Field(
         min_length=1,
@@ -413,6 +453,13 @@ class ReleaseSpec(SpecModel):
                 raise ValueError(f"duplicate name {item.name!r} at [{index}]; names must be unique")
             seen.add(item.name)
         return items
+
+    @model_validator(mode="after")
+    def _linked_paths_apart(self) -> Self:
+        pair = overlapping_paths([*self.linked_dirs, *self.linked_files])
+        if pair is not None:
+            raise ValueError(f"linked paths {pair[0]!r} and {pair[1]!r} overlap: {_LINKED_MESSAGE}")
+        return self
 
     @property
     def deploy_path(self) -> str:

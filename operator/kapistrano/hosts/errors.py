@@ -104,6 +104,12 @@ class LinkedFileMissing(HostError):
     reason = "LinkedFileMissing"
 
 
+class UnsafeLinkedPath(HostError):
+    """A linked path would be placed through a symlink or outside the release; nothing was removed."""
+
+    reason = "UnsafeLinkedPath"
+
+
 class ServiceError(HostError):
     """A service could not be stopped, started or reloaded (the tail of its log is in the message)."""
 
