@@ -257,6 +257,36 @@ BAD_RELEASES = [
     ),
     pytest.param({"spec.linkedDirs": ["log"], "spec.linkedFiles": ["log"]}, "spec", "cel", id="linked-dir-and-file"),
     pytest.param({"spec.linkedFiles": ["a", "a/b"]}, "spec", "cel", id="linked-files-nested"),
+    pytest.param(
+        {"spec.services[1].readiness.httpGet.path": "/health/\u2713"},
+        "spec.services[1].readiness.httpGet.path",
+        "openapi",
+        id="http-path-not-ascii",
+    ),
+    pytest.param(
+        {"spec.services[1].readiness.httpGet.path": "/health\x00"},
+        "spec.services[1].readiness.httpGet.path",
+        "openapi",
+        id="http-path-control-character",
+    ),
+    pytest.param(
+        {"spec.source.git.url": "https://git.example.com/b\u00e9.git"},
+        "spec.source.git.url",
+        "openapi",
+        id="url-not-ascii",
+    ),
+    pytest.param(
+        {"spec.source.git.url": "-oProxyCommand@host:x"}, "spec.source.git.url", "openapi", id="url-leading-dash"
+    ),
+    pytest.param(
+        {"spec.hooks.afterUpdate[0].run": "bundle\x00install"},
+        "spec.hooks.afterUpdate[0].run",
+        "openapi",
+        id="hook-with-nul",
+    ),
+    pytest.param(
+        {"spec.services[2].systemd.unit": "--all"}, "spec.services[2].systemd.unit", "openapi", id="unit-leading-dash"
+    ),
     pytest.param({"spec.linkedDirs": ["a" * 257]}, "spec.linkedDirs[0]", "openapi", id="linked-dir-too-long"),
 ]
 

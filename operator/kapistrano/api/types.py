@@ -27,11 +27,15 @@ ABS_PATH_PATTERN = rf"^(/{_SEGMENT})+$"
 PID_PATH_PATTERN = rf"^/?{_TEMPLATE_SEGMENT}(/{_TEMPLATE_SEGMENT})*$"
 ADDRESS_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$"
 USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
-URL_PATTERN = r"^(https?|ssh|git|file)://[^\s'\"`\\]+$|^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s'\"`\\]+$"
+#: Printable ASCII without space, quotes, backquote or backslash.
+_URL_CHARS = r"[!#-&(-\[\]-_a-~]"
+URL_PATTERN = rf"^(https?|ssh|git|file)://{_URL_CHARS}+$|^[A-Za-z0-9_][A-Za-z0-9_.-]*@[A-Za-z0-9_.-]+:{_URL_CHARS}+$"
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
-UNIT_PATTERN = r"^[A-Za-z0-9@_.:*\\-]+$"
-HTTP_PATH_PATTERN = r"^/[^\s]*$"
+UNIT_PATTERN = r"^[A-Za-z0-9@_.:*\\][A-Za-z0-9@_.:*\\-]*$"
+HTTP_PATH_PATTERN = r"^/[!-~]*$"
+#: Shell commands: any text but control characters other than tab, newline and carriage return.
+SHELL_COMMAND_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 #: What each pattern means, for error messages people can act on.
@@ -49,8 +53,9 @@ PATTERN_HINTS = {
     USER_PATTERN: "must be a user name: lowercase letters, digits, '_' or '-'",
     URL_PATTERN: "must be a URL (https, http, ssh, git, file or user@host:path) without spaces or quotes",
     SHA256_PATTERN: "must be 64 hexadecimal digits",
-    UNIT_PATTERN: "must be a systemd unit name or glob",
-    HTTP_PATH_PATTERN: "must be an HTTP path starting with '/' without spaces",
+    UNIT_PATTERN: "must be a systemd unit name or glob, not starting with '-'",
+    HTTP_PATH_PATTERN: "must be an HTTP path starting with '/': printable ASCII, no spaces (percent-encode the rest)",
+    SHELL_COMMAND_PATTERN: "must not contain control characters other than tab and newline",
 }
 
 
@@ -127,5 +132,5 @@ UserName = Annotated[str, Field(pattern=USER_PATTERN, max_length=32)]
 Url = Annotated[str, Field(pattern=URL_PATTERN, max_length=2048)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, min_length=64, max_length=64)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-ShellCommand = Annotated[str, Field(min_length=1, max_length=8192)]
+ShellCommand = Annotated[str, Field(min_length=1, max_length=8192, pattern=SHELL_COMMAND_PATTERN)]
 IntOrPercent = Annotated[int | str, AfterValidator(_int_or_percent)]

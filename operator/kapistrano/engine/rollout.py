@@ -21,7 +21,7 @@ from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder, StatusStore
-from kapistrano.hosts.errors import HostError
+from kapistrano.hosts.errors import HostError, as_host_error
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
 from kapistrano.plan.conditions import first_sight
 
@@ -140,7 +140,8 @@ class Rollout:
                 await driver.lock(self.owner, lock_ttl(spec))
                 self._locked_at[host.name] = now
             return await driver.observe(spec)
-        except HostError as exc:
+        except Exception as failure:  # one host's unexpected error is its observation, not a crash
+            exc = as_host_error(host.name, failure)
             reachable = exc.reason not in ("Unreachable", "CommandTimeout")
             return HostObservation(
                 name=host.name, reachable=reachable, error_reason=exc.reason, error_message=exc.message

@@ -6,6 +6,10 @@ Unreachable), command failures fail the host with the tail of stderr, key proble
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger(__name__)
+
 STDERR_TAIL_CHARS = 800
 
 
@@ -125,3 +129,17 @@ class NotReady(HostError):
 
     reason = "NotReady"
     outcome: object = None
+
+
+class InternalError(HostError):
+    """An unexpected exception while acting on or reading one host: that host fails, the rollout goes on."""
+
+    reason = "InternalError"
+
+
+def as_host_error(host: str, exc: Exception) -> HostError:
+    """A HostError as it is, anything else wrapped in InternalError and logged with its traceback (logs)."""
+    if isinstance(exc, HostError):
+        return exc
+    log.error("unexpected error on %s", host, exc_info=exc)
+    return InternalError(host, f"unexpected {type(exc).__name__}: {exc}")

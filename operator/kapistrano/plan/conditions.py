@@ -10,7 +10,9 @@ from kapistrano.api.status import Condition, ConditionStatus, format_time
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 
 #: Reasons that stop the rollout until the spec (or a Secret) changes.
-TERMINAL_REASONS = frozenset({"HostFailed", "InvalidSpec", "HostKeyMismatch", "AuthFailed", "CredentialsInvalid"})
+TERMINAL_REASONS = frozenset(
+    {"HostFailed", "InvalidSpec", "HostKeyMismatch", "AuthFailed", "CredentialsInvalid", "InternalError"}
+)
 
 
 @dataclass(frozen=True)

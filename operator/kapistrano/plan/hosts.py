@@ -14,7 +14,7 @@ from kapistrano.plan.model import ActionKind, HostObservation
 RESUMABLE_ACTIONS = frozenset({"Publish", "Restart", "Heal"})
 FAILED_PHASES = frozenset({HostPhase.FAILED, HostPhase.ROLLED_BACK})
 #: Host errors that retrying will not fix; they stall the Release.
-TERMINAL_HOST_ERRORS = frozenset({"HostKeyMismatch", "AuthFailed"})
+TERMINAL_HOST_ERRORS = frozenset({"HostKeyMismatch", "AuthFailed", "InternalError"})
 
 
 @dataclass(frozen=True)
