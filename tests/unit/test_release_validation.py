@@ -287,6 +287,26 @@ BAD_RELEASES = [
     pytest.param(
         {"spec.services[2].systemd.unit": "--all"}, "spec.services[2].systemd.unit", "openapi", id="unit-leading-dash"
     ),
+    pytest.param({"spec.hosts[0].port": "22"}, "spec.hosts[0].port", "openapi", id="port-as-string"),
+    pytest.param({"spec.hosts[0].port": 22.0}, "spec.hosts[0].port", None, id="port-as-float"),
+    pytest.param({"spec.paused": "yes"}, "spec.paused", "openapi", id="paused-yes-string"),
+    pytest.param({"spec.paused": "on"}, "spec.paused", "openapi", id="paused-on-string"),
+    pytest.param({"spec.paused": 1}, "spec.paused", "openapi", id="paused-as-int"),
+    pytest.param({"spec.keepReleases": "5"}, "spec.keepReleases", "openapi", id="keep-releases-string"),
+    pytest.param(
+        {"spec.strategy.maxUnavailable": True}, "spec.strategy.maxUnavailable", "openapi", id="max-unavailable-true"
+    ),
+    pytest.param({"spec.strategy.maxUnavailable": "2"}, "spec.strategy.maxUnavailable", "cel", id="max-unavailable-2"),
+    pytest.param({"spec.hosts[0].labels": {"zone": "a" * 64}}, "spec.hosts[0].labels.zone", "openapi", id="label-64"),
+    pytest.param(
+        {"spec.hosts[0].labels": {"zone": "x" * 10_000_000}}, "spec.hosts[0].labels.zone", "openapi", id="label-10mb"
+    ),
+    pytest.param({"spec.hosts[0].labels": {"zone": "a b"}}, "spec.hosts[0].labels.zone", "openapi", id="label-space"),
+    pytest.param({"spec.hosts[0].labels": {"bad key": "a"}}, "spec.hosts[0].labels", None, id="label-key-space"),
+    pytest.param({"spec.hosts[0].labels": {"k" * 318: "a"}}, "spec.hosts[0].labels", "cel", id="label-key-318"),
+    pytest.param(
+        {"spec.hosts[0].labels": {f"l{i}": "a" for i in range(65)}}, "spec.hosts[0].labels", "openapi", id="65-labels"
+    ),
     pytest.param({"spec.linkedDirs": ["a" * 257]}, "spec.linkedDirs[0]", "openapi", id="linked-dir-too-long"),
 ]
 

@@ -21,6 +21,7 @@ from kapistrano.api.types import (
     GitRef,
     HostName,
     IntOrPercent,
+    LabelValue,
     LinkedPath,
     PidPath,
     Port,
@@ -30,6 +31,7 @@ from kapistrano.api.types import (
     Url,
     UserName,
     Version,
+    label_key,
 )
 
 
@@ -79,6 +81,9 @@ class _Named(Protocol):
     @property
     def name(self) -> str: ...
 
+
+_LABEL_KEY_SIZE_RULE = "self.all(k, k.size() <= 317)"
+_LABEL_KEY_SIZE_MESSAGE = "label keys are at most 317 characters ([prefix/]name as in Kubernetes labels)"
 
 LINKED_PATHS: dict[str, Any] = {
     "x-kubernetes-list-type": "set",
@@ -142,7 +147,21 @@ class Host(SpecModel):
     address: Address = Field(description="IP address or DNS name the operator connects to.")
     port: Port = Field(default=22, description="SSH port.")
     user: UserName | None = Field(default=None, description="SSH user; defaults to spec.ssh.user.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels, e.g. zone.")
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Labels, e.g. zone; keys and values as Kubernetes labels allow.",
+        # The key format is checked by the models only: a regular expression over map keys of unbounded
+        # length would blow the API server's CEL cost budget, their length does not.
+        json_schema_extra={"x-kubernetes-validations": [_cel(_LABEL_KEY_SIZE_RULE, _LABEL_KEY_SIZE_MESSAGE)]},
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            label_key(key)
+        return labels
 
 
 class SecretRef(SpecModel):
@@ -224,22 +243,26 @@ class PidfileManager(SpecModel):
         description="Command that starts one instance, run detached in the current release directory; "
         "`{index}` and `{pidfile}` are substituted."
     )
-    stop_signal: Signal = Field(default=Signal.TERM, description="Signal that asks the process to exit.")
+    stop_signal: Signal = Field(strict=False, default=Signal.TERM, description="Signal that asks the process to exit.")
     quiet_signal: Signal | None = Field(
-        default=None, description="Signal sent first to stop taking new work (sidekiq: TSTP)."
+        strict=False, default=None, description="Signal sent first to stop taking new work (sidekiq: TSTP)."
     )
     stop_timeout_seconds: int = Field(
         default=30, ge=0, le=86400, description="How long to wait for the process to exit before killSignal."
     )
-    kill_signal: Signal = Field(default=Signal.KILL, description="Signal sent when stopTimeoutSeconds passed.")
+    kill_signal: Signal = Field(
+        strict=False, default=Signal.KILL, description="Signal sent when stopTimeoutSeconds passed."
+    )
 
 
 class GracefulManager(SpecModel):
     """A master process that re-executes itself (unicorn, puma): reload, wait, quit the old one."""
 
     pid_file: PidPath = Field(description="The master's pid file, relative to <deployTo>/shared/ unless absolute.")
-    reload_signal: Signal = Field(default=Signal.USR2, description="Signal that makes the master re-exec.")
-    quit_signal: Signal = Field(default=Signal.QUIT, description="Signal that makes the old master exit.")
+    reload_signal: Signal = Field(
+        strict=False, default=Signal.USR2, description="Signal that makes the master re-exec."
+    )
+    quit_signal: Signal = Field(strict=False, default=Signal.QUIT, description="Signal that makes the old master exit.")
     start: ShellCommand | None = Field(default=None, description="Command that starts the master when none is running.")
     timeout_seconds: int = Field(
         default=60, ge=1, le=3600, description="How long to wait for the new master's pid file."
@@ -336,7 +359,7 @@ class Service(SpecModel):
     }
 
     name: DnsLabel = Field(description="Name of the service; its log is shared/log/<name>.log.")
-    manager: Manager = Field(default=Manager.PIDFILE, description="How the service is restarted.")
+    manager: Manager = Field(strict=False, default=Manager.PIDFILE, description="How the service is restarted.")
     instances: int = Field(default=1, ge=1, le=256, description="pidfile: processes per host.")
     pidfile: PidfileManager | None = Field(default=None, description="Settings for manager pidfile.")
     graceful: GracefulManager | None = Field(default=None, description="Settings for manager graceful.")
@@ -381,6 +404,7 @@ class Strategy(SpecModel):
         default=None, ge=0, le=1000, description="Canary: stop after this many hosts until unpaused or raised."
     )
     on_failure: OnFailure = Field(
+        strict=False,
         default=OnFailure.ROLLBACK,
         description="Rollback: the failed host returns to its previous release. Halt: it is left as it is.",
     )
@@ -440,7 +464,9 @@ class ReleaseSpec(SpecModel):
         default=300, ge=0, le=604800, description="How often hosts are verified; 0 disables."
     )
     drift_policy: DriftPolicy = Field(
-        default=DriftPolicy.HEAL, description="Heal restarts dead services and re-publishes; Report only reports."
+        strict=False,
+        default=DriftPolicy.HEAL,
+        description="Heal restarts dead services and re-publishes; Report only reports.",
     )
     revision_history_limit: int = Field(default=10, ge=0, le=1000, description="History entries kept in status.")
 

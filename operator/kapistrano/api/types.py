@@ -34,6 +34,9 @@ SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
 UNIT_PATTERN = r"^[A-Za-z0-9@_.:*\\][A-Za-z0-9@_.:*\\-]*$"
 HTTP_PATH_PATTERN = r"^/[!-~]*$"
+#: Kubernetes label keys (an optional DNS-subdomain prefix and '/', then a name) and values.
+LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 #: Shell commands: any text but control characters other than tab, newline and carriage return.
 SHELL_COMMAND_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
@@ -55,6 +58,8 @@ PATTERN_HINTS = {
     SHA256_PATTERN: "must be 64 hexadecimal digits",
     UNIT_PATTERN: "must be a systemd unit name or glob, not starting with '-'",
     HTTP_PATH_PATTERN: "must be an HTTP path starting with '/': printable ASCII, no spaces (percent-encode the rest)",
+    LABEL_VALUE_PATTERN: "must be a label value: at most 63 letters, digits, '-', '_' or '.', "
+    "starting and ending with a letter or digit",
     SHELL_COMMAND_PATTERN: "must not contain control characters other than tab and newline",
 }
 
@@ -82,6 +87,16 @@ def _no_dotdot(value: str) -> str:
     """Reject '..' anywhere in a git ref: git forbids it and it reads like path traversal."""
     if ".." in value:
         raise ValueError("must not contain '..'")
+    return value
+
+
+def label_key(value: str) -> str:
+    """Accept a Kubernetes label key: [prefix/]name, prefix at most 253 characters, name at most 63."""
+    if re.fullmatch(LABEL_KEY_PATTERN, value) is None:
+        raise ValueError(
+            f"label key {value!r} must be [prefix/]name: a DNS subdomain prefix and a name of at most 63 "
+            "letters, digits, '-', '_' or '.'"
+        )
     return value
 
 
@@ -133,4 +148,5 @@ Url = Annotated[str, Field(pattern=URL_PATTERN, max_length=2048)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, min_length=64, max_length=64)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 ShellCommand = Annotated[str, Field(min_length=1, max_length=8192, pattern=SHELL_COMMAND_PATTERN)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
 IntOrPercent = Annotated[int | str, AfterValidator(_int_or_percent)]

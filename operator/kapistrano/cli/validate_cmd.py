@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kapistrano.api import yamlfile
 from kapistrano.api.release import KIND, Release, ReleaseFileError, parse_release
 from kapistrano.api.spec import SOURCE_KINDS
 
@@ -38,24 +37,6 @@ def summary(release: Release, label: str) -> str:
     )
 
 
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
-    """A YAML syntax error on one line, as file:line:column: problem (pure)."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return f"{path}:{mark.line + 1}:{mark.column + 1}: {exc.problem}"
-    return f"{path}: {' '.join(str(exc).split())}"
-
-
-def read_documents(path: Path) -> list[Any]:
-    """Every non-empty YAML document of a file (reads the file); raises ReleaseFileError."""
-    try:
-        return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except OSError as exc:
-        raise ReleaseFileError([f"{path}: {exc.strerror or exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise ReleaseFileError([_yaml_problem(path, exc)]) from None
-
-
 def check_documents(documents: list[Any], path: Path) -> tuple[list[str], list[str]]:
     """Validate each Release document (pure); returns (summaries, problems), one line each."""
     summaries: list[str] = []
@@ -75,9 +56,9 @@ def check_documents(documents: list[Any], path: Path) -> tuple[list[str], list[s
 def check_file(path: Path) -> tuple[list[str], list[str]]:
     """Validate every Release in a file (reads the file); returns (summaries, problems)."""
     try:
-        documents = read_documents(path)
-    except ReleaseFileError as exc:
-        return [], exc.problems
+        documents = yamlfile.read_documents(path)
+    except yamlfile.DocumentError as exc:
+        return [], [str(exc)]
     return check_documents(documents, path)
 
 
