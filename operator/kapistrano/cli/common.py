@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kapistrano.api.release import Release, ReleaseFileError, load_releases
@@ -18,8 +18,8 @@ class CliError(Exception):
 class Credentials:
     """Client key and known_hosts for SSH, read from files."""
 
-    private_key: bytes
-    known_hosts: bytes | None
+    private_key: bytes = field(repr=False)
+    known_hosts: bytes | None = field(repr=False)
 
 
 def add_release_args(parser: argparse.ArgumentParser) -> None:

@@ -263,8 +263,7 @@ class ReleaseTask:
         ref = release.spec.ssh.secret_ref
         if ref is None:
             return False
-        data = await asyncio.to_thread(credentials.read_secret_data, self.namespace, ref.name)
-        return (credentials.fingerprint_of(data) if data is not None else "") != fingerprint
+        return await asyncio.to_thread(credentials.current_fingerprint, self.namespace, ref.name) != fingerprint
 
 
 class _MeteredStore:
