@@ -9,7 +9,8 @@ import pytest
 from kapistrano.lab import HostLab
 
 from .kube import Kube
-from .test_operator import SECRET, Scene, condition, running_scene
+from .test_operator import SECRET, Scene, condition, running_scene, wait_until
+from .test_operator_metrics import fetch, free_port, samples, value
 
 pytestmark = pytest.mark.e2e
 
@@ -34,3 +35,32 @@ def test_an_unlabelled_secret_is_refused_until_it_opts_in(scene: Scene) -> None:
     assert not any(h.path("/var/www/app").exists() for h in scene.lab.hosts), "a host was touched"
     scene.kube.kubectl("label", "secret", SECRET, "-n", scene.ns, "kapistrano.dev/ssh-credentials=true")
     assert scene.wait_ready()["status"]["ready"] == "3/3"
+
+
+def test_skipping_host_key_checks_is_an_event_a_condition_a_status_field_and_a_metric(kube: Kube, lab: HostLab) -> None:
+    port = free_port()
+    with running_scene(kube, lab, ["--metrics-port", str(port)]) as scene:
+        scene.secret(known_hosts=b"")
+        scene.apply("v1", ssh={"user": "root", "connectTimeoutSeconds": 3, "insecureSkipHostKeyCheck": True})
+        ready = scene.wait_ready()
+        verified = condition(ready, "HostKeysVerified")
+        assert verified is not None
+        assert (verified["status"], verified["reason"]) == ("False", "InsecureSkipHostKeyCheck")
+        assert ready["status"]["hostKeysVerified"] is False
+        warnings = [e for e in scene.kube.events(scene.ns) if e.get("reason") == "InsecureHostKeys"]
+        assert warnings, "no InsecureHostKeys Event"
+        assert warnings[0]["type"] == "Warning"
+        ours = {"namespace": scene.ns, "release": "app"}
+        found = wait_until(
+            lambda: (answer := fetch(f"http://127.0.0.1:{port}/metrics")) and samples(answer[1]), "metrics", 30
+        )
+        assert value(found, "kapistrano_insecure_host_keys", **ours) == 1
+
+
+def test_an_operator_that_forbids_insecure_host_keys_stalls_such_a_release(kube: Kube, lab: HostLab) -> None:
+    with running_scene(kube, lab, ["--forbid-insecure-host-keys"]) as scene:
+        scene.secret()
+        scene.apply("v1", ssh={"user": "root", "connectTimeoutSeconds": 3, "insecureSkipHostKeyCheck": True})
+        stalled = scene.wait_stalled("InsecureHostKeysForbidden")
+        assert "--forbid-insecure-host-keys" in condition(stalled, "Stalled")["message"]  # type: ignore[index]
+        assert not any(h.path("/var/www/app").exists() for h in scene.lab.hosts), "a host was touched"

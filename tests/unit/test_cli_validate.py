@@ -124,3 +124,15 @@ def test_a_5000_deep_nesting_is_one_problem_without_a_traceback(tmp_path: Path) 
     result = validate(path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"{path}:1:70: nested deeper than 64 levels"], result.stderr
+
+
+def test_skipping_host_key_checks_is_valid_but_warned_about(tmp_path: Path) -> None:
+    insecure = example()
+    insecure["spec"]["ssh"]["insecureSkipHostKeyCheck"] = True  # type: ignore[index]
+    result = validate(write_documents(tmp_path / "insecure.yaml", insecure))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("release deploy/billing-workers: valid")
+    assert result.stderr.startswith(
+        "release deploy/billing-workers: warning: spec.ssh.insecureSkipHostKeyCheck is true"
+    )
+    assert len(result.stderr.splitlines()) == 1

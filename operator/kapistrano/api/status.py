@@ -148,6 +148,10 @@ class ReleaseStatus(StatusModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     history: list[HistoryEntry] = Field(default_factory=list, description="Completed versions, newest first.")
+    host_keys_verified: bool | None = Field(
+        default=None,
+        description="False while spec.ssh.insecureSkipHostKeyCheck is set: host keys are not verified.",
+    )
 
     def host(self, name: str) -> HostStatus | None:
         """The status entry of a host, if any (pure)."""

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.k8s import kubeapi
+from kapistrano.k8s.settings import OPTIONS
 
 PRIVATE_KEY = "ssh-privatekey"
 KNOWN_HOSTS = "known_hosts"
@@ -99,6 +100,12 @@ async def load(namespace: str, spec: ReleaseSpec) -> Credentials:
     if ref is None:
         raise CredentialsProblem(
             "InvalidSpec", "spec.ssh.secretRef is required: name a Secret with keys ssh-privatekey and known_hosts"
+        )
+    if spec.ssh.insecure_skip_host_key_check and OPTIONS.forbid_insecure_host_keys:
+        raise CredentialsProblem(
+            "InsecureHostKeysForbidden",
+            "spec.ssh.insecureSkipHostKeyCheck is forbidden by this operator (--forbid-insecure-host-keys): "
+            "add known_hosts to the Secret and remove the setting",
         )
     content = await asyncio.to_thread(read_secret, namespace, ref.name)
     if content is None:

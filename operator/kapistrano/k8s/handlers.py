@@ -31,7 +31,7 @@ from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.k8s import credentials, events, metrics
 from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.status import ReleaseGone, ReleaseStatusStore, stalled_status
-from kapistrano.plan.conditions import TERMINAL_REASONS, first_sight
+from kapistrano.plan.conditions import INSECURE_HOST_KEYS_MESSAGE, TERMINAL_REASONS, first_sight
 
 WAKE_KEY = "kapistrano_wake"
 
@@ -161,6 +161,8 @@ class ReleaseTask:
             await self.stall(problem.reason, problem.message, trigger[0])
             await self.wait_for(trigger, timeout=None, secret=(release, problem.fingerprint))
             return
+        if release.spec.ssh.insecure_skip_host_key_check:
+            self.warn("InsecureHostKeys", INSECURE_HOST_KEYS_MESSAGE)
         try:
             outcome = await self.run_engine(release, creds)
         except SpecInvalid:

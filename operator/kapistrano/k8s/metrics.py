@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter as Tally
 
@@ -25,6 +26,11 @@ HOST_RESTART_SECONDS = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
 SSH_ERRORS = Counter("kapistrano_ssh_errors_total", "Host errors by kind (Unreachable, AuthFailed, ...).", ["kind"])
+INSECURE_HOST_KEYS = Gauge(
+    "kapistrano_insecure_host_keys",
+    "1 while a Release skips host key checks (spec.ssh.insecureSkipHostKeyCheck), else 0.",
+    ["namespace", "release"],
+)
 HOSTS_BY_PHASE = Gauge("kapistrano_hosts", "Hosts of a Release by phase.", ["namespace", "release", "phase"])
 
 
@@ -39,10 +45,14 @@ def record_hosts(namespace: str, release: str, status: ReleaseStatus) -> None:
     tally = Tally(str(h.phase) for h in status.hosts)
     for phase in HostPhase:
         HOSTS_BY_PHASE.labels(namespace, release, phase.value).set(tally.get(phase.value, 0))
+    if status.host_keys_verified is not None:
+        INSECURE_HOST_KEYS.labels(namespace, release).set(0 if status.host_keys_verified else 1)
 
 
 def forget(namespace: str, release: str) -> None:
     """Drop the gauges of a deleted Release (changes the gauge)."""
+    with contextlib.suppress(KeyError):
+        INSECURE_HOST_KEYS.remove(namespace, release)
     for phase in HostPhase:
         try:
             HOSTS_BY_PHASE.remove(namespace, release, phase.value)

@@ -33,6 +33,8 @@ class RunOptions:
     #: How often a stalled (non-terminal, e.g. Conflict) or timed-out Release is tried again.
     retry_seconds: float = 30.0
     namespaces: list[str] = field(default_factory=list)
+    #: Refuse Releases with spec.ssh.insecureSkipHostKeyCheck (Stalled, InsecureHostKeysForbidden).
+    forbid_insecure_host_keys: bool = False
 
 
 OPTIONS = RunOptions()

@@ -13,6 +13,11 @@ TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionSta
 TERMINAL_REASONS = frozenset(
     {"HostFailed", "InvalidSpec", "HostKeyMismatch", "AuthFailed", "CredentialsInvalid", "InternalError"}
 )
+#: What HostKeysVerified=False says; also the warning of `kapistrano validate` and the Event.
+INSECURE_HOST_KEYS_MESSAGE = (
+    "spec.ssh.insecureSkipHostKeyCheck is true: host keys are not verified, so anyone on the network path "
+    "can pose as a host and receive the deploy key's sessions; add known_hosts to the Secret instead"
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,13 @@ class Wanted:
     status: ConditionStatus
     reason: str
     message: str = ""
+
+
+def host_keys_condition(insecure: bool) -> Wanted:
+    """HostKeysVerified: False while spec.ssh.insecureSkipHostKeyCheck is set (pure)."""
+    if insecure:
+        return Wanted("HostKeysVerified", FALSE, "InsecureSkipHostKeyCheck", INSECURE_HOST_KEYS_MESSAGE)
+    return Wanted("HostKeysVerified", TRUE, "KnownHosts", "host keys are checked against known_hosts")
 
 
 def merge_conditions(

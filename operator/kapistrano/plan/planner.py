@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import HistoryEntry, Phase, ReleaseStatus, format_time, parse_time
 from kapistrano.plan import actions as act
+from kapistrano.plan import conditions
 from kapistrano.plan.budget import available_required
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
@@ -117,6 +118,7 @@ def plan(inp: PlanInput) -> Plan:
     if stall is None and deadline_hit:
         stall = ("ProgressDeadlineExceeded", f"no host progressed for {spec.progress_deadline_seconds}s")
     current_version, history = _history(spec, inp.status, complete, now)
+    insecure = spec.ssh.insecure_skip_host_key_check
     counts = _counts(views)
     message = _message(views, complete, stall, gate, rolling_back)
     wanted = _conditions(
@@ -137,7 +139,10 @@ def plan(inp: PlanInput) -> Plan:
         last_progress_time=format_time(progress),
         restarted_at=_restarted_at(inp, views),
         hosts=hosts,
-        conditions=merge_conditions(inp.status.conditions, wanted, inp.generation, now),
+        conditions=merge_conditions(
+            inp.status.conditions, [*wanted, conditions.host_keys_condition(insecure)], inp.generation, now
+        ),
+        host_keys_verified=not insecure,
         history=history,
     )
     return Plan(
