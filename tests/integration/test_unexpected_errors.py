@@ -1,4 +1,5 @@
-"""One host's unexpected exception fails that host (a clear condition), never the whole rollout."""
+"""One host's unexpected exception fails that host (a clear condition), never the whole rollout; what a
+failed command printed reaches the status without its secrets."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import pytest
 from kapistrano.api.spec import HttpGetAction, ReleaseSpec
+from kapistrano.engine.events import HostEvent
 from kapistrano.engine.rollout import Outcome, Result
 from kapistrano.lab import HostLab
 
@@ -64,3 +66,21 @@ async def test_an_unexpected_error_while_reading_hosts_is_a_stalled_condition_no
     assert stalled is not None
     assert (stalled.status, stalled.reason) == ("True", "InternalError")
     assert len(app.read_events()) == before, "a worker was restarted by a rollout that could not read its hosts"
+
+
+async def test_a_failing_hooks_secrets_never_reach_the_status(app: App) -> None:
+    leak = "echo 'connecting with DB_PASSWORD=hunter2 API_TOKEN: s3cr3t-t0ken' >&2; exit 1"
+    spec = app.release("v1", hooks={"afterUpdate": [{"name": "migrate", "run": leak}]}).spec
+    seen: list[HostEvent] = []
+    rollout = app.rollout(spec)
+    rollout.user_emit = seen.append  # every host event, as the status and the Events get it
+    try:
+        outcome = await rollout.run()
+    finally:
+        await rollout.close()
+    assert outcome.result == Result.STALLED, outcome.message
+    failures = [e.message for e in seen if e.warning and "exited with status 1" in e.message]
+    assert len(failures) == len(spec.hosts), [e.message for e in seen]
+    assert all("connecting with DB_PASSWORD=[redacted] API_TOKEN: [redacted]" in m for m in failures), failures
+    shown = [*failures, app.state.read_text(), outcome.message]
+    assert not [text for text in shown if "hunter2" in text or "s3cr3t-t0ken" in text]

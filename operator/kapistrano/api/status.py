@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, PlainSerializer
 
 from kapistrano.api.base import StatusModel
+from kapistrano.redaction import redact
+
+#: A status message: whatever put it there, it is written out with secrets redacted.
+Message = Annotated[str, PlainSerializer(redact, return_type=str)]
 
 
 def format_time(moment: datetime) -> str:
@@ -65,7 +70,7 @@ class Condition(StatusModel):
         description="When status last changed.", json_schema_extra={"format": "date-time"}
     )
     reason: str = Field(description="CamelCase reason.")
-    message: str = Field(default="", description="Human-readable detail.")
+    message: Message = Field(default="", description="Human-readable detail.")
 
 
 class HostStatus(StatusModel):
@@ -100,7 +105,7 @@ class HostStatus(StatusModel):
     previous_release: str | None = Field(
         default=None, description="Release `current` pointed at before the last publish (the rollback target)."
     )
-    message: str = Field(default="", description="Last progress or error message.")
+    message: Message = Field(default="", description="Last progress or error message.")
     last_transition_time: str | None = Field(
         default=None, description="When phase last changed.", json_schema_extra={"format": "date-time"}
     )
@@ -130,7 +135,7 @@ class ReleaseStatus(StatusModel):
     hosts_ready: int = Field(default=0, description="Hosts whose services pass readiness.")
     hosts_available: int = Field(default=0, description="Hosts ready for at least minReadySeconds.")
     ready: str = Field(default="0/0", description="Updated-and-ready / total, for the printer column.")
-    message: str = Field(default="", description="What is happening now.")
+    message: Message = Field(default="", description="What is happening now.")
     last_progress_time: str | None = Field(
         default=None, description="When a host last made progress.", json_schema_extra={"format": "date-time"}
     )

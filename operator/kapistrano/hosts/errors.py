@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from kapistrano.redaction import redact
+
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_CHARS = 800
@@ -27,6 +29,7 @@ class HostError(Exception):
     transient = False
 
     def __init__(self, host: str, message: str) -> None:
+        message = redact(message)  # it may quote command output: a secret never reaches status or Events
         super().__init__(f"{host}: {message}")
         self.host = host
         self.message = message

@@ -1,7 +1,7 @@
 """Kubernetes Events on a Release for host transitions and failures.
 
 Only phase changes and failures become Events (progress messages go to the status), so a rollout of
-n hosts posts a handful of Events per host. Messages pass through redact(): no key material leaves.
+n hosts posts a handful of Events per host. Messages pass through redact(): no key material or secret value leaves.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import kopf
 
 from kapistrano.api.status import HostPhase
 from kapistrano.engine.events import EventSink, HostEvent
+from kapistrano.redaction import redact
 
 #: Host phase -> Event reason for Normal events.
 PHASE_REASONS = {
@@ -26,15 +27,7 @@ PHASE_REASONS = {
     HostPhase.ROLLED_BACK: "HostRolledBack",
 }
 
-_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.S)
-_LONG_BASE64 = re.compile(r"[A-Za-z0-9+/=]{60,}")
-
 Poster = Callable[[Any, str, str, str], None]
-
-
-def redact(text: str) -> str:
-    """Remove anything that looks like key material (PEM blocks, long base64 runs) (pure)."""
-    return _LONG_BASE64.sub("[redacted]", _PEM.sub("[redacted private key]", text))
 
 
 def camel(reason: str, default: str) -> str:
