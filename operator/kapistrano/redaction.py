@@ -31,11 +31,23 @@ _KNOWN_TOKENS = re.compile(
 )
 
 
+#: Values that say whether a secret is set or enabled rather than being one.
+_PLAIN_VALUES = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null", "", "[redacted]"})
+
+
+def _redact_value(match: re.Match[str]) -> str:
+    """A NAME=value match with the value replaced, unless it is a flag like true (pure)."""
+    name, sep, value = match.groups()
+    if value.strip("\"'").lower() in _PLAIN_VALUES:
+        return match.group(0)
+    return f"{name}{sep}{REDACTED}"
+
+
 def redact(text: str) -> str:
     """`text` with everything that looks like a secret replaced by [redacted] (pure)."""
     text = _PEM.sub("[redacted private key]", text)
     text = _BEARER.sub(rf"\1\2{REDACTED}", text)
-    text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _SECRET_ASSIGNMENT.sub(_redact_value, text)
     text = _URL_PASSWORD.sub(rf"\1{REDACTED}\3", text)
     text = _KNOWN_TOKENS.sub(REDACTED, text)
     return _LONG_BASE64.sub(REDACTED, text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 from kapistrano.lab import HostLab
@@ -15,26 +14,24 @@ from .test_operator_metrics import fetch, free_port, samples, value
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def scene(kube: Kube, lab: HostLab) -> Iterator[Scene]:
-    """A Scene with the operator running; everything is stopped afterwards."""
-    with running_scene(kube, lab) as made:
-        yield made
-
-
-def test_an_unlabelled_secret_is_refused_until_it_opts_in(scene: Scene) -> None:
+def unlabelled_secret(scene: Scene) -> dict[str, object]:
+    """The SSH Secret of the scene without the opt-in label."""
     keys = {"ssh-privatekey": scene.lab.client_key.read_bytes(), "known_hosts": scene.lab.known_hosts.read_bytes()}
     data = {key: base64.b64encode(value).decode() for key, value in keys.items()}
-    unlabelled = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET}, "type": "Opaque", "data": data}
-    scene.kube.apply(unlabelled, scene.ns)
-    scene.apply("v1")
-    stalled = scene.wait_stalled("SecretNotOptedIn")
-    message = condition(stalled, "Stalled")["message"]  # type: ignore[index]
-    assert f"{scene.ns}/{SECRET}" in message
-    assert 'kapistrano.dev/ssh-credentials="true"' in message
-    assert not any(h.path("/var/www/app").exists() for h in scene.lab.hosts), "a host was touched"
-    scene.kube.kubectl("label", "secret", SECRET, "-n", scene.ns, "kapistrano.dev/ssh-credentials=true")
-    assert scene.wait_ready()["status"]["ready"] == "3/3"
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET}, "type": "Opaque", "data": data}
+
+
+def test_an_unlabelled_secret_is_refused_until_it_opts_in(kube: Kube, lab: HostLab) -> None:
+    with running_scene(kube, lab) as scene:
+        scene.kube.apply(unlabelled_secret(scene), scene.ns)
+        scene.apply("v1")
+        stalled = scene.wait_stalled("SecretNotOptedIn")
+        message = condition(stalled, "Stalled")["message"]  # type: ignore[index]
+        assert f"{scene.ns}/{SECRET}" in message
+        assert 'kapistrano.dev/ssh-credentials="true"' in message
+        assert not any(h.path("/var/www/app").exists() for h in scene.lab.hosts), "a host was touched"
+        scene.kube.kubectl("label", "secret", SECRET, "-n", scene.ns, "kapistrano.dev/ssh-credentials=true")
+        assert scene.wait_ready()["status"]["ready"] == "3/3"
 
 
 def test_skipping_host_key_checks_is_an_event_a_condition_a_status_field_and_a_metric(kube: Kube, lab: HostLab) -> None:

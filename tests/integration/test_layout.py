@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from kapistrano.hosts import layout
@@ -14,7 +15,7 @@ from kapistrano.hosts.lock import read_lock
 from kapistrano.hosts.ssh import SshConnection
 from kapistrano.lab import HostLab, LabHost
 
-from tests.integration.hostkit import target_for
+from tests.integration.hostkit import target_for, wait_until
 
 APP = "/var/www/app"
 NOW = datetime(2026, 11, 28, 2, 1, 2, tzinfo=UTC)
@@ -233,22 +234,66 @@ async def test_cleanup_keeps_the_newest_and_never_current_or_previous(lab: HostL
     assert await layout.cleanup(conn, APP, keep=3) == []
 
 
+async def host_time(conn: SshConnection) -> int:
+    """The host's clock, in Unix seconds."""
+    return int((await conn.run("date +%s")).stdout)
+
+
+async def wait_past(conn: SshConnection, epoch: int) -> None:
+    """Wait until the host's clock has passed `epoch` (polls the host)."""
+    await wait_until(lambda: _after(conn, epoch), timeout=30)
+
+
+async def _after(conn: SshConnection, epoch: int) -> bool:
+    """Whether the host's clock is past `epoch` (reads the host)."""
+    return await host_time(conn) > epoch
+
+
 async def test_the_lock_is_exclusive_refreshable_and_taken_over_when_expired(conn: SshConnection) -> None:
     await layout.prepare(conn, APP, [], [])
-    first = await layout.acquire_lock(conn, APP, "release-a", 60, NOW)
+    first = await layout.acquire_lock(conn, APP, "release-a", 60)
     assert (first.acquired, first.previous_owner) == (True, None)
-    refreshed = await layout.acquire_lock(conn, APP, "release-a", 60, NOW + timedelta(seconds=30))
+    before = await host_time(conn)
+    refreshed = await layout.acquire_lock(conn, APP, "release-a", 60)
     assert refreshed.acquired
-    assert await read_lock(conn, APP) == ("release-a", int((NOW + timedelta(seconds=90)).timestamp()))
+    held = await read_lock(conn, APP)
+    assert held is not None
+    assert held.owner == "release-a"
+    assert held.expires is not None
+    assert before + 60 <= held.expires <= await host_time(conn) + 60, "the expiry is the host's time plus the TTL"
     with pytest.raises(LockConflict) as caught:
-        await layout.acquire_lock(conn, APP, "release-b", 60, NOW + timedelta(seconds=60))
+        await layout.acquire_lock(conn, APP, "release-b", 60)
     assert "release-a" in caught.value.message
     assert not await layout.release_lock(conn, APP, "release-b")
-    taken = await layout.acquire_lock(conn, APP, "release-b", 60, NOW + timedelta(seconds=91))
+    short = await layout.acquire_lock(conn, APP, "release-a", 1)
+    assert short.acquired
+    expiring = await read_lock(conn, APP)
+    assert expiring is not None
+    assert expiring.expires is not None
+    await wait_past(conn, expiring.expires)
+    taken = await layout.acquire_lock(conn, APP, "release-b", 60)
     assert taken.taken_over
     assert taken.previous_owner == "release-a"
     assert not await layout.release_lock(conn, APP, "release-a")
     assert await layout.release_lock(conn, APP, "release-b")
+    assert await read_lock(conn, APP) is None
+
+
+async def test_the_same_release_run_by_two_processes_is_locked_out_of_the_second(conn: SshConnection) -> None:
+    await layout.prepare(conn, APP, [], [])
+    await layout.acquire_lock(conn, APP, "uid-1", 60, instance="laptop-a/4242/1")
+    with pytest.raises(LockConflict) as caught:
+        await layout.acquire_lock(conn, APP, "uid-1", 60, instance="laptop-b/4242/1")
+    assert "this Release in another process (laptop-a/4242/1)" in caught.value.message
+    assert not await layout.release_lock(conn, APP, "uid-1", instance="laptop-b/4242/1")
+    # A process of this machine that is gone (an operator restarted in place) is taken over at once.
+    gone = f"{socket.gethostname()}/{os.getpid()}/1"
+    await layout.release_lock(conn, APP, "uid-1", instance="")
+    await layout.acquire_lock(conn, APP, "uid-1", 60, instance=gone)
+    taken = await layout.acquire_lock(conn, APP, "uid-1", 60)
+    assert (taken.acquired, taken.instance) == (True, gone)
+    # Releasing for a deleted Release removes its lock whichever process took it.
+    assert await layout.release_lock(conn, APP, "uid-1", instance="")
     assert await read_lock(conn, APP) is None
 
 
@@ -259,7 +304,7 @@ async def test_only_one_of_many_racing_owners_gets_the_lock(lab: HostLab) -> Non
 
         async def attempt(i: int) -> bool:
             try:
-                await layout.acquire_lock(conns[i], APP, f"owner-{i}", 60, NOW)
+                await layout.acquire_lock(conns[i], APP, f"owner-{i}", 60)
             except LockConflict:
                 return False
             return True
@@ -268,6 +313,6 @@ async def test_only_one_of_many_racing_owners_gets_the_lock(lab: HostLab) -> Non
         assert sum(wins) == 1
         holder = await read_lock(conns[0], APP)
         assert holder is not None
-        assert holder[0] == f"owner-{wins.index(True)}"
+        assert holder.owner == f"owner-{wins.index(True)}"
     finally:
         await asyncio.gather(*(c.close() for c in conns))

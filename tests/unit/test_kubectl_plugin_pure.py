@@ -96,7 +96,9 @@ def test_parser_wires_every_command() -> None:
         120.0,
     )
     assert parser.parse_args(["undo", "billing", "--to-version", "v1"]).to_version == "v1"
-    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "wait"}
+    unlock = parser.parse_args(["unlock", "billing", "--host", "web-1", "--yes"])
+    assert (unlock.host, unlock.yes) == (["web-1"], True)
+    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "wait", "unlock"}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ def test_secrets_are_redacted(line: str, secret: str) -> None:
         "rake db:migrate: table users exists",
         "service worker: not ready after 3 failed attempts in a row: HTTP 503",
         "PWD=/var/www/app/current author: Jane, tests passed: 12",
+        'label it kapistrano.dev/ssh-credentials="true"; api_key: none',
     ],
 )
 def test_ordinary_output_is_left_alone(line: str) -> None:

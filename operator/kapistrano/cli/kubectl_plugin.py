@@ -11,6 +11,9 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
                                                     history entry before spec.version
     kubectl kapistrano restart RELEASE [-n NS]      rolling restart of every host's services, same version
     kubectl kapistrano wait    RELEASE [--for ready|complete] [--timeout 300s]
+    kubectl kapistrano unlock  RELEASE [--host NAME] [--yes]
+                                                    remove host locks left by a process that is gone, over SSH
+                                                    with the Release's Secret (needs `get` on it); asks first
 
 Common options: -n/--namespace (default: the kubeconfig context's namespace, else `default`), --kubeconfig (default:
 $KUBECONFIG, else ~/.kube/config; in a pod, the service account), --context. RELEASE may be written `NAME`,
@@ -52,6 +55,7 @@ from pydantic import ValidationError
 
 from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
+from kapistrano.cli.unlock import cmd_unlock
 
 #: Annotation whose every new value asks the operator for a rolling restart without a version change.
 MERGE_PATCH = "application/merge-patch+json"
@@ -532,6 +536,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] =
     "undo": (cmd_undo, "roll spec.version back to the previous version"),
     "restart": (cmd_restart, "restart every host's services, one host at a time, same version"),
     "wait": (cmd_wait, "wait until the Release is ready or complete"),
+    "unlock": (cmd_unlock, "remove the Release's host locks over SSH, after a confirmation"),
 }
 
 
@@ -554,6 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--for", dest="goal", choices=("ready", "complete"), default="ready", help="default: ready")
     wait.add_argument("--timeout", type=parse_duration, default=300.0, help="e.g. 90s, 5m (default: 300s)")
     wait.add_argument("--interval", type=parse_duration, default=1.0, help=argparse.SUPPRESS)
+    parsers["unlock"].add_argument("--host", action="append", metavar="NAME", help="only this host (repeatable)")
+    parsers["unlock"].add_argument("-y", "--yes", action="store_true", help="do not ask for a confirmation")
     return parser
 
 

@@ -14,6 +14,7 @@ its daemon (kopf's finalizer kapistrano.dev/finalizer) and leaves its hosts as t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from kapistrano.api.status import ReleaseStatus
 from kapistrano.engine.events import fan_out
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
-from kapistrano.k8s import credentials, events, metrics
+from kapistrano.k8s import cleanup, credentials, events, metrics
 from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.status import ReleaseGone, ReleaseStatusStore, stalled_status
 from kapistrano.plan.conditions import INSECURE_HOST_KEYS_MESSAGE, TERMINAL_REASONS, first_sight
@@ -65,7 +66,7 @@ async def on_release_event(memo: Any, **_: Any) -> None:
     wake_event(memo).set()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", cancellation_timeout=30.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", cancellation_backoff=25.0, cancellation_timeout=30.0)
 async def rollout_daemon(
     *,
     body: kopf.Body,
@@ -90,6 +91,9 @@ async def rollout_daemon(
         for running in (work, stop):
             running.cancel()
         await asyncio.gather(work, stop, return_exceptions=True)
+        if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+            with contextlib.suppress(SpecInvalid):
+                await cleanup.release_host_locks(task.namespace, uid, read_release(body))
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
