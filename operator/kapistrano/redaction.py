@@ -14,6 +14,7 @@ REDACTED = "[redacted]"
 
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.S)
 _LONG_BASE64 = re.compile(r"[A-Za-z0-9+/=]{60,}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 #: NAME=value / NAME: value where NAME says it holds a secret; the value runs to a space or its quote.
 _SECRET_ASSIGNMENT = re.compile(
     r"""(?ix)
@@ -43,6 +44,11 @@ def _redact_value(match: re.Match[str]) -> str:
     return f"{name}{sep}{REDACTED}"
 
 
+def _redact_base64(match: re.Match[str]) -> str:
+    """A long base64 run replaced, unless it is hexadecimal: a digest (sha256) says nothing secret (pure)."""
+    return match.group(0) if _HEX.fullmatch(match.group(0)) else REDACTED
+
+
 def redact(text: str) -> str:
     """`text` with everything that looks like a secret replaced by [redacted] (pure)."""
     text = _PEM.sub("[redacted private key]", text)
@@ -50,4 +56,4 @@ def redact(text: str) -> str:
     text = _SECRET_ASSIGNMENT.sub(_redact_value, text)
     text = _URL_PASSWORD.sub(rf"\1{REDACTED}\3", text)
     text = _KNOWN_TOKENS.sub(REDACTED, text)
-    return _LONG_BASE64.sub(REDACTED, text)
+    return _LONG_BASE64.sub(_redact_base64, text)

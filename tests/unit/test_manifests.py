@@ -75,7 +75,6 @@ def test_cluster_role_grants_exactly_what_the_operator_needs(rendered: list[dict
         (("",), ("secrets",), ("get",)),
         (("kopf.dev",), ("clusterkopfpeerings",), ("get", "list", "patch", "watch")),
         (("apiextensions.k8s.io",), ("customresourcedefinitions",), ("get", "list", "watch")),
-        (("",), ("namespaces",), ("list", "watch")),
     }
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in one(rendered, "ClusterRole")["rules"])
 
@@ -184,7 +183,7 @@ def test_the_namespaced_install_grants_no_cluster_role(namespaced: list[dict[str
 def test_the_namespaced_role_holds_the_cluster_roles_namespaced_rules(
     rendered: list[dict[str, Any]], namespaced: list[dict[str, Any]]
 ) -> None:
-    cluster_scoped = {"clusterkopfpeerings", "customresourcedefinitions", "namespaces"}
+    cluster_scoped = {"clusterkopfpeerings", "customresourcedefinitions"}
     wanted = [r for r in one(rendered, "ClusterRole")["rules"] if not cluster_scoped & set(r["resources"])]
     assert one(namespaced, "Role")["rules"] == wanted
     binding = one(namespaced, "RoleBinding")

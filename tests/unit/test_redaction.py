@@ -42,6 +42,10 @@ def test_secrets_are_redacted(line: str, secret: str) -> None:
         "service worker: not ready after 3 failed attempts in a row: HTTP 503",
         "PWD=/var/www/app/current author: Jane, tests passed: 12",
         'label it kapistrano.dev/ssh-credentials="true"; api_key: none',
+        "sha256 mismatch: expected "
+        + "0" * 64
+        + ", got "
+        + "695332cbb3fc992b493fceac0db1d559f6f8b8c3f22a23b566465559571c0737",
     ],
 )
 def test_ordinary_output_is_left_alone(line: str) -> None:

@@ -153,19 +153,19 @@ def assert_models_and_crd_agree(document: Any) -> None:
         assert crd_errors(json.loads(json.dumps(document))) == {"openapi": [], "listmap": [], "cel": []}, document
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_releases())
 def test_mutated_releases_never_crash_and_what_the_models_accept_the_crd_accepts(document: Any) -> None:
     assert_models_and_crd_agree(document)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["apiVersion", "kind", "metadata", "spec", "status"]), values))
 def test_generated_documents_never_crash(document: Any) -> None:
     assert_models_and_crd_agree({"apiVersion": "kapistrano.dev/v1alpha1", "kind": "Release"} | document)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.binary(max_size=200), st.integers(min_value=0, max_value=len(EXAMPLE_FILE.read_bytes())))
 def test_mutated_bytes_give_problems_or_documents_never_a_traceback(noise: bytes, at: int) -> None:
     data = EXAMPLE_FILE.read_bytes()
