@@ -307,7 +307,7 @@ BAD_RELEASES = [
     pytest.param(
         {"spec.hosts[0].labels": {f"l{i}": "a" for i in range(65)}}, "spec.hosts[0].labels", "openapi", id="65-labels"
     ),
-    pytest.param({"spec.linkedDirs": ["a" * 257]}, "spec.linkedDirs[0]", "openapi", id="linked-dir-too-long"),
+    pytest.param({"spec.linkedDirs": ["a" * 129]}, "spec.linkedDirs[0]", "openapi", id="linked-dir-too-long"),
 ]
 
 

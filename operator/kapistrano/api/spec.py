@@ -53,7 +53,7 @@ def _overlap_cel(a: str, b: str) -> str:
 #: On a list of paths (unique by x-kubernetes-list-type set): no entry lies inside another.
 _NO_NESTING_WITHIN = "self.all(a, !self.exists(b, a.startsWith(b + '/')))"
 #: linkedDirs against linkedFiles, on the spec (both lists are optional there). Each rule makes at
-#: most 100 x 100 comparisons of paths of at most 256 characters: about a million cost units.
+#: most 100 x 100 comparisons of paths of at most 128 characters, within the per-call cost limit.
 _NO_OVERLAP_ACROSS = (
     "!has(self.linkedDirs) || !has(self.linkedFiles) || "
     f"self.linkedDirs.all(a, !self.linkedFiles.exists(b, {_overlap_cel('a', 'b')}))"
