@@ -136,3 +136,14 @@ def test_skipping_host_key_checks_is_valid_but_warned_about(tmp_path: Path) -> N
         "release deploy/billing-workers: warning: spec.ssh.insecureSkipHostKeyCheck is true"
     )
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_apply_reports_an_unreadable_file_in_one_line_before_connecting(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("spec: " + "[" * 5000 + "]" * 5000 + "\n")
+    command = [sys.executable, "-m", "kapistrano.cli.main", "apply", "-f", str(path), "--ssh-key", "/dev/null"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 1
+    shown = result.stdout + result.stderr
+    assert "nested deeper than 64 levels" in " ".join(shown.split())
+    assert "Traceback" not in shown
