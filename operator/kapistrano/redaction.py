@@ -45,8 +45,10 @@ def _redact_value(match: re.Match[str]) -> str:
 
 
 def _redact_base64(match: re.Match[str]) -> str:
-    """A long base64 run replaced, unless it is hexadecimal: a digest (sha256) says nothing secret (pure)."""
-    return match.group(0) if _HEX.fullmatch(match.group(0)) else REDACTED
+    """A long base64 run replaced; a digest (hexadecimal) or a path (no digit or one case only) is kept (pure)."""
+    run = match.group(0)
+    mixed = any(c.isdigit() for c in run) and any(c.isupper() for c in run) and any(c.islower() for c in run)
+    return REDACTED if mixed and not _HEX.fullmatch(run) else run
 
 
 def redact(text: str) -> str:

@@ -23,7 +23,9 @@ SECRET_LINES = [
     pytest.param("using ghp_abcdefghijklmnopqrstuvwxyz0123", "ghp_abcdefghijklmnopqrstuvwxyz0123", id="github-token"),
     pytest.param("aws AKIAABCDEFGHIJKLMNOP", "AKIAABCDEFGHIJKLMNOP", id="aws-key-id"),
     pytest.param(KEY.decode(), "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU", id="pem"),
-    pytest.param("x" + "A" * 80, "A" * 80, id="long-base64"),
+    pytest.param(
+        "key " + "QUJDRGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY3ODkwQUJDREVGR0hJSktM", "QUJDRGVm", id="long-base64"
+    ),
 ]
 
 
