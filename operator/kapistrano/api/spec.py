@@ -11,6 +11,7 @@ from typing import Any, Protocol, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from kapistrano.api import rules
 from kapistrano.api.base import SpecModel
 from kapistrano.api.types import (
     HTTP_PATH_PATTERN,
@@ -45,31 +46,6 @@ def _exactly_one(fields: tuple[str, ...]) -> str:
     return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields) + " == 1"
 
 
-def _overlap_cel(a: str, b: str) -> str:
-    """CEL expression true when two relative paths are the same or one lies inside the other (pure)."""
-    return f"{a} == {b} || {a}.startsWith({b} + '/') || {b}.startsWith({a} + '/')"
-
-
-#: On a list of paths (unique by x-kubernetes-list-type set): no entry lies inside another.
-_NO_NESTING_WITHIN = "self.all(a, !self.exists(b, a.startsWith(b + '/')))"
-#: linkedDirs against linkedFiles, on the spec (both lists are optional there). Each rule makes at
-#: most 100 x 100 comparisons of paths of at most 128 characters, within the per-call cost limit.
-_NO_OVERLAP_ACROSS = (
-    "!has(self.linkedDirs) || !has(self.linkedFiles) || "
-    f"self.linkedDirs.all(a, !self.linkedFiles.exists(b, {_overlap_cel('a', 'b')}))"
-)
-_LINKED_MESSAGE = "linkedDirs and linkedFiles must not repeat or nest inside one another"
-
-
-def overlapping_paths(paths: list[str]) -> tuple[str, str] | None:
-    """The first pair of paths that are equal or nested (a inside b), None when all are apart (pure)."""
-    for i, a in enumerate(paths):
-        for b in paths[i + 1 :]:
-            if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
-                return a, b
-    return None
-
-
 def _count_set(model: SpecModel, fields: tuple[str, ...]) -> int:
     """How many of the named optional fields are set on a model (pure)."""
     return sum(getattr(model, f) is not None for f in fields)
@@ -81,14 +57,6 @@ class _Named(Protocol):
     @property
     def name(self) -> str: ...
 
-
-_LABEL_KEY_SIZE_RULE = "self.all(k, k.size() <= 317)"
-_LABEL_KEY_SIZE_MESSAGE = "label keys are at most 317 characters ([prefix/]name as in Kubernetes labels)"
-
-LINKED_PATHS: dict[str, Any] = {
-    "x-kubernetes-list-type": "set",
-    "x-kubernetes-validations": [_cel(_NO_NESTING_WITHIN, _LINKED_MESSAGE)],
-}
 
 LIST_MAP_BY_NAME: dict[str, Any] = {
     "x-kubernetes-list-type": "map",
@@ -151,9 +119,7 @@ class Host(SpecModel):
         default_factory=dict,
         max_length=64,
         description="Labels, e.g. zone; keys and values as Kubernetes labels allow.",
-        # The key format is checked by the models only: a regular expression over map keys of unbounded
-        # length would blow the API server's CEL cost budget, their length does not.
-        json_schema_extra={"x-kubernetes-validations": [_cel(_LABEL_KEY_SIZE_RULE, _LABEL_KEY_SIZE_MESSAGE)]},
+        json_schema_extra=rules.LABEL_KEYS,
     )
 
     @field_validator("labels")
@@ -420,9 +386,7 @@ class DriftPolicy(StrEnum):
 class ReleaseSpec(SpecModel):
     """The desired release of an application on a set of SSH hosts."""
 
-    model_config = SpecModel.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": [_cel(_NO_OVERLAP_ACROSS, _LINKED_MESSAGE)]}
-    }
+    model_config = SpecModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [rules.LINKED_ACROSS]}}
 
     application: DnsLabel = Field(description="Application name (DNS label); default deployTo is /var/www/<name>.")
     version: Version = Field(description="The desired release. Changing it starts a rollout.")
@@ -433,13 +397,13 @@ class ReleaseSpec(SpecModel):
         default_factory=list,
         max_length=100,
         description="shared/<dir> symlinked into each release; no entry may repeat or lie inside another.",
-        json_schema_extra=LINKED_PATHS,
+        json_schema_extra=rules.LINKED_PATHS,
     )
     linked_files: list[LinkedPath] = Field(
         default_factory=list,
         max_length=100,
         description="shared/<file> symlinked into each release; none may repeat or lie inside a linked dir.",
-        json_schema_extra=LINKED_PATHS,
+        json_schema_extra=rules.LINKED_PATHS,
     )
     hosts: list[Host] = Field(
         min_length=1,
@@ -482,9 +446,9 @@ class ReleaseSpec(SpecModel):
 
     @model_validator(mode="after")
     def _linked_paths_apart(self) -> Self:
-        pair = overlapping_paths([*self.linked_dirs, *self.linked_files])
+        pair = rules.overlapping_paths([*self.linked_dirs, *self.linked_files])
         if pair is not None:
-            raise ValueError(f"linked paths {pair[0]!r} and {pair[1]!r} overlap: {_LINKED_MESSAGE}")
+            raise ValueError(f"linked paths {pair[0]!r} and {pair[1]!r} overlap: {rules.LINKED_MESSAGE}")
         return self
 
     @property
