@@ -292,6 +292,17 @@ async def test_the_same_release_run_by_two_processes_is_locked_out_of_the_second
     await layout.acquire_lock(conn, APP, "uid-1", 60, instance=gone)
     taken = await layout.acquire_lock(conn, APP, "uid-1", 60)
     assert (taken.acquired, taken.instance) == (True, gone)
+    # A process elsewhere that stopped refreshing its lock (an operator pod replaced) is taken over after a while.
+    assert await layout.release_lock(conn, APP, "uid-1")
+    await layout.acquire_lock(conn, APP, "uid-1", 60, instance="old-pod/1/1")
+    with pytest.raises(LockConflict):
+        await layout.acquire_lock(conn, APP, "uid-1", 60, instance="new-pod/1/1", stale_seconds=3600)
+    stale = await read_lock(conn, APP)
+    assert stale is not None
+    assert stale.refreshed is not None
+    await wait_past(conn, stale.refreshed + 1)
+    replaced = await layout.acquire_lock(conn, APP, "uid-1", 60, instance="new-pod/1/1", stale_seconds=1)
+    assert (replaced.acquired, replaced.instance) == (True, "old-pod/1/1")
     # Releasing for a deleted Release removes its lock whichever process took it.
     assert await layout.release_lock(conn, APP, "uid-1", instance="")
     assert await read_lock(conn, APP) is None

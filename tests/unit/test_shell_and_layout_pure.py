@@ -123,7 +123,7 @@ def test_lock_outputs_are_parsed() -> None:
     assert taken.taken_over
     with pytest.raises(ValueError, match="unexpected lock output"):
         lock.parse_acquire("", "me")
-    assert lock.parse_lock_file("a\n12\nbox/1/2\n") == lock.LockInfo("a", 12, "box/1/2")
+    assert lock.parse_lock_file("a\n12\nbox/1/2\n7\n") == lock.LockInfo("a", 12, "box/1/2", 7)
     assert lock.parse_lock_file("a\n12\n") == lock.LockInfo("a", 12, "")
     assert lock.parse_lock_file("") is None
     with pytest.raises(ValueError, match="invalid lock owner"):

@@ -316,7 +316,7 @@ class Rollout:
     async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
         """One action with its host lock kept fresh; fetches run at most UPDATE_CONCURRENCY at once (network I/O)."""
         ttl = self.lock_ttl_seconds or lock_ttl(runner.spec)
-        async with heartbeat(lambda: driver.lock(self.owner, ttl), ttl / 3):
+        async with heartbeat(lambda: driver.lock(self.owner, ttl), min(ttl / 3, LOCK_REFRESH_SECONDS)):
             if action.kind == ActionKind.UPDATE:
                 async with self._update_gate:
                     await runner.run_one(action, driver)

@@ -1,14 +1,17 @@
 """The host lock `<deployTo>/.kapistrano.lock`: which Release is deploying there, from which process, until when.
 
-The file holds three lines: the owner (a Release uid), the expiry (Unix seconds, computed with the
-HOST's clock, so a caller's clock running late or early does not matter) and the process instance
-that holds it. Another Release waits for the expiry (Conflict). The same Release run by another
-process (a second operator replica, a second `kapistrano apply`) waits too, unless that process is
-known to be dead: an instance on this very machine whose pid no longer runs (an operator restarted
-in place takes its lock back at once). Reading and rewriting happens under `flock` on the deployTo
-directory itself (a directory is never replaced, unlike a lock file), so two racing processes cannot
-both win; the file is replaced with a rename, so a reader never sees half of it. `heartbeat()`
-keeps refreshing a lock while a long action runs.
+The file holds four lines: the owner (a Release uid), the expiry (Unix seconds, computed with the
+HOST's clock, so a caller's clock running late or early does not matter), the process instance that
+holds it and when that process last refreshed it (host clock). Another Release waits for the expiry
+(Conflict). The same Release run by another process (a second operator replica, a second
+`kapistrano apply`) waits too, unless that process is known to be gone: an instance on this very
+machine whose pid no longer runs (an operator restarted in place takes its lock back at once), or
+one that has not refreshed the lock for STALE_SECONDS (an operator pod replaced elsewhere).
+
+Reading and rewriting happens under `flock` on the deployTo directory itself (a directory is never
+replaced, unlike a lock file), so two racing processes cannot both win; the file is replaced with a
+rename, so a reader never sees half of it. `heartbeat()` keeps refreshing a lock while a long action
+runs.
 """
 
 from __future__ import annotations
@@ -30,18 +33,25 @@ from kapistrano.hosts.shell import cmd
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".kapistrano.lock"
+#: The same Release may take over a lock its other process has not refreshed for this long (an
+#: operator pod replaced mid-rollout); a live process refreshes it every LOCK_REFRESH_SECONDS at most.
+STALE_SECONDS = 120
 #: How long to wait for another operator's read-modify-write of the lock file (milliseconds of work).
 FLOCK_WAIT_SECONDS = 10
 
 _ACQUIRE = r"""
 set -e
-lock=$1 owner=$2 instance=$3 ttl=$4 takeover=$5
+lock=$1 owner=$2 instance=$3 ttl=$4 takeover=$5 stale=$6
 now=$(date +%s)
-prev_owner="" prev_expires="" prev_instance=""
+prev_owner="" prev_expires="" prev_instance="" prev_refreshed=0
 if [ -f "$lock" ]; then
   prev_owner=$(sed -n 1p -- "$lock")
   prev_expires=$(sed -n 2p -- "$lock")
   prev_instance=$(sed -n 3p -- "$lock")
+  prev_refreshed=$(sed -n 4p -- "$lock")
+  [ "$prev_refreshed" -ge 0 ] 2>/dev/null || prev_refreshed=0
+  # A process that stopped refreshing its lock for `stale` seconds is gone: its Release may take it.
+  [ $((now - prev_refreshed)) -gt "$stale" ] && takeover=$prev_instance
   if [ "$prev_expires" -gt "$now" ] 2>/dev/null; then
     if [ "$prev_owner" != "$owner" ]; then
       printf 'held\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance"
@@ -54,7 +64,7 @@ if [ -f "$lock" ]; then
   fi
 fi
 tmp="$lock.tmp.$$"
-printf '%s\n%s\n%s\n' "$owner" "$((now + ttl))" "$instance" > "$tmp"
+printf '%s\n%s\n%s\n%s\n' "$owner" "$((now + ttl))" "$instance" "$now" > "$tmp"
 mv -f -- "$tmp" "$lock"
 printf 'acquired\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance"
 """
@@ -146,16 +156,22 @@ def _under_flock(deploy_to: str, body: str, *args: str | int) -> str:
 
 
 def acquire_lock_command(
-    deploy_to: str, owner: str, ttl_seconds: int, instance: str = INSTANCE, takeover: str = ""
+    deploy_to: str,
+    owner: str,
+    ttl_seconds: int,
+    instance: str = INSTANCE,
+    *,
+    takeover: str = "",
+    stale_seconds: int = STALE_SECONDS,
 ) -> str:
     """Take, refresh or take over the lock unless another owner or process holds it unexpired (pure).
 
     The expiry is the host's `date +%s` plus ttl_seconds; `takeover` names a dead instance of the
-    same owner whose lock may be taken.
+    same owner whose lock may be taken, as is one of the same owner not refreshed for stale_seconds.
     """
     _check_owner(owner)
     _check_line(instance, "instance")
-    args = (lock_path(deploy_to), owner, instance, max(1, ttl_seconds), takeover)
+    args = (lock_path(deploy_to), owner, instance, max(1, ttl_seconds), takeover, max(1, stale_seconds))
     return _under_flock(deploy_to, _ACQUIRE, *args)
 
 
@@ -198,17 +214,26 @@ async def _try_acquire(runner: Runner, command: str, deploy_to: str, owner: str)
 
 
 async def acquire_lock(
-    runner: Runner, deploy_to: str, owner: str, ttl_seconds: int, *, instance: str = INSTANCE
+    runner: Runner,
+    deploy_to: str,
+    owner: str,
+    ttl_seconds: int,
+    *,
+    instance: str = INSTANCE,
+    stale_seconds: int = STALE_SECONDS,
 ) -> LockOutcome:
     """Take or refresh the host lock for `owner` from this process; raises LockConflict (side effect: the lock file).
 
-    A lock of the same owner left by a dead process of this machine is taken over at once.
+    A lock of the same owner left by a dead process of this machine is taken over at once, one not
+    refreshed for stale_seconds (its process is gone) too.
     """
-    outcome = await _try_acquire(
-        runner, acquire_lock_command(deploy_to, owner, ttl_seconds, instance), deploy_to, owner
-    )
+    first = acquire_lock_command(deploy_to, owner, ttl_seconds, instance, stale_seconds=stale_seconds)
+    outcome = await _try_acquire(runner, first, deploy_to, owner)
     if outcome.sibling and is_dead_here(outcome.instance):
-        command = acquire_lock_command(deploy_to, owner, ttl_seconds, instance, takeover=outcome.instance)
+        takeover = outcome.instance
+        command = acquire_lock_command(
+            deploy_to, owner, ttl_seconds, instance, takeover=takeover, stale_seconds=stale_seconds
+        )
         outcome = await _try_acquire(runner, command, deploy_to, owner)
     if outcome.acquired:
         return outcome
@@ -243,14 +268,16 @@ class LockInfo:
     owner: str
     expires: int | None
     instance: str = ""
+    #: When its process last refreshed it (host clock); None in locks written before this was kept.
+    refreshed: int | None = None
 
 
 def parse_lock_file(text: str) -> LockInfo | None:
     """The lock file's owner, expiry and instance, None when empty (pure)."""
-    lines = [*text.splitlines(), "", "", ""]
+    lines = [*text.splitlines(), "", "", "", ""]
     if not lines[0]:
         return None
-    return LockInfo(lines[0], _int_or_none(lines[1]), lines[2])
+    return LockInfo(lines[0], _int_or_none(lines[1]), lines[2], _int_or_none(lines[3]))
 
 
 async def read_lock(runner: Runner, deploy_to: str) -> LockInfo | None:
