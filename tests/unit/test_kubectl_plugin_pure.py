@@ -96,7 +96,7 @@ def test_parser_wires_every_command() -> None:
         120.0,
     )
     assert parser.parse_args(["undo", "billing", "--to-version", "v1"]).to_version == "v1"
-    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "retry", "wait", "logs"}
+    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "retry", "wait", "logs", "unlock"}
     logs = parser.parse_args(["logs", "billing", "sidekiq", "-n", "deploy", "-f", "--tail", "5", "--hosts", "w1,w2"])
     assert (logs.service, logs.namespace, logs.follow, logs.lines, logs.hosts) == (
         "sidekiq",
@@ -105,6 +105,8 @@ def test_parser_wires_every_command() -> None:
         5,
         ["w1", "w2"],
     )
+    unlock = parser.parse_args(["unlock", "billing", "--host", "web-1", "--yes"])
+    assert (unlock.host, unlock.yes) == (["web-1"], True)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -550,3 +550,14 @@ def test_attempts_count_the_current_version_only() -> None:
     kept = plan(make_input(S3, UPDATED, same)).status.host(H1)
     assert kept is not None
     assert kept.attempts == 2
+
+
+def test_skipping_host_key_checks_is_a_false_host_keys_verified_condition_and_status_field() -> None:
+    observed = [observe(f"host-{i}", "v2") for i in (1, 2, 3)]
+    for insecure, expected in ((False, ("True", "KnownHosts")), (True, ("False", "InsecureSkipHostKeyCheck"))):
+        result = plan(make_input(make_spec(ssh={"insecureSkipHostKeyCheck": insecure}), observed))
+        verified = result.status.condition("HostKeysVerified")
+        assert verified is not None
+        assert (verified.status, verified.reason) == expected
+        assert result.status.host_keys_verified is (not insecure)
+    assert result.complete, "skipping host key checks is loud, but it does not stop the rollout"

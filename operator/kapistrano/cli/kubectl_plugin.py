@@ -15,6 +15,9 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
     kubectl kapistrano logs    RELEASE SERVICE [--hosts h1,h2] [-f/--follow] [--tail LINES]
                                                     tail shared/log/SERVICE.log on every host over SSH, with the
                                                     Release's Secret (needs `get` on that Secret)
+    kubectl kapistrano unlock  RELEASE [--host NAME] [--yes]
+                                                    remove host locks left by a process that is gone, over SSH
+                                                    with the Release's Secret (needs `get` on it); asks first
 
 Common options: -n/--namespace (default: the kubeconfig context's namespace, else `default`), --kubeconfig (default:
 $KUBECONFIG, else ~/.kube/config; in a pod, the service account), --context. RELEASE may be written `NAME`,
@@ -61,6 +64,7 @@ from pydantic import ValidationError
 from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
 from kapistrano.cli.tail_args import add_tail_args
+from kapistrano.cli.unlock import cmd_unlock
 
 #: Annotation whose every new value asks the operator for a rolling restart without a version change.
 MERGE_PATCH = "application/merge-patch+json"
@@ -569,6 +573,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] =
     "retry": (cmd_retry, "try the failed version again, without a version change"),
     "wait": (cmd_wait, "wait until the Release is ready or complete"),
     "logs": (cmd_logs, "tail a service's log on every host, lines prefixed by host"),
+    "unlock": (cmd_unlock, "remove the Release's host locks over SSH, after a confirmation"),
 }
 
 
@@ -592,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--for", dest="goal", choices=("ready", "complete"), default="ready", help="default: ready")
     wait.add_argument("--timeout", type=parse_duration, default=300.0, help="e.g. 90s, 5m (default: 300s)")
     wait.add_argument("--interval", type=parse_duration, default=1.0, help=argparse.SUPPRESS)
+    parsers["unlock"].add_argument("--host", action="append", metavar="NAME", help="only this host (repeatable)")
+    parsers["unlock"].add_argument("-y", "--yes", action="store_true", help="do not ask for a confirmation")
     return parser
 
 

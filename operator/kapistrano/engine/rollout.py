@@ -21,7 +21,8 @@ from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder, StatusStore
-from kapistrano.hosts.errors import HostError
+from kapistrano.hosts.errors import HostError, as_host_error
+from kapistrano.hosts.lock import heartbeat
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
 from kapistrano.plan.conditions import first_sight
 
@@ -121,6 +122,8 @@ class Rollout:
         self._update_gate = asyncio.Semaphore(UPDATE_CONCURRENCY)
         self._locked_at: dict[str, float] = {}
         self._flush = asyncio.Event()
+        #: How long a host lock lasts without a refresh; None: lock_ttl(spec).
+        self.lock_ttl_seconds: int | None = None
 
     def emit(self, event: HostEvent) -> None:
         """Record a host event in the status and pass it on (side effects: status, display)."""
@@ -143,10 +146,11 @@ class Rollout:
         try:
             now = asyncio.get_running_loop().time()
             if lock and now - self._locked_at.get(host.name, -LOCK_REFRESH_SECONDS) >= LOCK_REFRESH_SECONDS:
-                await driver.lock(self.owner, lock_ttl(spec))
+                await driver.lock(self.owner, self.lock_ttl_seconds or lock_ttl(spec))
                 self._locked_at[host.name] = now
             return await driver.observe(spec)
-        except HostError as exc:
+        except Exception as failure:  # one host's unexpected error is its observation, not a crash
+            exc = as_host_error(host.name, failure)
             return HostObservation(
                 name=host.name, reachable=exc.reachable, error_reason=exc.reason, error_message=exc.message
             )
@@ -326,12 +330,14 @@ class Rollout:
             self._touched.add(action.host)
 
     async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
-        """One action; fetches run at most UPDATE_CONCURRENCY at once (network I/O)."""
-        if action.kind == ActionKind.UPDATE:
-            async with self._update_gate:
-                await runner.run_one(action, driver)
-        else:
-            await runner.run_one(action, driver, run_once_hooks=once)
+        """One action with its host lock kept fresh; fetches run at most UPDATE_CONCURRENCY at once (network I/O)."""
+        ttl = self.lock_ttl_seconds or lock_ttl(runner.spec)
+        async with heartbeat(lambda: driver.lock(self.owner, ttl), min(ttl / 3, LOCK_REFRESH_SECONDS)):
+            if action.kind == ActionKind.UPDATE:
+                async with self._update_gate:
+                    await runner.run_one(action, driver)
+            else:
+                await runner.run_one(action, driver, run_once_hooks=once)
 
     async def _wait_running(self, *, every: bool, timeout: float | None = None) -> None:
         """Wait until a running action ends (all of them when `every` or while fetching), then learn from it."""

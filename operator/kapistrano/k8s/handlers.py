@@ -15,6 +15,7 @@ its daemon (kopf's finalizer kapistrano.dev/finalizer) and leaves its hosts as t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from collections.abc import Mapping
@@ -38,10 +39,10 @@ from kapistrano.api.status import ReleaseStatus
 from kapistrano.engine.events import fan_out
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
-from kapistrano.k8s import credentials, events, logs, metrics
+from kapistrano.k8s import cleanup, credentials, events, logs, metrics
 from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.status import ReleaseGone, ReleaseStatusStore, stalled_status
-from kapistrano.plan.conditions import TERMINAL_REASONS, first_sight
+from kapistrano.plan.conditions import INSECURE_HOST_KEYS_MESSAGE, TERMINAL_REASONS, first_sight
 
 WAKE_KEY = "kapistrano_wake"
 
@@ -75,7 +76,7 @@ async def on_release_event(memo: Any, **_: Any) -> None:
     wake_event(memo).set()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", cancellation_timeout=30.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", cancellation_backoff=25.0, cancellation_timeout=30.0)
 async def rollout_daemon(
     *,
     body: kopf.Body,
@@ -100,6 +101,9 @@ async def rollout_daemon(
         for running in (work, stop):
             running.cancel()
         await asyncio.gather(work, stop, return_exceptions=True)
+        if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+            with contextlib.suppress(SpecInvalid):
+                await cleanup.release_host_locks(task.namespace, uid, read_release(body))
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,6 +181,8 @@ class ReleaseTask:
             await self.stall(problem.reason, problem.message, trigger[0])
             await self.wait_for(trigger, timeout=None, secret=(release, problem.fingerprint))
             return
+        if release.spec.ssh.insecure_skip_host_key_check:
+            self.warn("InsecureHostKeys", INSECURE_HOST_KEYS_MESSAGE)
         try:
             outcome = await self.run_engine(release, creds)
         except SpecInvalid:
@@ -290,8 +296,7 @@ class ReleaseTask:
         ref = release.spec.ssh.secret_ref
         if ref is None:
             return False
-        data = await asyncio.to_thread(credentials.read_secret_data, self.namespace, ref.name)
-        return (credentials.fingerprint_of(data) if data is not None else "") != fingerprint
+        return await asyncio.to_thread(credentials.current_fingerprint, self.namespace, ref.name) != fingerprint
 
 
 class _MeteredStore:

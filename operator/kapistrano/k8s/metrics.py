@@ -48,6 +48,11 @@ SSH_ERRORS = Counter(
     "SSH connection errors (Unreachable, AuthFailed, HostKeyMismatch).",
     [*RELEASE_LABELS, "reason"],
 )
+INSECURE_HOST_KEYS = Gauge(
+    "kapistrano_insecure_host_keys",
+    "1 while a Release skips host key checks (spec.ssh.insecureSkipHostKeyCheck), else 0.",
+    RELEASE_LABELS,
+)
 HOSTS_BY_PHASE = Gauge("kapistrano_hosts", "Hosts of a Release by phase.", [*RELEASE_LABELS, "phase"])
 HOST_READY = Gauge("kapistrano_host_ready", "1 while the host's services pass readiness.", [*RELEASE_LABELS, "host"])
 RELEASE_CONDITION = Gauge(
@@ -68,7 +73,7 @@ _PER_RELEASE = (
     HOST_RESTARTS,
     SSH_ERRORS,
 )
-_PER_RELEASE_GAUGES = (HOSTS_BY_PHASE, HOST_READY, RELEASE_CONDITION)
+_PER_RELEASE_GAUGES = (HOSTS_BY_PHASE, HOST_READY, RELEASE_CONDITION, INSECURE_HOST_KEYS)
 
 
 def serve(port: int) -> None:
@@ -90,6 +95,8 @@ def record_status(namespace: str, release: str, status: ReleaseStatus) -> None:
             RELEASE_CONDITION.labels(namespace, release, condition.type, value.value).set(
                 1 if condition.status == value else 0
             )
+    if status.host_keys_verified is not None:
+        INSECURE_HOST_KEYS.labels(namespace, release).set(0 if status.host_keys_verified else 1)
 
 
 def forget(namespace: str, release: str) -> None:

@@ -20,7 +20,7 @@ from kapistrano.api.status import (
     parse_time,
 )
 from kapistrano.plan import actions as act
-from kapistrano.plan import liveness
+from kapistrano.plan import conditions, liveness
 from kapistrano.plan.budget import available_required, max_unavailable
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
@@ -162,6 +162,7 @@ def plan(inp: PlanInput) -> Plan:
         why = f"no host progressed for {spec.progress_deadline_seconds}s" + (f": {held}" if held else "")
         stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, why)
     current_version, history = _history(spec, inp.status, complete, now)
+    insecure = spec.ssh.insecure_skip_host_key_check
     counts = _counts(views)
     healing = _healing(inp, views, chosen)
     message = _message(views, complete, stall, gate, rolling_back) if not healing else "healing " + ", ".join(healing)
@@ -189,7 +190,10 @@ def plan(inp: PlanInput) -> Plan:
         retries=inp.status.retries,
         retried_for=inp.status.retried_for,
         hosts=hosts,
-        conditions=merge_conditions(inp.status.conditions, wanted, inp.generation, now),
+        conditions=merge_conditions(
+            inp.status.conditions, [*wanted, conditions.host_keys_condition(insecure)], inp.generation, now
+        ),
+        host_keys_verified=not insecure,
         history=history,
     )
     return Plan(
