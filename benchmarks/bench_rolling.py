@@ -34,9 +34,9 @@ from kapistrano.lab import HostLab, sample_worker
 from kapistrano.lab.sample_app import lab_release, worker_service
 
 try:
-    from benchmarks.multi import SHIM, Drains, capacity, multi_service, write_drains
+    from benchmarks.multi import SHIM, Drains, capacity, multi_service, started_lab, write_drains
 except ImportError:  # run as a script: benchmarks/ is on sys.path, not the repository root
-    from multi import SHIM, Drains, capacity, multi_service, write_drains  # type: ignore[no-redef]
+    from multi import SHIM, Drains, capacity, multi_service, started_lab, write_drains  # type: ignore[no-redef,import-not-found]
 
 
 def make_versions(root: Path, versions: list[str], *, shim: bool = False) -> dict[str, str]:
@@ -135,7 +135,7 @@ def multi_bench(
     events = root / "events.jsonl"
     try:
         sources = make_versions(root, ["v1", "v2"], shim=True)
-        with HostLab(hosts) as lab:
+        with started_lab(hosts) as lab:
             table = Drains.draw(seed, [h.name for h in lab.hosts], instances, *drains)
             write_drains(sources, table)
             docs = {}
@@ -167,7 +167,7 @@ def main_multi(args: argparse.Namespace) -> None:
     heads = ("replace", "hosts", "inst", "wall s", "span s", "floor s", "wall/fl", "span/fl", "below", "samples",
              "min ready", "full", "saves")  # fmt: skip
     widths = (9, 5, 4, 7, 7, 7, 7, 7, 5, 7, 9, 4, 5)
-    rows = []
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)), flush=True)
     for n in args.hosts:
         for k in args.instances:
             for replace in args.replace:
@@ -175,16 +175,13 @@ def main_multi(args: argparse.Namespace) -> None:
                 r = multi_bench(
                     n, k, drains=(low, high), boot=args.boot, seed=seed, replace=replace, surge=args.max_surge
                 )
-                rows.append((replace, n, k, r))
                 if replace == args.replace[0]:
-                    print(f"seed {r['drains'].seed}, drains:\n{r['drains'].describe()}", flush=True)
-    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
-    for replace, n, k, r in rows:
-        c = r["capacity"]
-        cells = (replace, n, k, f"{r['wall']:.2f}", f"{c.span:.2f}", f"{r['floor']:.2f}",
-                 f"{r['wall'] / r['floor']:.3f}", f"{c.span / r['floor']:.3f}", c.below, c.samples,
-                 c.exact_lowest, c.full, r["saves"])  # fmt: skip
-        print(" ".join(f"{v!s:>{w}}" for v, w in zip(cells, widths, strict=True)))
+                    print(f"seed {r['drains'].seed}, drains:\n{r['drains'].describe()}")
+                c = r["capacity"]
+                cells = (replace, n, k, f"{r['wall']:.2f}", f"{c.span:.2f}", f"{r['floor']:.2f}",
+                         f"{r['wall'] / r['floor']:.3f}", f"{c.span / r['floor']:.3f}", c.below, c.samples,
+                         c.exact_lowest, c.full, r["saves"])  # fmt: skip
+                print(" ".join(f"{v!s:>{w}}" for v, w in zip(cells, widths, strict=True)), flush=True)
 
 
 def main() -> None:

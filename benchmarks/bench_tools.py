@@ -49,7 +49,17 @@ from kapistrano.lab import HostLab
 from kapistrano.lab.sample_app import lab_release
 
 from benchmarks.bench_rolling import make_versions, manifest
-from benchmarks.multi import NEXT_PORT, V1_PORT, Capacity, Drains, capacity, multi_service, read_events, write_drains
+from benchmarks.multi import (
+    NEXT_PORT,
+    V1_PORT,
+    Capacity,
+    Drains,
+    capacity,
+    multi_service,
+    read_events,
+    started_lab,
+    write_drains,
+)
 
 HERE = Path(__file__).resolve().parent
 CAP_PROJECT = HERE / "capistrano"
@@ -452,7 +462,7 @@ def bench(case: Case) -> Row:
     cap = None
     try:
         sources = make_versions(case.root, ["v1", "v2"], shim=case.spread is not None)
-        with HostLab(case.hosts) as lab:
+        with started_lab(case.hosts) as lab:
             names = [h.name for h in lab.hosts]
             if case.spread is not None:
                 case.drains = Drains.draw(case.seed, names, case.instances, *case.spread)
@@ -632,7 +642,8 @@ def main_multi(args: argparse.Namespace, tools: list[str]) -> None:
                 case.surge = args.max_surge
                 row = bench(case)
                 if tool == tools[0] and case.drains is not None:
-                    print(case.drains.describe(), flush=True)
+                    print(case.drains.describe())
+                print("  " + multi_line(row), flush=True)
                 rows.append(row)
     print()
     print(MULTI_HEAD)

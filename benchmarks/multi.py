@@ -14,10 +14,15 @@ From the workers' shared EVENTS_LOG, `capacity` rebuilds how many instances were
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from kapistrano.lab import HostLab
+from kapistrano.lab.network import LabError
 
 #: The sample worker's health ports: v1 listens on V1_PORT + instance, every later version on NEXT_PORT + ...
 V1_PORT = 9100
@@ -58,6 +63,29 @@ def record(event):
 sample_worker.record = record
 sys.exit(sample_worker.main())
 '''
+
+
+#: Lab start attempts: a lab's network namespaces can fail to come up while other labs start beside it.
+LAB_ATTEMPTS = 3
+
+
+@contextlib.contextmanager
+def started_lab(hosts: int) -> Iterator[HostLab]:
+    """A started lab of `hosts` hosts, retrying a failed start (processes; closed afterwards)."""
+    for attempt in range(1, LAB_ATTEMPTS + 1):
+        lab = HostLab(hosts)
+        try:
+            lab.start()
+            break
+        except LabError as exc:
+            lab.close()
+            if attempt == LAB_ATTEMPTS:
+                raise
+            print(f"  lab start failed ({exc}), trying again", flush=True)
+    try:
+        yield lab
+    finally:
+        lab.close()
 
 
 @dataclass(frozen=True)
