@@ -34,9 +34,9 @@ from kapistrano.lab import HostLab, sample_worker
 from kapistrano.lab.sample_app import lab_release, worker_service
 
 try:
-    from benchmarks.multi import SHIM, Drains, capacity, multi_service, started_lab, write_drains
+    from benchmarks.multi import SHIM, Drains, capacity, multi_service, phases, started_lab, write_drains
 except ImportError:  # run as a script: benchmarks/ is on sys.path, not the repository root
-    from multi import SHIM, Drains, capacity, multi_service, started_lab, write_drains  # type: ignore[no-redef,import-not-found]
+    from multi import SHIM, Drains, capacity, multi_service, phases, started_lab, write_drains  # type: ignore[no-redef,import-not-found]
 
 
 def make_versions(root: Path, versions: list[str], *, shim: bool = False) -> dict[str, str]:
@@ -127,8 +127,13 @@ def bench(hosts: int, drain: float, boot: float) -> dict[str, float]:
     }
 
 
+def host_count(text: str) -> int | str:
+    """A host count option: an int or a percent such as "100%" (pure)."""
+    return text if text.endswith("%") else int(text)
+
+
 def multi_bench(
-    hosts: int, instances: int, *, drains: tuple[float, float], boot: float, seed: int, replace: str, surge: int
+    hosts: int, instances: int, *, drains: tuple[float, float], boot: float, seed: int, replace: str, surge: int | str
 ) -> dict[str, Any]:
     """v1 everywhere at once, then the timed rolling v2 with several instances per host (starts test hosts)."""
     root = Path(tempfile.mkdtemp(prefix="kapbench-"))
@@ -151,10 +156,19 @@ def multi_bench(
             asyncio.run(roll(lab, docs["v1"], root / "state.json"))
             wall, saves, rolling = asyncio.run(roll(lab, docs["v2"], root / "state.json"))
             cap = capacity(events, [h.name for h in lab.hosts], instances)
+            steps = phases(events)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     floor = table.stop_first_floor(boot) if replace == "StopFirst" else table.start_first_floor(boot)
-    return {"drains": table, "wall": wall, "rolling": rolling, "floor": floor, "saves": saves, "capacity": cap}
+    return {
+        "drains": table,
+        "wall": wall,
+        "rolling": rolling,
+        "floor": floor,
+        "saves": saves,
+        "capacity": cap,
+        "phases": steps,
+    }
 
 
 def main_multi(args: argparse.Namespace) -> None:
@@ -181,7 +195,10 @@ def main_multi(args: argparse.Namespace) -> None:
                 cells = (replace, n, k, f"{r['wall']:.2f}", f"{c.span:.2f}", f"{r['floor']:.2f}",
                          f"{r['wall'] / r['floor']:.3f}", f"{c.span / r['floor']:.3f}", c.below, c.samples,
                          c.exact_lowest, c.full, r["saves"])  # fmt: skip
-                print(" ".join(f"{v!s:>{w}}" for v, w in zip(cells, widths, strict=True)), flush=True)
+                print(" ".join(f"{v!s:>{w}}" for v, w in zip(cells, widths, strict=True)))
+                p = r["phases"]
+                print(f"    per host: boot {p.boot:.3f}, ready->stop {p.to_stop:.3f}, drain {p.drain:.3f}, "
+                      f"exit->start {p.to_start:.3f} s", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -196,7 +213,7 @@ def main() -> None:
     parser.add_argument(
         "--replace", nargs="+", choices=["StopFirst", "StartFirst"], default=["StopFirst", "StartFirst"]
     )
-    parser.add_argument("--max-surge", type=int, default=1)
+    parser.add_argument("--max-surge", type=host_count, default=1)
     args = parser.parse_args()
     if args.instances:
         main_multi(args)

@@ -48,14 +48,16 @@ import yaml
 from kapistrano.lab import HostLab
 from kapistrano.lab.sample_app import lab_release
 
-from benchmarks.bench_rolling import make_versions, manifest
+from benchmarks.bench_rolling import host_count, make_versions, manifest
 from benchmarks.multi import (
     NEXT_PORT,
     V1_PORT,
     Capacity,
     Drains,
+    Phases,
     capacity,
     multi_service,
+    phases,
     read_events,
     started_lab,
     write_drains,
@@ -231,7 +233,7 @@ class Case:
     instances: int = 1
     spread: tuple[float, float] | None = None  # random drains in [low, high] per instance (multi mode)
     seed: int = 0
-    surge: int = 1
+    surge: int | str = 1
     drains: Drains | None = None
 
     @property
@@ -444,6 +446,7 @@ class Row:
     gaps: Gaps
     saves: int
     capacity: Capacity | None = None
+    phases: Phases | None = None
 
     @property
     def floor(self) -> float:
@@ -459,7 +462,7 @@ class Row:
 def bench(case: Case) -> Row:
     """Fresh lab, v1 everywhere, then the timed v2 release by case.tool (starts test hosts)."""
     case.root = Path(tempfile.mkdtemp(prefix="kapbench-tools-"))
-    cap = None
+    cap, steps = None, None
     try:
         sources = make_versions(case.root, ["v1", "v2"], shim=case.spread is not None)
         with started_lab(case.hosts) as lab:
@@ -485,13 +488,14 @@ def bench(case: Case) -> Row:
             else:
                 settle_all(case.events, case.hosts * case.instances, "v1", "v2", ended + case.spread[1] + case.boot + 5)
                 cap = capacity(case.events, names, case.instances)
+                steps = phases(case.events)
             gaps = analyze(case.events, names, "v1", "v2", ended)
             if case.spread is not None:  # several instances: overlaps against the last old exit of each host
                 overlaps, longest = overlaps_of(case.events, names, "v1", "v2")
                 gaps = dataclasses.replace(gaps, overlaps=overlaps, overlap_max=longest)
     finally:
         shutil.rmtree(case.root, ignore_errors=True)
-    return Row(case, run, gaps, saves, cap)
+    return Row(case, run, gaps, saves, cap, steps)
 
 
 # -- output ------------------------------------------------------------------------------------------
@@ -643,7 +647,11 @@ def main_multi(args: argparse.Namespace, tools: list[str]) -> None:
                 row = bench(case)
                 if tool == tools[0] and case.drains is not None:
                     print(case.drains.describe())
-                print("  " + multi_line(row), flush=True)
+                print("  " + multi_line(row))
+                if row.phases is not None:
+                    p = row.phases
+                    print(f"    per host: boot {p.boot:.3f}, ready->stop {p.to_stop:.3f}, drain {p.drain:.3f}, "
+                          f"exit->start {p.to_start:.3f} s", flush=True)  # fmt: skip
                 rows.append(row)
     print()
     print(MULTI_HEAD)
@@ -666,7 +674,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, nargs="*", default=[], help="workers per host, random drains")
     parser.add_argument("--drain-range", type=float, nargs=2, default=[3.5, 6.0], metavar=("LOW", "HIGH"))
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--max-surge", type=int, default=1, help="strategy.maxSurge of kapistrano-startfirst")
+    parser.add_argument("--max-surge", type=host_count, default=1, help="strategy.maxSurge of kapistrano-startfirst")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the SSH test hosts need root")

@@ -15,6 +15,7 @@ From the workers' shared EVENTS_LOG, `capacity` rebuilds how many instances were
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import random
 from collections.abc import Iterator
@@ -206,3 +207,41 @@ def capacity(path: Path, hosts: list[str], instances: int, old: str = "v1", new:
         lowest = min(lowest, level)
         t = first + samples * SAMPLE_SECONDS
     return Capacity(full, samples, below, lowest, exact_lowest, last - first, short_most)
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Mean seconds per host of each step of a release, from the workers' events (hosts in the order they went)."""
+
+    boot: float  # first new start to last new ready (S plus the starts' spread)
+    to_stop: float  # StopFirst: ready to the next host's first TERM; StartFirst: last new ready to first old TERM
+    drain: float  # first old TERM to last old exit (the slowest drain plus the signals' spread)
+    to_start: float  # StopFirst: last old exit to first new start; StartFirst: last old exit to the next host's start
+
+
+def phases(path: Path, old: str = "v1", new: str = "v2") -> Phases:
+    """Where the time of a release went, host by host (reads the file)."""
+    marks: dict[str, dict[str, list[float]]] = {}
+    for row in read_events(path):
+        key = {(old, "draining"): "term", (old, "exit"): "exit", (new, "start"): "start", (new, "ready"): "ready"}
+        step = key.get((str(row["version"]), str(row["event"])))
+        if step is not None:
+            marks.setdefault(str(row["host"]), {}).setdefault(step, []).append(float(row["time"]))  # type: ignore[arg-type]
+    hosts = sorted((m for m in marks.values() if all(k in m for k in ("term", "exit", "start", "ready"))),
+                   key=lambda m: min(m["start"]))  # fmt: skip
+    if not hosts:
+        return Phases(0.0, 0.0, 0.0, 0.0)
+    start_first = min(hosts[0]["start"]) < max(hosts[0]["exit"])
+    boot = [max(m["ready"]) - min(m["start"]) for m in hosts]
+    drain = [max(m["exit"]) - min(m["term"]) for m in hosts]
+    if start_first:
+        to_stop = [min(m["term"]) - max(m["ready"]) for m in hosts]
+        to_start = [min(b["start"]) - max(a["exit"]) for a, b in itertools.pairwise(hosts)]
+    else:
+        to_stop = [min(b["term"]) - max(a["ready"]) for a, b in itertools.pairwise(hosts)]
+        to_start = [min(m["start"]) - max(m["exit"]) for m in hosts]
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    return Phases(mean(boot), mean(to_stop), mean(drain), mean(to_start))
