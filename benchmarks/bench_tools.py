@@ -605,7 +605,7 @@ def available(tool: str) -> str | None:
 
 
 def targets(rows: list[Row]) -> list[str]:
-    """Per hosts x instances, whether kapistrano met the issue's targets (pure)."""
+    """Per hosts x instances, whether kapistrano met the targets of this benchmark (pure)."""
     out = []
     groups: dict[tuple[int, int], dict[str, Row]] = {}
     for row in rows:
