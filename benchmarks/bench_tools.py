@@ -20,6 +20,14 @@ and status-file saves (renames of the state file, counted with inotify).
 Tools: kapistrano, cap-sleep (the seed story's `kill; sleep 3; start` in sequence), cap-wait (wait
 for the pid to exit, then for /health), ansible (serial: 1, wait_for /proc/<pid> absent, uri until
 200). ansible-playbook comes with the `test` extra (pip install -e '.[test]').
+
+With --instances, every host runs that many workers with seeded random drains (--drain-range,
+benchmarks/multi.py) and the tools are kapistrano (StopFirst, instances together),
+kapistrano-startfirst (replace StartFirst, --max-surge), cap-wait and ansible (all instances of a
+host TERMed, waited for, started and checked together); ratios against the floors and the targets
+are printed at the end:
+
+    .venv/bin/python -m benchmarks.bench_tools --hosts 3 10 --instances 2 4
 """
 
 from __future__ import annotations
