@@ -5,7 +5,13 @@ Each host runs one sample worker that needs D seconds to exit after TERM and S s
 ready. A perfect one-host-at-a-time rollout takes N*(D+S); everything above that is kapistrano's
 overhead (connections, exit detection, readiness polling, status writes).
 
+With --instances, each host runs that many workers, each with its own drain drawn uniformly from
+--drain-range (seeded, printed), and the floor of StopFirst (instances of a host together) is the
+sum over hosts of (slowest drain + S); StartFirst is measured against N*S + the slowest drain, and
+its ready instances are counted every 50 ms from the workers' events (see benchmarks/multi.py).
+
     python benchmarks/bench_rolling.py [--hosts 3 10] [--drain 2] [--boot 1]   (as root)
+    python benchmarks/bench_rolling.py --hosts 3 10 --instances 2 4 --drain-range 3.5 6 --boot 1 --seed 11
 """
 
 from __future__ import annotations
@@ -27,14 +33,21 @@ from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab, sample_worker
 from kapistrano.lab.sample_app import lab_release, worker_service
 
+try:
+    from benchmarks.multi import SHIM, Drains, capacity, multi_service, phases, started_lab, write_drains
+except ImportError:  # run as a script: benchmarks/ is on sys.path, not the repository root
+    from multi import SHIM, Drains, capacity, multi_service, phases, started_lab, write_drains  # type: ignore[no-redef,import-not-found]
 
-def make_versions(root: Path, versions: list[str]) -> dict[str, str]:
-    """A source directory per version of the sample worker (writes files)."""
+
+def make_versions(root: Path, versions: list[str], *, shim: bool = False) -> dict[str, str]:
+    """A source directory per version of the sample worker, behind multi.SHIM if `shim` (writes files)."""
     out = {}
     for version in versions:
         path = root / version
         path.mkdir(parents=True)
-        shutil.copy(sample_worker.__file__, path / "worker.py")
+        shutil.copy(sample_worker.__file__, path / ("sample_worker.py" if shim else "worker.py"))
+        if shim:
+            (path / "worker.py").write_text(SHIM)
         (path / "VERSION").write_text(version + "\n")
         out[version] = str(path)
     return out
@@ -114,13 +127,97 @@ def bench(hosts: int, drain: float, boot: float) -> dict[str, float]:
     }
 
 
+def host_count(text: str) -> int | str:
+    """A host count option: an int or a percent such as "100%" (pure)."""
+    return text if text.endswith("%") else int(text)
+
+
+def multi_bench(
+    hosts: int, instances: int, *, drains: tuple[float, float], boot: float, seed: int, replace: str, surge: int | str
+) -> dict[str, Any]:
+    """v1 everywhere at once, then the timed rolling v2 with several instances per host (starts test hosts)."""
+    root = Path(tempfile.mkdtemp(prefix="kapbench-"))
+    events = root / "events.jsonl"
+    try:
+        sources = make_versions(root, ["v1", "v2"], shim=True)
+        with started_lab(hosts) as lab:
+            table = Drains.draw(seed, [h.name for h in lab.hosts], instances, *drains)
+            write_drains(sources, table)
+            docs = {}
+            for version, rep, strategy in (
+                ("v1", "StopFirst", {"maxUnavailable": "100%"}),
+                ("v2", replace, {"maxUnavailable": 1, "maxSurge": surge}),
+            ):
+                service = multi_service(instances=instances, ready=boot, replace=rep, events=events)
+                docs[version] = lab_release(
+                    lab, "bench", services=[service], application="bench", version=version,
+                    source={"path": sources[version]}, strategy=strategy,
+                )  # fmt: skip
+            asyncio.run(roll(lab, docs["v1"], root / "state.json"))
+            wall, saves, rolling = asyncio.run(roll(lab, docs["v2"], root / "state.json"))
+            cap = capacity(events, [h.name for h in lab.hosts], instances)
+            steps = phases(events)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    floor = table.stop_first_floor(boot) if replace == "StopFirst" else table.start_first_floor(boot)
+    return {
+        "drains": table,
+        "wall": wall,
+        "rolling": rolling,
+        "floor": floor,
+        "saves": saves,
+        "capacity": cap,
+        "phases": steps,
+    }
+
+
+def main_multi(args: argparse.Namespace) -> None:
+    """Print one line per (hosts, instances, replace) with random drains."""
+    low, high = args.drain_range
+    print(f"drains uniform in [{low:g}, {high:g}] s per instance, seed {args.seed}, ready S={args.boot}s, "
+          f"maxUnavailable 1, maxSurge {args.max_surge}, instances restarted together (Parallel)")  # fmt: skip
+    print("floor: StopFirst sum over hosts of (slowest drain + S); StartFirst hosts*S + slowest drain")
+    print("span: first v1 TERM or v2 start to the last v1 exit or v2 ready; below: 50 ms samples under capacity")
+    heads = ("replace", "hosts", "inst", "wall s", "span s", "floor s", "wall/fl", "span/fl", "below", "samples",
+             "min ready", "full", "saves")  # fmt: skip
+    widths = (9, 5, 4, 7, 7, 7, 7, 7, 5, 7, 9, 4, 5)
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)), flush=True)
+    for n in args.hosts:
+        for k in args.instances:
+            for replace in args.replace:
+                seed = args.seed + n * 100 + k
+                r = multi_bench(
+                    n, k, drains=(low, high), boot=args.boot, seed=seed, replace=replace, surge=args.max_surge
+                )
+                if replace == args.replace[0]:
+                    print(f"seed {r['drains'].seed}, drains:\n{r['drains'].describe()}")
+                c = r["capacity"]
+                cells = (replace, n, k, f"{r['wall']:.2f}", f"{c.span:.2f}", f"{r['floor']:.2f}",
+                         f"{r['wall'] / r['floor']:.3f}", f"{c.span / r['floor']:.3f}", c.below, c.samples,
+                         c.exact_lowest, c.full, r["saves"])  # fmt: skip
+                print(" ".join(f"{v!s:>{w}}" for v, w in zip(cells, widths, strict=True)))
+                p = r["phases"]
+                print(f"    per host: boot {p.boot:.3f}, ready->stop {p.to_stop:.3f}, drain {p.drain:.3f}, "
+                      f"exit->start {p.to_start:.3f} s", flush=True)  # fmt: skip
+
+
 def main() -> None:
     """Print one line per host count."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, nargs="+", default=[3, 10])
     parser.add_argument("--drain", type=float, default=2.0)
     parser.add_argument("--boot", type=float, default=1.0)
+    parser.add_argument("--instances", type=int, nargs="*", default=[], help="workers per host (random drains)")
+    parser.add_argument("--drain-range", type=float, nargs=2, default=[3.5, 6.0], metavar=("LOW", "HIGH"))
+    parser.add_argument("--seed", type=int, default=11, help="drains of N hosts x K instances use seed + 100N + K")
+    parser.add_argument(
+        "--replace", nargs="+", choices=["StopFirst", "StartFirst"], default=["StopFirst", "StartFirst"]
+    )
+    parser.add_argument("--max-surge", type=host_count, default=1)
     args = parser.parse_args()
+    if args.instances:
+        main_multi(args)
+        return
     print(f"drain D={args.drain}s, ready S={args.boot}s, maxUnavailable 1, one worker per host")
     print(
         "wall: whole apply; fixed: connect, update phase and final checks; per-host step: publish to ready, minus D+S"

@@ -20,6 +20,14 @@ and status-file saves (renames of the state file, counted with inotify).
 Tools: kapistrano, cap-sleep (the seed story's `kill; sleep 3; start` in sequence), cap-wait (wait
 for the pid to exit, then for /health), ansible (serial: 1, wait_for /proc/<pid> absent, uri until
 200). ansible-playbook comes with the `test` extra (pip install -e '.[test]').
+
+With --instances, every host runs that many workers with seeded random drains (--drain-range,
+benchmarks/multi.py) and the tools are kapistrano (StopFirst, instances together),
+kapistrano-startfirst (replace StartFirst, --max-surge), cap-wait and ansible (all instances of a
+host TERMed, waited for, started and checked together); ratios against the floors and the targets
+are printed at the end:
+
+    .venv/bin/python -m benchmarks.bench_tools --hosts 3 10 --instances 2 4
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import json
 import math
 import os
@@ -45,14 +54,31 @@ from types import TracebackType
 
 import yaml
 from kapistrano.lab import HostLab
+from kapistrano.lab.sample_app import lab_release
 
-from benchmarks.bench_rolling import make_versions, manifest
+from benchmarks.bench_rolling import host_count, make_versions, manifest
+from benchmarks.multi import (
+    NEXT_PORT,
+    V1_PORT,
+    Capacity,
+    Drains,
+    Phases,
+    capacity,
+    multi_service,
+    phases,
+    read_events,
+    started_lab,
+    write_drains,
+)
 
 HERE = Path(__file__).resolve().parent
 CAP_PROJECT = HERE / "capistrano"
 PLAYBOOK = HERE / "ansible" / "rolling.yml"
 BIN = Path(sys.executable).parent
-TOOLS = ("kapistrano", "cap-sleep", "cap-wait", "ansible")
+TOOLS = ("kapistrano", "cap-sleep", "cap-wait", "ansible", "kapistrano-startfirst")
+#: Tools run by default: one instance per host / several instances with random drains.
+SINGLE_TOOLS = ("kapistrano", "cap-sleep", "cap-wait", "ansible")
+MULTI_TOOLS = ("kapistrano", "kapistrano-startfirst", "cap-wait", "ansible")
 PR_SET_CHILD_SUBREAPER = 36
 IN_MOVED_TO = 0x80
 IN_Q_OVERFLOW = 0x4000
@@ -212,6 +238,11 @@ class Case:
     boot: float
     budget: int | str
     root: Path = field(default_factory=Path)
+    instances: int = 1
+    spread: tuple[float, float] | None = None  # random drains in [low, high] per instance (multi mode)
+    seed: int = 0
+    surge: int | str = 1
+    drains: Drains | None = None
 
     @property
     def events(self) -> Path:
@@ -219,7 +250,7 @@ class Case:
 
     @property
     def timeout(self) -> float:
-        return 120 + self.hosts * (self.drain + self.boot + 5) * 3
+        return 120 + self.hosts * (max(self.spread or (self.drain,)) + self.boot + 5) * 3
 
 
 def budget_count(budget: int | str, hosts: int) -> int:
@@ -231,9 +262,18 @@ def budget_count(budget: int | str, hosts: int) -> int:
 
 def kapistrano_apply(case: Case, lab: HostLab, version: str, budget: int | str, counter: bool) -> tuple[Child, int]:
     """`kapistrano apply` of one version of the worker; returns the run and the state saves (side effects)."""
-    doc = manifest(lab, str(case.root / version), version, drain=case.drain, boot=case.boot, budget=budget)
-    pidfile = doc["spec"]["services"][0]["pidfile"]
-    pidfile["start"] = pidfile["start"].replace("exec env ", f"exec env EVENTS_LOG={case.events} ", 1)
+    if case.spread is None:
+        doc = manifest(lab, str(case.root / version), version, drain=case.drain, boot=case.boot, budget=budget)
+        pidfile = doc["spec"]["services"][0]["pidfile"]
+        pidfile["start"] = pidfile["start"].replace("exec env ", f"exec env EVENTS_LOG={case.events} ", 1)
+    else:
+        replace = "StartFirst" if case.tool == "kapistrano-startfirst" and version != "v1" else "StopFirst"
+        service = multi_service(instances=case.instances, ready=case.boot, replace=replace, events=case.events)
+        strategy = {"maxUnavailable": budget, "maxSurge": case.surge}
+        source = {"path": str(case.root / version)}
+        doc = lab_release(
+            lab, "bench", services=[service], application="bench", version=version, source=source, strategy=strategy
+        )
     release = case.root / f"release-{version}.yaml"
     release.write_text(yaml.safe_dump(doc, sort_keys=False))
     state = case.root / "state" / "bench.json"
@@ -266,6 +306,8 @@ def cap_deploy(case: Case, lab: HostLab, restart: str) -> Child:
         "BENCH_EVENTS": str(case.events),
         "BENCH_KEY": str(lab.client_key),
         "BENCH_KNOWN_HOSTS": str(lab.known_hosts),
+        "BENCH_INSTANCES": str(case.instances),
+        "BENCH_HEALTH_BASE": str(V1_PORT if case.spread is None else NEXT_PORT),
     }
     return run_child(["cap", "bench", "deploy"], cwd=project, log=case.root / "cap.log", timeout=case.timeout, env=env)
 
@@ -296,6 +338,8 @@ def ansible_deploy(case: Case, lab: HostLab) -> Child:
         "drain": case.drain,
         "ready": case.boot,
         "events": str(case.events),
+        "instances": case.instances,
+        "health_base": V1_PORT if case.spread is None else NEXT_PORT,
     }
     env = {**os.environ, "ANSIBLE_CONFIG": str(config), "ANSIBLE_LOCAL_TEMP": str(work / "tmp"), "ANSIBLE_NOCOLOR": "1"}
     argv = [str(BIN / "ansible-playbook"), str(PLAYBOOK), "-e", json.dumps(extra)]
@@ -377,6 +421,30 @@ def analyze(path: Path, hosts: list[str], old: str, new: str, ended: float) -> G
     return Gaps(most, down_max, overlaps, overlap_max, missing, span, max(0.0, last - ended))
 
 
+def settle_all(path: Path, count: int, old: str, new: str, deadline: float) -> None:
+    """Wait until `count` `new` workers logged ready and `count` `old` ones exited, or the deadline (reads)."""
+    while time.time() < deadline:
+        rows = read_events(path)
+        ready = sum(r["version"] == new and r["event"] == "ready" for r in rows)
+        gone = sum(r["version"] == old and r["event"] == "exit" for r in rows)
+        if ready >= count and gone >= count:
+            return
+        time.sleep(0.1)
+
+
+def overlaps_of(path: Path, hosts: list[str], old: str, new: str) -> tuple[int, float]:
+    """Hosts where a new worker started before the last old one had exited, and the longest such overlap (reads)."""
+    olds, news = host_events(path, old), host_events(path, new)
+    count, longest = 0, 0.0
+    for host in hosts:
+        exits = [e.get("exit", math.inf) for e in olds.get(host, {}).values()]
+        starts = [e["start"] for e in news.get(host, {}).values() if "start" in e]
+        if starts and exits and min(starts) < max(exits):
+            count += 1
+            longest = max(longest, max(exits) - min(starts))
+    return count, longest
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of the results table."""
@@ -385,9 +453,16 @@ class Row:
     run: Child
     gaps: Gaps
     saves: int
+    capacity: Capacity | None = None
+    phases: Phases | None = None
 
     @property
     def floor(self) -> float:
+        drains = self.case.drains
+        if drains is not None:
+            if self.case.tool == "kapistrano-startfirst":
+                return drains.start_first_floor(self.case.boot)
+            return drains.stop_first_floor(self.case.boot)
         batches = math.ceil(self.case.hosts / budget_count(self.case.budget, self.case.hosts))
         return batches * (self.case.drain + self.case.boot)
 
@@ -395,13 +470,18 @@ class Row:
 def bench(case: Case) -> Row:
     """Fresh lab, v1 everywhere, then the timed v2 release by case.tool (starts test hosts)."""
     case.root = Path(tempfile.mkdtemp(prefix="kapbench-tools-"))
+    cap, steps = None, None
     try:
-        make_versions(case.root, ["v1", "v2"])
-        with HostLab(case.hosts) as lab:
+        sources = make_versions(case.root, ["v1", "v2"], shim=case.spread is not None)
+        with started_lab(case.hosts) as lab:
+            names = [h.name for h in lab.hosts]
+            if case.spread is not None:
+                case.drains = Drains.draw(case.seed, names, case.instances, *case.spread)
+                write_drains(sources, case.drains)
             first, _ = kapistrano_apply(case, lab, "v1", "100%", counter=False)
             require_ok(first, "kapistrano apply v1")
             saves = 0
-            if case.tool == "kapistrano":
+            if case.tool.startswith("kapistrano"):
                 run, saves = kapistrano_apply(case, lab, "v2", case.budget, counter=True)
             elif case.tool in ("cap-sleep", "cap-wait"):
                 run = cap_deploy(case, lab, case.tool.removeprefix("cap-"))
@@ -411,12 +491,19 @@ def bench(case: Case) -> Row:
             if run.returncode != 0:
                 print(f"  {case.tool} exited {run.returncode}; end of its log:")
                 print("  " + run.log.read_text(errors="replace")[-1500:].replace("\n", "\n  "))
-            names = [h.name for h in lab.hosts]
-            settle(case.events, names, "v1", "v2", ended + case.drain + case.boot + 5)
+            if case.spread is None:
+                settle(case.events, names, "v1", "v2", ended + case.drain + case.boot + 5)
+            else:
+                settle_all(case.events, case.hosts * case.instances, "v1", "v2", ended + case.spread[1] + case.boot + 5)
+                cap = capacity(case.events, names, case.instances)
+                steps = phases(case.events)
             gaps = analyze(case.events, names, "v1", "v2", ended)
+            if case.spread is not None:  # several instances: overlaps against the last old exit of each host
+                overlaps, longest = overlaps_of(case.events, names, "v1", "v2")
+                gaps = dataclasses.replace(gaps, overlaps=overlaps, overlap_max=longest)
     finally:
         shutil.rmtree(case.root, ignore_errors=True)
-    return Row(case, run, gaps, saves)
+    return Row(case, run, gaps, saves, cap, steps)
 
 
 # -- output ------------------------------------------------------------------------------------------
@@ -450,6 +537,38 @@ def tools_line(row: Row) -> str:
         str(r.returncode),
         f"{r.cpu:.2f}",
         f"{r.maxrss_kib / 1024:.0f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+MULTI_HEAD = (
+    "| tool | hosts | instances | seed | wall s | span s | floor s | wall/floor | span/floor | fixed s "
+    "| most hosts short | samples below capacity | fewest ready (of) | overlaps (max s) | exit | CPU s |"
+)
+
+
+def multi_line(row: Row) -> str:
+    """One markdown row of the several-instances table (pure)."""
+    c, r, g, k = row.case, row.run, row.gaps, row.capacity
+    assert k is not None
+    assert c.drains is not None
+    cells = [
+        c.tool,
+        str(c.hosts),
+        str(c.instances),
+        str(c.drains.seed),
+        f"{r.wall:.2f}",
+        f"{k.span:.2f}",
+        f"{row.floor:.2f}",
+        f"{r.wall / row.floor:.3f}",
+        f"{k.span / row.floor:.3f}",
+        f"{r.wall - k.span:.2f}",
+        str(k.hosts_short_at_once),
+        f"{k.below}/{k.samples}",
+        f"{k.exact_lowest} ({k.full})",
+        f"{g.overlaps} ({g.overlap_max:.2f})",
+        str(r.returncode),
+        f"{r.cpu:.2f}",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -493,25 +612,95 @@ def available(tool: str) -> str | None:
     return None
 
 
+def targets(rows: list[Row]) -> list[str]:
+    """Per hosts x instances, whether kapistrano met the targets of this benchmark (pure)."""
+    out = []
+    groups: dict[tuple[int, int], dict[str, Row]] = {}
+    for row in rows:
+        groups.setdefault((row.case.hosts, row.case.instances), {})[row.case.tool] = row
+    for (hosts, instances), by_tool in groups.items():
+        head = f"{hosts} hosts x {instances}:"
+        if (kap := by_tool.get("kapistrano")) is not None:
+            ratio = kap.run.wall / kap.floor
+            out.append(f"{head} StopFirst wall/floor {ratio:.3f} (target 1.03: {'met' if ratio <= 1.03 else 'missed'})")
+            for other in ("cap-wait", "ansible"):
+                if other in by_tool:
+                    theirs = by_tool[other].run.wall
+                    verdict = "ahead" if kap.run.wall < theirs else "NOT ahead"
+                    out.append(f"{head} kapistrano {kap.run.wall:.2f} s vs {other} {theirs:.2f} s: {verdict}")
+        if (surge := by_tool.get("kapistrano-startfirst")) is not None and surge.capacity is not None:
+            k, ratio = surge.capacity, surge.capacity.span / surge.floor
+            below = "met" if k.below == 0 else "missed"
+            out.append(
+                f"{head} StartFirst samples below capacity {k.below} (target 0: {below}), "
+                f"span/floor {ratio:.3f} (target 1.1: {'met' if ratio <= 1.1 else 'missed'})"
+            )
+    return out
+
+
+def main_multi(args: argparse.Namespace, tools: list[str]) -> None:
+    """Several instances per host with random drains: every tool on every hosts x instances (starts labs)."""
+    low, high = args.drain_range
+    print(
+        f"drains uniform in [{low:g}, {high:g}] s per instance (seed + 100 x hosts + instances), ready {args.boot:g} s"
+    )
+    rows = []
+    for hosts in args.hosts:
+        for instances in args.instances:
+            seed = args.seed + 100 * hosts + instances
+            for tool in tools:
+                print(f"{tool} on {hosts} hosts x {instances} instances (seed {seed}) ...", flush=True)
+                case = Case(tool, hosts, low, args.boot, 1, instances=instances, spread=(low, high), seed=seed)
+                case.surge = args.max_surge
+                row = bench(case)
+                if tool == tools[0] and case.drains is not None:
+                    print(case.drains.describe())
+                print("  " + multi_line(row))
+                if row.phases is not None:
+                    p = row.phases
+                    print(f"    per host: boot {p.boot:.3f}, ready->stop {p.to_stop:.3f}, drain {p.drain:.3f}, "
+                          f"exit->start {p.to_start:.3f} s", flush=True)  # fmt: skip
+                rows.append(row)
+    print()
+    print(MULTI_HEAD)
+    print("|" + "---|" * MULTI_HEAD.count(" | ") + "---|")
+    for row in rows:
+        print(multi_line(row))
+    print()
+    print("\n".join(targets(rows)))
+
+
 def main() -> None:
     """Run every tool on every host count, then kapistrano on the big fleet; print markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, nargs="*", default=[3, 10])
-    parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS))
+    parser.add_argument("--tools", nargs="+", choices=TOOLS, default=None)
     parser.add_argument("--drain", type=float, default=2.0, help="D: seconds a worker drains after TERM")
     parser.add_argument("--boot", type=float, default=1.0, help="S: seconds a worker needs to become ready")
     parser.add_argument("--big", type=int, default=50, help="hosts for the kapistrano-only run (0: skip)")
     parser.add_argument("--big-budget", default="10%", help="maxUnavailable of the big run")
+    parser.add_argument("--instances", type=int, nargs="*", default=[], help="workers per host, random drains")
+    parser.add_argument("--drain-range", type=float, nargs=2, default=[3.5, 6.0], metavar=("LOW", "HIGH"))
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--max-surge", type=host_count, default=1, help="strategy.maxSurge of kapistrano-startfirst")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the SSH test hosts need root")
     become_reaping_parent()
-    skipped = {t: why for t in args.tools if (why := available(t))}
+    chosen = args.tools or list(MULTI_TOOLS if args.instances else SINGLE_TOOLS)
+    skipped = {t: why for t in chosen if (why := available(t))}
+    if args.instances and "cap-sleep" in chosen:
+        skipped["cap-sleep"] = "it restarts one instance per host (the seed story's Capfile)"
     for tool, why in skipped.items():
         print(f"skipping {tool}: {why}")
+    if args.instances:
+        main_multi(args, [t for t in chosen if t not in skipped])
+        return
+    if "kapistrano-startfirst" in chosen:
+        skipped["kapistrano-startfirst"] = "only with --instances"
     rows = []
     for hosts in args.hosts:
-        for tool in args.tools:
+        for tool in chosen:
             if tool in skipped:
                 continue
             print(f"{tool} on {hosts} hosts ...", flush=True)

@@ -78,6 +78,7 @@ class Jobs:
     def __init__(self, redis: RedisServer) -> None:
         self.client = redis.client()
         self.ids: list[str] = []
+        self.jids: dict[str, str] = {}  # sidekiq's jid -> our job id, to find a job in sidekiq's log
         self.prefix = secrets.token_hex(3)
 
     def enqueue(self, i: int) -> None:
@@ -88,6 +89,7 @@ class Jobs:
         payload |= {"jid": secrets.token_hex(12), "created_at": now, "enqueued_at": now}
         self.client.pipeline(("SADD", "queues", "default"), ("LPUSH", "queue:default", json.dumps(payload)))
         self.ids.append(job_id)
+        self.jids[str(payload["jid"])] = job_id
 
     def missing(self, client: Resp) -> list[str]:
         """Enqueued job ids not in the "done" set yet (network I/O)."""

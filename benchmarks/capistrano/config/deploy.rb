@@ -6,14 +6,20 @@ set :keep_releases, 5
 set :linked_dirs, ["log", "tmp/pids"]
 set :local_user, "bench"
 set :format_options, log_file: nil
-set :worker_pidfile, -> { shared_path.join("tmp/pids/worker.0.pid") }
-set :worker_health, "http://127.0.0.1:9100/health"
-set :worker_start, lambda {
-  env = "KAPISTRANO_INSTANCE=0 DRAIN_SECONDS=#{ENV.fetch('BENCH_DRAIN')} " \
+# Instance i of the worker: INDEX in these two templates stands for i (BENCH_INSTANCES of them per host,
+# instance i answering /health on BENCH_HEALTH_BASE + i).
+set :worker_instances, ENV.fetch("BENCH_INSTANCES", "1").to_i
+set :worker_health_base, ENV.fetch("BENCH_HEALTH_BASE", "9100").to_i
+set :worker_pidfile_of, -> { shared_path.join("tmp/pids/worker.INDEX.pid").to_s }
+set :worker_start_of, lambda {
+  env = "KAPISTRANO_INSTANCE=INDEX DRAIN_SECONDS=#{ENV.fetch('BENCH_DRAIN')} " \
         "READY_SECONDS=#{ENV.fetch('BENCH_READY')} EVENTS_LOG=#{ENV.fetch('BENCH_EVENTS')}"
   "cd #{current_path} && { setsid env #{env} python3 worker.py </dev/null " \
-    ">>#{shared_path}/log/worker.log 2>&1 & echo $! > #{fetch(:worker_pidfile)}; }"
+    ">>#{shared_path}/log/worker.log 2>&1 & echo $! > #{fetch(:worker_pidfile_of)}; }"
 }
+set :worker_pidfile, -> { fetch(:worker_pidfile_of).gsub("INDEX", "0") }
+set :worker_health, "http://127.0.0.1:9100/health"
+set :worker_start, -> { fetch(:worker_start_of).gsub("INDEX", "0") }
 set :ssh_options, {
   user: "root",
   keys: [ENV.fetch("BENCH_KEY")],
