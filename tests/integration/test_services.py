@@ -327,12 +327,22 @@ async def test_start_first_starts_the_new_instances_beside_the_old_and_stops_the
 
     new = {i.new_pid or 0 for i in after.instances}
     assert new.isdisjoint(old)
+    assert set((await services.status(app.runner, app.ctx, service)).pids) == new, "the successors are the instances"
+    assert ("handing-over", "0") in app.kinds()
+    assert ("handing-over", "1") in app.kinds()
     last_start = max([(await app.wait_event("start", pid)).at for pid in new])
-    assert min(app.event("sigterm", pid).at for pid in old) >= last_start, "an old instance stopped first"
-    assert ("promoted", "0") in app.kinds()
-    assert ("promoted", "1") in app.kinds()
-    assert set((await services.status(app.runner, app.ctx, service)).pids) == new
-    assert not list(app.host.path(DEPLOY_TO).glob("shared/tmp/pids/*.next*")), "a successor pid file was left"
+    terms = [(await app.wait_event("sigterm", pid)).at for pid in old]
+    assert min(terms) >= last_start, "an old instance stopped before its successor started"
+    for pid in old:
+        await app.wait_event("exit", pid)
+
+    async def handed_over() -> bool:
+        left = list(app.host.path(DEPLOY_TO).glob("shared/tmp/pids/*.next*"))
+        return not left and not list(app.host.path(DEPLOY_TO).glob("shared/tmp/pids/*.handoff"))
+
+    await wait_until(handed_over, timeout=30)
+    pids = {int(app.host.path(DEPLOY_TO + f"/shared/tmp/pids/worker.{n}.pid").read_text()) for n in range(2)}
+    assert pids == new, "the successors did not take over the pid files"
 
 
 async def test_start_first_instances_that_never_get_ready_are_stopped_and_the_old_ones_keep_running(
@@ -369,3 +379,22 @@ async def test_a_converging_restart_keeps_instances_that_already_run_from_the_re
     assert ("not-running", "1") in app.kinds()
     assert app.alive(healed.instances[1].new_pid or 0)
     assert [e.kind for e in app.events() if e.pid == first.instances[0].new_pid] == ["start"]
+
+
+async def test_a_restart_during_a_handoff_waits_for_it_and_never_signals_the_draining_worker_twice(app: App) -> None:
+    ready = {"exec": {"command": 'grep -q "^start $KAPISTRANO_PID " ' + app.events_file}, "periodSeconds": 0.1}
+    service = pidfile_service(app.worker("--drain", "2"), replace="StartFirst")
+    service = service.model_copy(update={"readiness": Probe.model_validate(ready)})
+    check = services.readiness(app.runner, app.ctx, service)
+    first = (await services.restart(app.runner, app.ctx, service, check_ready=check)).instances[0].new_pid
+    second = (await services.restart(app.runner, app.ctx, service, check_ready=check)).instances[0].new_pid
+    assert first is not None
+    assert second is not None
+
+    third = (await services.restart(app.runner, app.ctx, service, check_ready=check)).instances[0]
+
+    assert app.event("exit", first).at <= (await app.wait_event("start", third.new_pid or 0)).at, "no wait"
+    assert [e.kind for e in app.events() if e.pid == first].count("sigterm") == 1
+    assert third.old_pid == second
+    await app.wait_event("exit", second)
+    assert [e.kind for e in app.events() if e.pid == second].count("sigterm") == 1

@@ -74,6 +74,7 @@ EventKind = Literal[
     "lingering",
     "kept",
     "promoted",
+    "handing-over",
 ]
 
 

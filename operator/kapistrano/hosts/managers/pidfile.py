@@ -30,6 +30,7 @@ from kapistrano.hosts.managers.base import (
     ServiceState,
     centis,
     marker_lines,
+    remote_script,
     run_script,
     settings_of,
 )
@@ -38,6 +39,8 @@ from kapistrano.hosts.shell import cmd, detached, quote, replaces_shell
 
 #: Appended to an instance's pid file for its StartFirst successor until the old instance is gone.
 SURGE_SUFFIX = ".next"
+#: Appended to an instance's pid file for the pid of the detached script retiring its predecessor.
+HANDOFF_SUFFIX = ".handoff"
 
 
 def pidfile_path(ctx: ServiceContext, template: str, index: int) -> str:
@@ -304,5 +307,63 @@ def surge_pidfile(pidfile: str) -> str:
 
 
 async def status(runner: Runner, ctx: ServiceContext, service: Service) -> ServiceState:
-    """Which instance pids are alive; a stale or missing pid file means not running (side effects: none)."""
-    return ServiceState(service.name, tuple(await read_pids(runner, ctx, service.name, pidfiles(ctx, service))))
+    """Which instance pids are alive; a stale or missing pid file means not running (side effects: none).
+
+    A StartFirst successor that runs while its predecessor drains (a handoff) is the instance.
+    """
+    files = pidfiles(ctx, service)
+    states = await read_pids(runner, ctx, service.name, [*files, *(surge_pidfile(f) for f in files)])
+    count = len(files)
+    return ServiceState(
+        service.name, tuple(states[count + n] if states[count + n].alive else states[n] for n in range(count))
+    )
+
+
+def handoff_marker(pidfile: str) -> str:
+    """Where the pid of an instance's running handoff is kept (pure)."""
+    return pidfile + HANDOFF_SUFFIX
+
+
+def handoff_lines(settings: PidfileManager, old_pid: int, pidfile: str, index: int, release_dir: str) -> list[str]:
+    """Script lines run detached on the host: retire the old instance, then give its pid file to the successor (pure).
+
+    The successor's pid file is taken over only once the old process is gone: a daemon that removes
+    its own pid file on exit can then never remove its successor's.
+    """
+    successor, ident = quote(surge_pidfile(pidfile)), quote(surge_pidfile(pidfile) + ID_SUFFIX)
+    return [
+        *stop_lines(settings, old_pid, pidfile, index=index, release_dir=release_dir),
+        f'if [ -n "$(readpid {successor})" ]; then mv -f {successor} {quote(pidfile)};'
+        f" mv -f {ident} {quote(pidfile + ID_SUFFIX)} 2>/dev/null; fi",
+        f"rm -f {quote(handoff_marker(pidfile))}",
+        "true",
+    ]
+
+
+async def hand_off(
+    runner: Runner, ctx: ServiceContext, service: str, settings: PidfileManager, *, old: int, pidfile: str, index: int
+) -> None:
+    """Start, detached on the host, the retirement of an old instance (side effects: a process on the host).
+
+    It goes on by itself (quiet phase, stop, kill if need be) whatever happens to this process or
+    its connection; its pid is kept next to the pid file until it ends.
+    """
+    body = remote_script(ctx, handoff_lines(settings, old, pidfile, index, ctx.current))
+    marker = quote(handoff_marker(pidfile))
+    await run_script(runner, ctx, service, [f"setsid {body} </dev/null >/dev/null 2>&1 &", f"echo $! > {marker}"])
+
+
+def wait_handoffs_lines(files: list[str], budget: float) -> list[str]:
+    """Script lines that wait until no handoff of these pid files runs, within `budget` seconds (pure)."""
+    lines = [f"d=$(( $(now) + {centis(budget)} ))"]
+    for path in files:
+        marker = quote(handoff_marker(path))
+        lines.append(f'h=; [ -f {marker} ] && read -r h < {marker}; while [ -n "$h" ] && alive "$h"; do')
+        lines.append('  [ "$(now)" -ge "$d" ] && break; sleep "$GROUP_POLL"; done')
+    return [*lines, "true"]
+
+
+async def wait_handoffs(runner: Runner, ctx: ServiceContext, service: Service) -> None:
+    """Wait until the handoffs of a service's instances ended, so no instance is retired twice (reads the host)."""
+    budget = stop_budget(settings_of(service, PidfileManager))
+    await run_script(runner, ctx, service.name, wait_handoffs_lines(pidfiles(ctx, service), budget), wait=budget)

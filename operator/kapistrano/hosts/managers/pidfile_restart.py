@@ -6,8 +6,11 @@ readiness, so a host costs its slowest drain plus one start, not the sum of them
 takes one instance at a time, each ready before the next is touched.
 
 With replace StartFirst the new instance starts beside the old one (in `<pidfile>.next`), and the
-old one is quieted and stopped only once the new one is ready; the new pid file then takes the
-instance's name. A host doing so never runs below its capacity.
+old one is quieted and stopped only once the new one is ready: by a script detached on the host, so
+the host is done as soon as its successors are ready and the old instances drain side by side with
+the next host's replacement; the successor takes the instance's pid file once its predecessor is
+gone. A host doing so never runs below its capacity. A restart first waits for such handoffs to end,
+so a draining process is never signalled twice.
 
 What each instance needs is decided from what runs on the host (`decide`, pure), so a restart cut
 short anywhere resumes without stopping a new instance again: one that already runs from the
@@ -40,12 +43,14 @@ from kapistrano.hosts.managers.base import (
 )
 from kapistrano.hosts.managers.pidfile import (
     StopOutcome,
+    hand_off,
     launch,
     pidfiles,
     read_pids,
     start_command,
     stop_pid,
     surge_pidfile,
+    wait_handoffs,
 )
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import quote
@@ -145,6 +150,18 @@ class _Run:
         if self.check_ready is not None:
             await self.check_ready(instance_env(slot.index, pidfile, pid))
 
+    async def hand_off(self, slot: Slot, successor: int | None) -> None:
+        """Retire the old process of a replaced instance in the background (side effects: a process on the host).
+
+        The host is done once its successors are ready: the predecessors drain on their own, side by
+        side with the next host's replacement, and the successor takes the pid file once they are gone.
+        """
+        assert slot.old.pid is not None
+        self.event("handing-over", slot, slot.old.pid, detail=f"to pid {successor}")
+        await hand_off(
+            self.runner, self.ctx, self.name, self.settings, old=slot.old.pid, pidfile=slot.pidfile, index=slot.index
+        )
+
     async def promote(self, slots: Sequence[Slot], started: dict[int, int]) -> None:
         """Give each successor its instance's pid file, in one round trip (side effects: files on the host)."""
         if not slots:
@@ -191,8 +208,8 @@ async def _converge(run: _Run, slots: Sequence[Slot], steps: dict[int, Step]) ->
     except BaseException:
         await _retire_successors(run, beside, started)  # the old instances keep working
         raise
-    await _each(beside, stop_old)
-    await run.promote([*beside, *by[Step.PROMOTE]], started)
+    await _each(beside, lambda s: run.hand_off(s, started.get(s.index, s.new.pid)))
+    await run.promote(by[Step.PROMOTE], started)
     return [_result(s, steps[s.index], started, stopped.get(s.index)) for s in slots]
 
 
@@ -251,6 +268,7 @@ async def restart(
     """
     settings = settings_of(service, PidfileManager)
     run = _Run(runner, ctx, service, settings, on_event, check_ready)
+    await wait_handoffs(runner, ctx, service)
     slots = await read_slots(runner, ctx, service)
     start_first = settings.replace == ReplacePolicy.START_FIRST
     steps = {s.index: decide(s, start_first=start_first, keep_current=keep_current) for s in slots}
