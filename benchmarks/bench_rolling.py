@@ -34,9 +34,27 @@ from kapistrano.lab import HostLab, sample_worker
 from kapistrano.lab.sample_app import lab_release, worker_service
 
 try:
-    from benchmarks.multi import SHIM, Drains, capacity, multi_service, phases, started_lab, write_drains
+    from benchmarks.multi import (
+        SHIM,
+        Drains,
+        capacity,
+        multi_service,
+        phases,
+        started_lab,
+        wait_for_exits,
+        write_drains,
+    )
 except ImportError:  # run as a script: benchmarks/ is on sys.path, not the repository root
-    from multi import SHIM, Drains, capacity, multi_service, phases, started_lab, write_drains  # type: ignore[no-redef,import-not-found]
+    from multi import (  # type: ignore[no-redef,import-not-found]
+        SHIM,
+        Drains,
+        capacity,
+        multi_service,
+        phases,
+        started_lab,
+        wait_for_exits,
+        write_drains,
+    )
 
 
 def make_versions(root: Path, versions: list[str], *, shim: bool = False) -> dict[str, str]:
@@ -155,6 +173,7 @@ def multi_bench(
                 )  # fmt: skip
             asyncio.run(roll(lab, docs["v1"], root / "state.json"))
             wall, saves, rolling = asyncio.run(roll(lab, docs["v2"], root / "state.json"))
+            wait_for_exits(events)
             cap = capacity(events, [h.name for h in lab.hosts], instances)
             steps = phases(events)
     finally:

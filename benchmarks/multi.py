@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import json
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ import json
 import os
 import socket
 import sys
+import time
 
 table = json.load(open("drains.json"))
 instance = int(os.environ.get("KAPISTRANO_INSTANCE", "0"))
@@ -180,6 +182,19 @@ def _timeline(rows: list[dict[str, object]], old: str, new: str) -> tuple[list[t
             last = max(last, when)
     changes.sort(key=lambda c: (c[0], -c[1]))  # a start and an exit at the same instant: count the start first
     return changes, first, last
+
+
+def wait_for_exits(path: Path, old: str = "v1", timeout: float = 60.0) -> None:
+    """Wait until every `old` worker logged its exit: StartFirst hosts retire theirs in the background (polls)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = read_events(path)
+        started = {r["pid"] for r in rows if r["version"] == old and r["event"] == "start"}
+        exited = {r["pid"] for r in rows if r["version"] == old and r["event"] == "exit"}
+        if started <= exited:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{old} workers still running after {timeout}s")
 
 
 def capacity(path: Path, hosts: list[str], instances: int, old: str = "v1", new: str = "v2") -> Capacity:
