@@ -79,6 +79,8 @@ def test_a_bad_release_of_the_unit_corpus_is_refused_by_the_server_or_named_as_t
         assert done.returncode == 0, done.stderr
         return
     assert done.returncode != 0, f"the server accepted a Release with a bad {field}"
+    if "RequestEntityTooLarge" in done.stderr:
+        return  # refused before the schema: larger than any request the API server takes (3 MiB)
     assert field in done.stderr, done.stderr
 
 
