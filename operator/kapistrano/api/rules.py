@@ -45,3 +45,18 @@ def overlapping_paths(paths: list[str]) -> tuple[str, str] | None:
             if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
                 return a, b
     return None
+
+
+def cel(rule: str, message: str) -> dict[str, Any]:
+    """One x-kubernetes-validations entry (pure)."""
+    return {"rule": rule, "message": message}
+
+
+def exactly_one(fields: tuple[str, ...]) -> str:
+    """CEL expression that is true when exactly one of the optional fields is set (pure)."""
+    return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields) + " == 1"
+
+
+def count_set(model: object, fields: tuple[str, ...]) -> int:
+    """How many of the named optional fields are set on a model (pure)."""
+    return sum(getattr(model, f) is not None for f in fields)
