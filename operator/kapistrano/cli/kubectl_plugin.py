@@ -60,6 +60,7 @@ from pydantic import ValidationError
 
 from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
+from kapistrano.cli import plugin_requests as requests
 from kapistrano.cli.tail_args import add_tail_args
 
 #: Annotation whose every new value asks the operator for a rolling restart without a version change.
@@ -72,6 +73,8 @@ GITOPS_MARKERS = (
     "helm.toolkit.fluxcd.io/name",
 )
 
+#: The field manager of the plugin's changes: the operator records it as who asked for a request.
+MANAGER = "kubectl-kapistrano"
 Obj = dict[str, Any]
 Patch = dict[str, Any]
 
@@ -154,16 +157,6 @@ def is_true(status: ReleaseStatus, kind: str) -> bool:
 # ------------------------------------------------------------------------------------------------
 # Pure: patches
 # ------------------------------------------------------------------------------------------------
-
-
-def pause_patch() -> Patch:
-    """Merge patch that pauses the rollout (pure)."""
-    return {"spec": {"paused": True}}
-
-
-def resume_patch() -> Patch:
-    """Merge patch that resumes the rollout and releases a canary stop (null deletes the field) (pure)."""
-    return {"spec": {"paused": False, "strategy": {"pauseAfterHosts": None}}}
 
 
 def restart_patch(now: datetime) -> Patch:
@@ -391,7 +384,7 @@ class Releases:
         return self._call(
             name,
             lambda: self.api.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, patch, _content_type=MERGE_PATCH
+                GROUP, VERSION, self.namespace, PLURAL, name, patch, _content_type=MERGE_PATCH, field_manager=MANAGER
             ),
         )
 
@@ -487,24 +480,12 @@ def cmd_status(args: argparse.Namespace, releases: Releases) -> int:
     return 0 if verdict(obj).outcome == Outcome.DONE else 1
 
 
-def cmd_pause(args: argparse.Namespace, releases: Releases) -> int:
-    """Set spec.paused=true."""
-    releases.patch(args.name, pause_patch())
-    say(f"release.{GROUP}/{args.name} paused")
-    return 0
-
-
-def cmd_resume(args: argparse.Namespace, releases: Releases) -> int:
-    """Set spec.paused=false and clear spec.strategy.pauseAfterHosts."""
-    releases.patch(args.name, resume_patch())
-    say(f"release.{GROUP}/{args.name} resumed")
-    return 0
-
-
 def cmd_undo(args: argparse.Namespace, releases: Releases) -> int:
-    """Roll spec.version back."""
+    """Roll back: an abort request while a rollout is under way, else spec.version back (calls the API)."""
     obj = releases.get(args.name)
     spec = spec_of(obj)
+    if args.to_version is None and requests.rolling_out(spec, status_of(obj)):
+        return requests.cmd_abort(args, releases)
     target = undo_target(str(spec.get("version")), status_of(obj), args.to_version)
     for line in undo_warnings(obj, target):
         warn(line)
@@ -562,9 +543,11 @@ def cmd_logs(args: argparse.Namespace, releases: Releases) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] = {
     "status": (cmd_status, "show hosts and conditions; exit 0 when Ready=True"),
-    "pause": (cmd_pause, "pause the rollout (spec.paused=true)"),
-    "resume": (cmd_resume, "resume the rollout, also past a canary stop"),
-    "undo": (cmd_undo, "roll spec.version back to the previous version"),
+    "pause": (requests.cmd_pause, "hold the rollout (annotation kapistrano.dev/pause)"),
+    "resume": (requests.cmd_resume, "resume the rollout, also past a canary stop"),
+    "promote": (requests.cmd_promote, "go on past the pauseAfterHosts stop (annotation kapistrano.dev/promote)"),
+    "abort": (requests.cmd_abort, "stop and roll updated hosts back to status.currentVersion"),
+    "undo": (cmd_undo, "abort a rollout under way, else roll spec.version back to the previous version"),
     "restart": (cmd_restart, "restart every host's services, one host at a time, same version"),
     "retry": (cmd_retry, "try the failed version again, without a version change"),
     "wait": (cmd_wait, "wait until the Release is ready or complete"),
@@ -586,6 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {name: sub.add_parser(name, parents=[common], help=text) for name, (_, text) in COMMANDS.items()}
+    for name in ("pause", "resume", "promote", "abort", "undo"):
+        parsers[name].add_argument("--reason", help="why (recorded in status.history, the Event and revisions.log)")
     parsers["undo"].add_argument("--to-version", metavar="V", help="roll back to this version (from the history)")
     add_tail_args(parsers["logs"], follow=("-f", "--follow"), lines=("--tail",))  # as `kubectl logs`
     wait = parsers["wait"]

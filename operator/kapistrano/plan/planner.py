@@ -19,7 +19,7 @@ from kapistrano.api.status import (
     parse_time,
 )
 from kapistrano.plan import actions as act
-from kapistrano.plan import liveness
+from kapistrano.plan import liveness, requests
 from kapistrano.plan.budget import available_required, max_unavailable
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
@@ -183,6 +183,7 @@ def plan(inp: PlanInput) -> Plan:
         restarted_at=_restarted_at(inp, views),
         retries=inp.status.retries,
         retried_for=inp.status.retried_for,
+        **requests.carried(inp.status),
         hosts=hosts,
         conditions=merge_conditions(inp.status.conditions, wanted, inp.generation, now),
         history=history,
