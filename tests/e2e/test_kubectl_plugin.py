@@ -5,6 +5,7 @@ The tests play the operator's part by writing the status through the API, then c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from kapistrano.api.release import GROUP, PLURAL, VERSION
+from kapistrano.k8s.requests import manager_of
 from kubernetes import client, config
 
 pytestmark = pytest.mark.e2e
@@ -175,33 +177,50 @@ def test_kubectl_finds_the_plugin(plugin: Run) -> None:
     assert "Rollout commands for kapistrano.dev Releases" in result.stdout
 
 
-def test_pause_and_resume_release_a_canary_stop(
-    kube: Any, plugin: Run, make: Callable[..., Any], namespace: str
+def test_pause_and_resume_are_requests_that_a_gitops_sync_keeps(
+    kube: Any, plugin: Run, make: Callable[..., Any], api: Any, namespace: str
 ) -> None:
     make("canary", {**ROLLING, "phase": "Paused"}, strategy={"maxUnavailable": 1, "pauseAfterHosts": 1})
+    manifest = release("canary", strategy={"maxUnavailable": 1, "pauseAfterHosts": 1})
 
-    result = plugin("pause", "canary")
+    result = plugin("pause", "canary", "--reason", "incident 42")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "release.kapistrano.dev/canary paused"
-    assert stored(kube, namespace, "canary")["spec"]["paused"] is True
+    assert result.stdout.startswith("release.kapistrano.dev/canary paused (kapistrano.dev/pause=")
+    gitops_sync(kube, namespace, manifest)
+    after = stored(kube, namespace, "canary")
+    assert after["metadata"]["annotations"]["kapistrano.dev/reason"] == "incident 42"
+    assert "kapistrano.dev/pause" in after["metadata"]["annotations"], "a sync of the Git manifest keeps the request"
+    assert after["metadata"]["generation"] == 1, "no spec edit"
+    live = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "canary")  # with managedFields
+    assert manager_of(live["metadata"], "kapistrano.dev/pause") == "kubectl-kapistrano"
 
     result = plugin("resume", "release/canary")
     assert result.returncode == 0, result.stderr
-    spec = stored(kube, namespace, "canary")["spec"]
-    assert spec["paused"] is False
-    assert "pauseAfterHosts" not in spec["strategy"], "resume releases the canary stop"
-    assert spec["strategy"]["maxUnavailable"] == 1
-    assert spec["version"] == "v3"
+    gitops_sync(kube, namespace, manifest)
+    after = stored(kube, namespace, "canary")
+    assert "kapistrano.dev/pause" not in after["metadata"]["annotations"]
+    assert "kapistrano.dev/promote" in after["metadata"]["annotations"], "resume at a canary stop promotes"
+    assert after["spec"]["strategy"]["pauseAfterHosts"] == 1, "the Git-owned stop stays"
+
+
+def gitops_sync(kube: Any, namespace: str, manifest: dict[str, Any]) -> None:
+    """Server-side apply of the unchanged Git manifest as Argo CD's controller does it (runs kubectl)."""
+    kube.kubectl(
+        "apply", "--server-side", "--field-manager=argocd-controller", "--force-conflicts", "-n", namespace,
+        "-f", "-", input=json.dumps(manifest),
+    )  # fmt: skip
 
 
 def test_undo_mid_rollout_returns_to_the_current_version(
     kube: Any, plugin: Run, make: Callable[..., Any], namespace: str
 ) -> None:
     make("midway", ROLLING)
-    result = plugin("undo", "midway")
+    result = plugin("undo", "midway", "--reason", "errors up")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "release.kapistrano.dev/midway rolled back from v3 to v2"
-    assert stored(kube, namespace, "midway")["spec"]["version"] == "v2"
+    assert result.stdout.startswith("release.kapistrano.dev/midway aborted (kapistrano.dev/abort=")
+    after = stored(kube, namespace, "midway")
+    assert after["spec"]["version"] == "v3", "an undo mid-rollout is an abort request, not a spec edit"
+    assert after["metadata"]["annotations"]["kapistrano.dev/reason"] == "errors up"
 
 
 def test_undo_after_a_rollout_takes_the_previous_history_entry(
@@ -273,11 +292,10 @@ def test_status_while_rolling_and_when_ready(plugin: Run, make: Callable[..., An
     assert result.returncode == 0, result.stdout + result.stderr
     assert "worker-2   Ready   v3        yes" in result.stdout.splitlines()
 
-    assert plugin("pause", "shown").returncode == 0  # a spec change the operator has not seen yet
+    assert plugin("pause", "shown").returncode == 0  # a request, not a spec change
     result = plugin("status", "shown")
-    assert result.returncode == 1
-    assert "spec is at generation" in result.stdout
-    assert "paused (spec.paused); `kubectl kapistrano resume` continues" in result.stdout
+    assert "spec is at generation" not in result.stdout
+    assert "paused by request (kapistrano.dev/pause=" in result.stdout
 
 
 def test_status_of_a_missing_release(plugin: Run, namespace: str) -> None:

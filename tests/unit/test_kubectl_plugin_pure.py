@@ -388,7 +388,7 @@ def test_format_status_report() -> None:
         "Release deploy/billing: version v3 (current v2), phase Paused, ready 1/2",
         "paused after worker-1",
         "status is for generation 3, spec is at generation 4 (waiting for the operator)",
-        "paused (spec.paused); `kubectl kapistrano resume` continues",
+        "paused (spec.paused): set it to false in the manifest to continue",
         "failed version: v2.9; `kubectl kapistrano retry` tries it again",
         "retried 2 time(s), last at the request 2026-11-28T02:01:09Z",
         "",

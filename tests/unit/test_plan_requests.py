@@ -85,6 +85,11 @@ def test_once_every_host_is_back_an_aborted_rollout_is_stalled_with_reason_abort
     assert back.status.phase == "Degraded"
 
 
+def test_an_abort_at_a_canary_stop_goes_back_without_stopping() -> None:
+    aborted = step(CANARY, ROLLING, Requests(abort=Request("a1")), [observe(H1, "v2", has=True), *AT_CANARY[1:]])
+    assert [(a.kind.value, a.host) for a in aborted.actions] == [("Publish", H1)]
+
+
 def test_a_new_version_ends_the_abort() -> None:
     spec = make_spec(3)
     status, _ = take(spec, ROLLING, Requests(abort=Request("a1")), NOW)

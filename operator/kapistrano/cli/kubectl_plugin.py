@@ -58,8 +58,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
-from kapistrano.api.status import Condition, ReleaseStatus, format_time
+from kapistrano.api.release import (
+    GROUP,
+    KIND,
+    PAUSE_ANNOTATION,
+    PLURAL,
+    RESTART_ANNOTATION,
+    RETRY_ANNOTATION,
+    VERSION,
+)
+from kapistrano.api.status import Condition, HistoryEntry, ReleaseStatus, format_time
 from kapistrano.cli import plugin_requests as requests
 from kapistrano.cli.tail_args import add_tail_args
 
@@ -192,13 +200,13 @@ def known_versions(status: ReleaseStatus | None) -> list[str]:
     if status is None:
         return []
     found = [status.current_version] if status.current_version else []
-    found += [h.version for h in status.history]
+    found += [h.version for h in status.history if h.request is None]
     return list(dict.fromkeys(found))
 
 
 def previous_in_history(status: ReleaseStatus, version: str) -> str | None:
     """The newest history entry older than the newest entry of `version` (any entry if it is absent) (pure)."""
-    versions = [h.version for h in status.history]
+    versions = [h.version for h in status.history if h.request is None]
     start = versions.index(version) + 1 if version in versions else 0
     return next((v for v in versions[start:] if v != version), None)
 
@@ -332,8 +340,16 @@ def format_status(obj: Obj) -> str:
         rows = [_condition_row(c) for c in status.conditions]
         lines += ["", format_table(["CONDITION", "STATUS", "REASON", "MESSAGE"], rows)]
     if status.history:
-        lines += ["", "History: " + ", ".join(f"{h.version} ({h.completed_at})" for h in status.history)]
+        lines += ["", "History: " + ", ".join(_history_item(h) for h in status.history)]
     return "\n".join(lines)
+
+
+def _history_item(entry: HistoryEntry) -> str:
+    """One history entry: a version rolled out, or a request with who asked and why (pure)."""
+    if entry.request is None:
+        return f"{entry.version} ({entry.completed_at})"
+    why = f", {entry.reason}" if entry.reason else ""
+    return f"{entry.request} of {entry.version} by {entry.requested_by or 'unknown'}{why} ({entry.completed_at})"
 
 
 def _summary(where: str, spec: Obj, status: ReleaseStatus) -> str:
@@ -350,8 +366,11 @@ def _notes(obj: Obj, spec: Obj, status: ReleaseStatus) -> list[str]:
             f"status is for generation {status.observed_generation}, spec is at generation {generation_of(obj)} "
             "(waiting for the operator)"
         )
+    requested = ((obj.get("metadata") or {}).get("annotations") or {}).get(PAUSE_ANNOTATION)
+    if requested:
+        notes.append(f"paused by request ({PAUSE_ANNOTATION}={requested}); `kubectl kapistrano resume` continues")
     if spec.get("paused"):
-        notes.append("paused (spec.paused); `kubectl kapistrano resume` continues")
+        notes.append("paused (spec.paused): set it to false in the manifest to continue")
     elif (spec.get("strategy") or {}).get("pauseAfterHosts") is not None and status.phase == "Paused":
         notes.append("stopped at the canary (spec.strategy.pauseAfterHosts); `kubectl kapistrano resume` continues")
     if status.failed_version:

@@ -68,7 +68,7 @@ def _history(
     if not complete or status.current_version == spec.version:
         return status.current_version, status.history
     entry = HistoryEntry(version=spec.version, completed_at=format_time(now))
-    history = [entry, *[h for h in status.history if h.version != spec.version]]
+    history = [entry, *[h for h in status.history if h.version != spec.version or h.request is not None]]
     return spec.version, history[: spec.revision_history_limit]
 
 

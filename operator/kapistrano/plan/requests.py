@@ -113,11 +113,12 @@ def effective(spec: ReleaseSpec, status: ReleaseStatus) -> ReleaseSpec:
     update: dict[str, Any] = {}
     if status.paused_for is not None:
         update["paused"] = True
-    if status.promoted_version == spec.version and spec.strategy.pause_after_hosts is not None:
+    going_back = aborting(spec, status)
+    if (going_back or status.promoted_version == spec.version) and spec.strategy.pause_after_hosts is not None:
         update["strategy"] = spec.strategy.model_copy(update={"pause_after_hosts": None})
-    if aborting(spec, status):
+    if going_back:
         assert status.abort_target is not None
-        update |= {"version": status.abort_target, "paused": False}
+        update |= {"version": status.abort_target, "paused": False}  # no stop on the way back
         git = spec.source.git
         if git is not None and git.ref == spec.version:  # a ref pinned to the version moves with it
             update["source"] = spec.source.model_copy(update={"git": git.model_copy(update={"ref": None})})
