@@ -80,6 +80,9 @@ def test_abort_rolls_the_updated_hosts_back_and_a_sync_of_git_does_not_undo_it(s
     entry = request_entry(stopped, "Abort")
     assert entry is not None
     assert (entry["requestedBy"], entry["reason"]) == ("kubectl-kapistrano", "errors up")
+    for host in scene.lab.hosts:
+        log = host.path("/var/www/app/revisions.log").read_text()
+        assert "kubectl-kapistrano requested Abort of v2 (errors up): version v2 aborted" in log, host.name
     gitops_sync(scene, scene.manifest("v2", strategy=CANARY))
     after = scene.get()
     assert after["metadata"]["generation"] == stopped["metadata"]["generation"]

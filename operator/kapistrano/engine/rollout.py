@@ -28,6 +28,7 @@ from kapistrano.api.status import (
 from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
+from kapistrano.engine.notes import note_requests
 from kapistrano.engine.store import StatusRecorder, StatusStore
 from kapistrano.hosts.errors import HostError
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
@@ -307,6 +308,7 @@ class Rollout:
             log.info("request %s by %s: %s", entry.request, entry.requested_by or "unknown", entry.message)
             if self.announce is not None:
                 self.announce(entry)
+        await note_requests(desired.spec, entries, self.driver, self.emit)
         return replace(desired, spec=effective(desired.spec, status), asked=desired.spec)
 
     def _settled(self, desired: Desired, result: Plan) -> Plan:
