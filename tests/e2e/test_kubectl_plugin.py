@@ -306,7 +306,7 @@ def test_status_of_a_missing_release(plugin: Run, namespace: str) -> None:
 
 def test_wait(plugin: Run, make: Callable[..., Any], api: Any, namespace: str) -> None:
     make("waited", ROLLING)
-    result = plugin("wait", "waited", "--timeout", "1s", "--interval", "0.2s")
+    result = plugin("wait", "waited", "--timeout", "1s")
     assert result.returncode == 1
     assert "timed out after 1s: restarting worker-2: sneakers stopping (pid 4242)" in result.stderr
 
@@ -319,3 +319,79 @@ def test_wait(plugin: Run, make: Callable[..., Any], api: Any, namespace: str) -
     result = plugin("wait", "waited", "--timeout", "10s")
     assert result.returncode == 1
     assert "stalled: HostFailed: worker-2: sneakers not ready after 30 probes; rolled back to v2" in result.stderr
+
+
+def test_wait_returns_at_once_on_a_pause_with_the_reason(plugin: Run, make: Callable[..., Any]) -> None:
+    make("held", {**ROLLING, "phase": "Paused", "message": "paused after 1 hosts (pauseAfterHosts)"})
+    result = plugin("wait", "held", "--timeout", "1h")
+    assert result.returncode == 3, result.stderr
+    assert "paused: paused after 1 hosts (pauseAfterHosts)" in result.stderr
+
+
+def test_global_flags_before_the_command_and_output_formats(
+    kube: Any, make: Callable[..., Any], namespace: str
+) -> None:
+    make("shown", ROLLING)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("KUBECONFIG", None)
+    flags = ["--kubeconfig", str(kube.kubeconfig), "-n", namespace, "--request-timeout", "20s"]
+    command = [str(BIN / "kubectl"), "kapistrano", *flags, "get", "shown", "-o", "json"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"]["currentVersion"] == "v2"
+    command = [str(BIN / "kubectl"), "kapistrano", "get", "-A", "--kubeconfig", str(kube.kubeconfig)]
+    listed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"^{namespace}\s+shown\s+v3\s+v2\s+1/2\s+Progressing$", listed.stdout, re.MULTILINE)
+    command = [str(BIN / "kubectl"), "kapistrano", "--context", "nowhere", "--kubeconfig", str(kube.kubeconfig),
+               "get", "shown", "-n", namespace]  # fmt: skip
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 1
+    assert "nowhere" in refused.stderr
+
+
+def test_get_watch_prints_each_host_transition_once(
+    kube: Any, make: Callable[..., Any], api: Any, namespace: str
+) -> None:
+    make("watched", ROLLING)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "KUBECONFIG": str(kube.kubeconfig)}
+    command = [str(BIN / "kubectl"), "kapistrano", "get", "watched", "-w", "-n", namespace]
+    watcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        lines = iter(watcher.stdout.readline, "")
+        assert next(line for line in lines if line.startswith("NAME")), "the tree comes first"
+        next(line for line in lines if line.startswith("└── worker-2"))
+        same_hosts = {**ROLLING, "message": "a new message, no host transition"}
+        write_status(api, namespace, "watched", same_hosts)
+        write_status(api, namespace, "watched", READY)
+        write_status(api, namespace, "watched", READY)
+        done = {**READY, "message": "marker"}
+        write_status(api, namespace, "watched", {**done, "phase": "Degraded"})
+        seen = []
+        for line in lines:
+            seen.append(line.rstrip("\n"))
+            if "Degraded" in line:
+                break
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=30)
+    where = f"{namespace}/watched"
+    assert seen == [
+        f"{where}  Ready: v3 is ready on every host",
+        f"{where}  worker-2  Ready  v3  ready=yes",
+        f"{where}  Degraded: marker",
+    ]
+
+
+def test_kubectl_completes_commands_and_release_names(kube: Any, make: Callable[..., Any], namespace: str) -> None:
+    make("billing-workers")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "KUBECONFIG": str(kube.kubeconfig)}
+
+    def complete(*words: str) -> list[str]:
+        command = [str(BIN / "kubectl"), "__complete", "kapistrano", *words]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+        return [line for line in done.stdout.splitlines() if not line.startswith(":")]
+
+    assert complete("pro") == ["promote"]
+    assert complete("-n", namespace, "abort", "bil") == ["billing-workers"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kapistrano.api.status import ReleaseStatus
 from kapistrano.cli import kubectl_plugin as kp
+from kapistrano.cli import plugin_main
 from kapistrano.cli import plugin_requests as rq
 
 
@@ -87,7 +88,7 @@ def test_parse_duration_rejects(text: str) -> None:
 
 
 def test_parser_wires_every_command() -> None:
-    parser = kp.build_parser()
+    parser = plugin_main.build_parser()
     args = parser.parse_args(["wait", "release/billing", "-n", "deploy", "--for", "complete", "--timeout", "2m"])
     assert (args.command, args.name, args.namespace, args.goal, args.timeout) == (
         "wait",
@@ -98,7 +99,7 @@ def test_parser_wires_every_command() -> None:
     )
     assert parser.parse_args(["undo", "billing", "--to-version", "v1"]).to_version == "v1"
     expected = {"status", "pause", "resume", "promote", "abort", "undo", "restart", "retry", "wait", "logs"}
-    assert expected <= set(kp.COMMANDS)
+    assert expected <= set(plugin_main.COMMANDS)
     logs = parser.parse_args(["logs", "billing", "sidekiq", "-n", "deploy", "-f", "--tail", "5", "--hosts", "w1,w2"])
     assert (logs.service, logs.namespace, logs.follow, logs.lines, logs.hosts) == (
         "sidekiq",

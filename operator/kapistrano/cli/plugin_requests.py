@@ -22,7 +22,7 @@ from kapistrano.api.release import (
 from kapistrano.api.status import ReleaseStatus, format_time
 
 if TYPE_CHECKING:
-    from kapistrano.cli.kubectl_plugin import Releases
+    from kapistrano.cli.plugin_api import Releases
 
 Patch = dict[str, Any]
 
