@@ -348,6 +348,11 @@ def test_global_flags_before_the_command_and_output_formats(
     refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 1
     assert "nowhere" in refused.stderr
+    command = [str(BIN / "kubectl"), "kapistrano", "--as", "nobody", "get", "shown", "-n", namespace,
+               "--kubeconfig", str(kube.kubeconfig)]  # fmt: skip
+    impersonated = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert impersonated.returncode == 1
+    assert 'User "nobody" cannot get resource "releases"' in impersonated.stderr
 
 
 def test_get_watch_prints_each_host_transition_once(

@@ -8,20 +8,12 @@ from typing import Any
 import pytest
 
 from .test_operator import Scene, current_version, scene, stalled_reason, wait_until
-from .test_operator_pause import plugin
+from .test_operator_pause import gitops_sync, plugin
 
 __all__ = ["scene"]
 
 pytestmark = pytest.mark.e2e
 CANARY = {"maxUnavailable": 1, "pauseAfterHosts": 1}
-
-
-def gitops_sync(scene: Scene, manifest: dict[str, Any]) -> None:
-    """Server-side apply of the unchanged Git manifest, as Argo CD's controller does it (runs kubectl)."""
-    scene.kube.kubectl(
-        "apply", "--server-side", "--field-manager=argocd-controller", "--force-conflicts", "-n", scene.ns,
-        "-f", "-", input=json.dumps(manifest),
-    )  # fmt: skip
 
 
 def at_canary(scene: Scene) -> dict[str, Any]:

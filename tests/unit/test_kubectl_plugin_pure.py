@@ -126,9 +126,9 @@ def test_pause_is_an_annotation_never_a_spec_edit() -> None:
     }
 
 
-def test_resume_removes_the_pause_and_an_old_reason() -> None:
+def test_resume_removes_the_pause_and_blanks_an_old_reason() -> None:
     assert rq.resume_patch(MOMENT) == {
-        "metadata": {"annotations": {"kapistrano.dev/pause": None, "kapistrano.dev/reason": None}}
+        "metadata": {"annotations": {"kapistrano.dev/pause": None, "kapistrano.dev/reason": ""}}
     }
 
 

@@ -2,7 +2,8 @@
 
 A GitOps sync of the unchanged manifest leaves annotations it does not own in place, so what these
 commands do lasts. Each sets its annotation to the current UTC time (the request's identity) and
-`kapistrano.dev/reason` to `--reason` (removed when none is given, so an old reason is not reused).
+`kapistrano.dev/reason` to `--reason` (empty when none is given, so an old reason is not reused, and the
+annotation's field manager still says who asked; a resume, which removes its annotation, is told by it).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ Patch = dict[str, Any]
 def request_patch(annotation: str, now: datetime | None, reason: str | None) -> Patch:
     """Merge patch setting a request annotation to `now` (None removes it) and the reason (pure)."""
     value = format_time(now) if now is not None else None
-    return {"metadata": {"annotations": {annotation: value, REASON_ANNOTATION: reason or None}}}
+    return {"metadata": {"annotations": {annotation: value, REASON_ANNOTATION: reason or ""}}}
 
 
 def pause_patch(now: datetime, reason: str | None = None) -> Patch:
@@ -69,7 +70,7 @@ def rolling_out(spec: dict[str, Any], status: ReleaseStatus | None) -> bool:
 
 def _done(name: str, what: str, patch: Patch) -> None:
     """Print what was asked, with the annotation values set (stdout)."""
-    values = ", ".join(f"{k}={v}" for k, v in patch["metadata"]["annotations"].items() if v is not None)
+    values = ", ".join(f"{k}={v}" for k, v in patch["metadata"]["annotations"].items() if v)
     print(f"release.{GROUP}/{name} {what}" + (f" ({values})" if values else ""))
 
 
