@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kapistrano.api.spec import ReleaseSpec
-from kapistrano.api.status import ReleaseStatus
+from kapistrano.api.status import HistoryEntry, ReleaseStatus
 from kapistrano.plan import HostObservation, Plan, plan
 from kapistrano.plan.requests import Request, Requests, aborting, effective, settle, take
 
@@ -115,3 +115,13 @@ def test_a_git_ref_pinned_to_the_aborted_version_moves_back_with_it() -> None:
     assert rolled.version == "v1"
     assert rolled.source.git is not None
     assert rolled.source.git.ref is None
+
+
+def test_requests_never_push_rolled_out_versions_out_of_the_history() -> None:
+    spec = make_spec(3, revisionHistoryLimit=2)
+    status = prev_status(
+        current_version="v1", history=[HistoryEntry(version="v1", completed_at="2026-11-27T00:00:00Z")]
+    )
+    for token in ("p1", "p2", "p3"):
+        status, _ = take(spec, status, Requests(pause=Request(token)), NOW)
+    assert [(h.request, h.version) for h in status.history] == [("Pause", "v2"), ("Pause", "v2"), (None, "v1")]

@@ -69,7 +69,7 @@ def _history(
         return status.current_version, status.history
     entry = HistoryEntry(version=spec.version, completed_at=format_time(now))
     history = [entry, *[h for h in status.history if h.version != spec.version or h.request is not None]]
-    return spec.version, history[: spec.revision_history_limit]
+    return spec.version, requests.trimmed(history, spec.revision_history_limit)
 
 
 def _choose_actions(inp: PlanInput, views: list[HostView], gate: act.Gate) -> list[Action]:

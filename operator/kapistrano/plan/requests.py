@@ -99,8 +99,20 @@ def take(
         entries.append(_entry(RequestKind.ABORT, requests.abort, spec.version, now, message))
     if not entries and update["paused_for"] == status.paused_for:
         return status, []
-    history = [*reversed(entries), *status.history][: max(spec.revision_history_limit, len(entries))]
+    history = trimmed([*reversed(entries), *status.history], spec.revision_history_limit)
     return status.model_copy(update={**update, "history": history}), entries
+
+
+def trimmed(history: list[HistoryEntry], limit: int) -> list[HistoryEntry]:
+    """The newest `limit` rollouts and newest `limit` requests, in order: requests never push out versions (pure)."""
+    kept: dict[bool, int] = {True: 0, False: 0}
+    out = []
+    for entry in history:
+        kind = entry.request is not None
+        if kept[kind] < limit:
+            kept[kind] += 1
+            out.append(entry)
+    return out
 
 
 def aborting(spec: ReleaseSpec, status: ReleaseStatus) -> bool:
