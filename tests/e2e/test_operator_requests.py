@@ -81,3 +81,20 @@ def test_abort_rolls_the_updated_hosts_back_and_a_sync_of_git_does_not_undo_it(s
     assert "kapistrano.dev/abort" in after["metadata"]["annotations"]
     assert stalled_reason(after) == "Aborted"
     assert [current_version(h) for h in scene.lab.hosts] == ["v1", "v1", "v1"]
+
+
+def test_after_an_abort_a_retry_rolls_the_version_out_again(scene: Scene) -> None:
+    at_canary(scene)
+    assert plugin(scene, "abort", "app").returncode == 0
+    scene.wait_stalled("Aborted")
+    retried = plugin(scene, "retry", "app")
+    assert retried.returncode == 0, retried.stderr
+    assert "warning" not in retried.stderr
+    token = scene.get()["metadata"]["annotations"]["kapistrano.dev/retry"]
+    wait_until(lambda: scene.get()["status"].get("retriedFor") == token, "the retry acted on")
+    waited = plugin(scene, "wait", "app", "--timeout", "60s")
+    assert waited.returncode == 3, waited.stderr  # at the canary stop again: wait says so at once
+    assert "paused" in waited.stderr
+    assert plugin(scene, "promote", "app").returncode == 0
+    scene.wait_ready()
+    assert [current_version(h) for h in scene.lab.hosts] == ["v2", "v2", "v2"]

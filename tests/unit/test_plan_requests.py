@@ -90,6 +90,18 @@ def test_an_abort_at_a_canary_stop_goes_back_without_stopping() -> None:
     assert [(a.kind.value, a.host) for a in aborted.actions] == [("Publish", H1)]
 
 
+def test_a_retry_request_ends_the_abort_and_the_version_rolls_out_again() -> None:
+    spec = make_spec(3)
+    status, _ = take(spec, ROLLING, Requests(abort=Request("a1")), NOW)
+    again, _ = take(spec, status, Requests(abort=Request("a1"), retry="r1"), NOW)
+    assert not aborting(spec, again)
+    assert effective(spec, again).version == "v2"
+    same, _ = take(
+        spec, status.model_copy(update={"retried_for": "r1"}), Requests(abort=Request("a1"), retry="r1"), NOW
+    )
+    assert aborting(spec, same), "a retry request already acted on ends nothing"
+
+
 def test_a_new_version_ends_the_abort() -> None:
     spec = make_spec(3)
     status, _ = take(spec, ROLLING, Requests(abort=Request("a1")), NOW)

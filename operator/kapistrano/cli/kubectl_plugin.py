@@ -424,8 +424,8 @@ def cmd_restart(args: argparse.Namespace, releases: Releases) -> int:
 def cmd_retry(args: argparse.Namespace, releases: Releases) -> int:
     """Stamp the retry annotation with the current UTC time; says when nothing has failed."""
     status = status_of(releases.get(args.name))
-    if status is None or not status.failed_version:
-        warn("no failed version in the status: the request is recorded and changes nothing now")
+    if status is None or not (status.failed_version or status.aborted_version):
+        warn("no failed or aborted version in the status: the request is recorded and changes nothing now")
     patch = retry_patch(datetime.now(UTC))
     releases.patch(args.name, patch)
     stamp = patch["metadata"]["annotations"][RETRY_ANNOTATION]

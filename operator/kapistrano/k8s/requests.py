@@ -10,6 +10,7 @@ from kapistrano.api.release import (
     PAUSE_ANNOTATION,
     PROMOTE_ANNOTATION,
     REASON_ANNOTATION,
+    RETRY_ANNOTATION,
 )
 from kapistrano.plan.requests import Request, Requests
 
@@ -49,6 +50,7 @@ def requests_of(body: Mapping[str, Any]) -> Requests:
         promote=_request(meta, PROMOTE_ANNOTATION),
         abort=_request(meta, ABORT_ANNOTATION),
         resume=Request("", by=manager_of(meta, REASON_ANNOTATION), reason=reason),
+        retry=(meta.get("annotations") or {}).get(RETRY_ANNOTATION),
     )
 
 

@@ -12,6 +12,7 @@ TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionSta
 #: Reasons that stop the rollout until the spec (or a Secret) changes.
 TERMINAL_REASONS = frozenset(
     {Reason.HOST_FAILED, Reason.INVALID_SPEC, Reason.HOST_KEY_MISMATCH, Reason.AUTH_FAILED, Reason.CREDENTIALS_INVALID}
+    | {Reason.ABORTED}
 )
 
 

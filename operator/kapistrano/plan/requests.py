@@ -37,6 +37,8 @@ class Requests:
     promote: Request | None = None
     abort: Request | None = None
     resume: Request = field(default_factory=lambda: Request(""))
+    #: The retry request's value: a new one also ends an abort, so the aborted version is rolled out again.
+    retry: str | None = None
 
 
 def carried(status: ReleaseStatus) -> dict[str, Any]:
@@ -97,7 +99,9 @@ def take(
         changes, message = _abort(spec, status, requests.abort, now)
         update |= changes
         entries.append(_entry(RequestKind.ABORT, requests.abort, spec.version, now, message))
-    if not entries and update["paused_for"] == status.paused_for:
+    if requests.retry is not None and requests.retry != status.retried_for and aborting(spec, status):
+        update |= {"aborted_version": None, "abort_target": None}
+    elif not entries and update["paused_for"] == status.paused_for:
         return status, []
     history = trimmed([*reversed(entries), *status.history], spec.revision_history_limit)
     return status.model_copy(update={**update, "history": history}), entries
