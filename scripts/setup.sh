@@ -15,6 +15,8 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip
   # real workloads and the tools kapistrano is compared with
   redis-server rabbitmq-server ruby ruby-sidekiq ruby-bunny unicorn capistrano
+  # promtool checks the shipped PrometheusRule (manifests/monitoring/)
+  prometheus
 )
 
 need_apt=0

@@ -49,8 +49,8 @@ if is_true(stalled) then
   return hs
 end
 
-local paused = obj.spec ~= nil and obj.spec.paused == true
-if paused or status.phase == "Paused" then
+-- The phase, not spec.paused: a paused Release whose hosts are all ready is Ready (as in kstatus).
+if status.phase == "Paused" then
   hs.status = "Suspended"
   hs.message = first_text(status.message, "paused")
   return hs

@@ -104,9 +104,10 @@ class Kube:
         return client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig)))  # type: ignore[no-untyped-call]
 
     def create_secret(self, namespace: str, name: str, data: Mapping[str, bytes | str]) -> None:
-        """Create or replace an Opaque Secret, sent as JSON by the Python client (network I/O)."""
+        """Create or replace an Opaque Secret, labelled for kapistrano, sent as JSON by the client (network I/O)."""
         encoded = {k: base64.b64encode(v if isinstance(v, bytes) else v.encode()).decode() for k, v in data.items()}
-        body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}}
+        meta = {"name": name, "namespace": namespace, "labels": {"kapistrano.dev/ssh-credentials": "true"}}
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": meta}
         body |= {"type": "Opaque", "data": encoded}
         api = self._client()
         try:

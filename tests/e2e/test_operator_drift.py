@@ -57,6 +57,14 @@ def test_drift_policy_report_only_reports(scene: Scene) -> None:
         timeout=30,
     )
     assert host in drifted["message"]
+    status = scene.get()["status"]
+    health = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert status["phase"] == "Degraded"
+    assert {k: health[k] for k in ("Ready", "Stalled", "Reconciling")} == {
+        "Ready": ("False", "Drifted"),
+        "Stalled": ("True", "Drifted"),
+        "Reconciling": ("False", "Drifted"),
+    }
     # A heal would be recorded (action) and started right after the step that saw the host down, or
     # after a later reading of it: watch through one full re-read period for either.
     quiet_until = time.monotonic() + FULL_OBSERVE_SECONDS + 1

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .kube import Kube
 from .test_operator import Scene, running_scene, wait_until
+from .test_operator_drift import DRIFT_SECONDS, kill_worker, starts_on
 
 pytestmark = pytest.mark.e2e
 
@@ -91,12 +92,40 @@ def test_metrics_count_rollouts_and_restarts_and_show_hosts_ready(served: Endpoi
         return found if done and ready else None
 
     found = wait_until(rolled_out, "the rollout in the metrics", 30)
-    assert value(found, "kapistrano_rollouts_started_total", **ours) >= 1
-    assert value(found, "kapistrano_rollouts_finished_total", **ours) >= 1
-    assert value(found, "kapistrano_host_restart_duration_seconds_count") >= 3
-    assert value(found, "kapistrano_host_restart_duration_seconds_sum") > 0
+    assert value(found, "kapistrano_rollouts_started_total", **ours) == 2, "v1 and v2, each counted once"
+    assert value(found, "kapistrano_rollouts_finished_total", **ours) == 2
+    assert value(found, "kapistrano_host_restart_duration_seconds_count", **ours) >= 3
+    assert value(found, "kapistrano_host_restart_duration_seconds_sum", **ours) > 0
+    assert value(found, "kapistrano_release_condition", type="Ready", status="True", **ours) == 1
     assert value(found, "kapistrano_hosts", phase="Ready", **ours) == 3
     assert value(found, "kapistrano_hosts", phase="Failed", **ours) == 0
 
     health = wait_until(lambda: fetch(served.liveness), "the liveness endpoint", 30)
     assert health[0] == 200, health
+
+
+def test_a_healed_drift_counts_no_rollout(served: Endpoints) -> None:
+    scene = served.scene
+    wait_until(lambda: fetch(served.metrics), "the metrics endpoint", 30)
+    scene.secret()
+    scene.apply("v1", driftCheckIntervalSeconds=DRIFT_SECONDS)
+    scene.wait_ready(timeout=30)
+    ours = {"namespace": scene.ns, "release": "app"}
+
+    def counted(name: str, **labels: str) -> float | None:
+        answer = fetch(served.metrics)
+        return value(samples(answer[1]), name, **ours, **labels) if answer is not None and answer[0] == 200 else None
+
+    def runs_ready() -> float:
+        return counted("kapistrano_runs_total", result="Ready") or 0.0
+
+    wait_until(lambda: runs_ready() >= 1 or None, "the first rollout's run", 30)
+    host = scene.lab.hosts[1].name
+    before = len(starts_on(scene, host))
+    kill_worker(scene, 1)
+    wait_until(lambda: len(starts_on(scene, host)) > before, f"the drift check healing {host}", timeout=30)
+    scene.wait_ready()
+    healed = runs_ready()
+    wait_until(lambda: runs_ready() > healed or None, "one more drift check after the heal", timeout=30)
+    assert counted("kapistrano_rollouts_started_total") == 1, "a drift check is not a rollout"
+    assert counted("kapistrano_rollouts_finished_total") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -183,3 +184,13 @@ async def test_update_hosts_runs_in_parallel_and_captures_errors_per_host(
     assert results["host3"].error is not None
     again = await fetch.update_hosts(conns[:2], inputs)
     assert all(r.reused for r in again.values())
+
+
+def test_a_git_url_is_passed_to_git_as_a_value_never_as_an_option(tmp_path: Any) -> None:
+    """Every user value reaches git after `--`: even a URL that looks like an option is stored as the URL."""
+    subprocess.run(["git", "init", "--quiet", "--bare", str(tmp_path / "repo")], check=True)
+    repo = str(tmp_path / "repo")
+    subprocess.run(["git", "-C", repo, "remote", "add", "origin", "https://example.invalid/a"], check=True)
+    subprocess.run(["sh", "-c", fetch.mirror_command(str(tmp_path), "--push")], capture_output=True, check=False)
+    url = subprocess.run(["git", "-C", repo, "config", "remote.origin.url"], capture_output=True, text=True, check=True)
+    assert url.stdout.strip() == "--push"

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from kapistrano.hosts import layout
-from kapistrano.hosts.errors import CommandFailed, LinkedFileMissing, LockConflict, NotWritable
+from kapistrano.hosts.errors import CommandFailed, LinkedFileMissing, LockConflict, NotWritable, UnsafeLinkedPath
 from kapistrano.hosts.lock import read_lock
 from kapistrano.hosts.ssh import SshConnection
 from kapistrano.lab import HostLab, LabHost
 
-from tests.integration.hostkit import target_for
+from tests.integration.hostkit import target_for, wait_until
 
 APP = "/var/www/app"
 NOW = datetime(2026, 11, 28, 2, 1, 2, tzinfo=UTC)
@@ -95,6 +96,65 @@ async def test_link_shared_replaces_what_the_source_put_there(lab: HostLab, conn
     for item in ("log", "tmp/pids", "config/database.yml"):
         assert os.readlink(host.path(f"{release}/{item}")) == f"/var/www/app/shared/{item}"
     assert host.exec(["cat", f"{release}/config/database.yml"]).stdout == "shared-db\n"
+
+
+def shared_bytes(host: LabHost) -> dict[str, bytes]:
+    """Every regular file under the lab host's shared/, with its content."""
+    root = host.path(f"{APP}/shared")
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize(
+    ("linked_dirs", "linked_files"),
+    [
+        pytest.param(["public", "public/uploads"], [], id="dir-inside-dir"),
+        pytest.param(["config"], ["config/database.yml"], id="file-inside-dir"),
+    ],
+)
+async def test_nested_linked_paths_are_refused_and_lose_no_byte_of_shared_data(
+    lab: HostLab, conn: SshConnection, linked_dirs: list[str], linked_files: list[str]
+) -> None:
+    host = host1(lab)
+    host.exec(
+        "mkdir -p /var/www/app/shared/public/uploads /var/www/app/shared/config"
+        " && echo photo > /var/www/app/shared/public/uploads/a.jpg"
+        " && echo secret-db > /var/www/app/shared/config/database.yml"
+    )
+    await layout.prepare(conn, APP, linked_dirs, linked_files)
+    before = shared_bytes(host)
+    for name in ("20261128020102", "20261128020103"):  # the second deploy must find the data still there
+        release = await layout.create_release(conn, APP, name)
+        host.exec(f"mkdir -p {release}/public/uploads {release}/config && echo repo > {release}/config/database.yml")
+        with pytest.raises(UnsafeLinkedPath, match="is a symlink"):
+            await layout.link_shared(conn, APP, release, linked_dirs, linked_files)
+    assert shared_bytes(host) == before
+
+
+async def test_a_symlinked_folder_in_the_release_never_replaces_a_file_outside_it(
+    lab: HostLab, conn: SshConnection
+) -> None:
+    host = host1(lab)
+    host.exec("mkdir -p /var/www/app/shared/config /var/www/outside && echo keep > /var/www/outside/database.yml")
+    host.exec("echo db > /var/www/app/shared/config/database.yml")
+    await layout.prepare(conn, APP, [], ["config/database.yml"])
+    release = await layout.create_release(conn, APP, "20261128020102")
+    host.exec(f"ln -s /var/www/outside {release}/config")  # shipped by the source (git, archive or path)
+    with pytest.raises(UnsafeLinkedPath, match="config is a symlink"):
+        await layout.link_shared(conn, APP, release, [], ["config/database.yml"])
+    assert host.exec(["cat", "/var/www/outside/database.yml"]).stdout == "keep\n"
+    assert not host.path("/var/www/outside/database.yml").is_symlink()
+
+
+async def test_a_release_dir_reached_through_a_symlinked_deploy_to_still_links(
+    lab: HostLab, conn: SshConnection
+) -> None:
+    host = host1(lab)
+    host.exec("mkdir -p /var/www/data/app/shared/config && echo db > /var/www/data/app/shared/config/database.yml")
+    host.exec("ln -s /var/www/data/app /var/www/linked")
+    await layout.prepare(conn, "/var/www/linked", ["log"], ["config/database.yml"])
+    release = await layout.create_release(conn, "/var/www/linked", "20261128020102")
+    await layout.link_shared(conn, "/var/www/linked", release, ["log"], ["config/database.yml"])
+    assert host.exec(["cat", f"{release}/config/database.yml"]).stdout == "db\n"
 
 
 async def test_markers_find_the_newest_release_of_a_version_in_one_command(lab: HostLab, conn: SshConnection) -> None:
@@ -179,22 +239,77 @@ async def test_cleanup_keeps_the_newest_and_never_current_or_previous(lab: HostL
     assert await layout.cleanup(conn, APP, keep=3) == []
 
 
+async def host_time(conn: SshConnection) -> int:
+    """The host's clock, in Unix seconds."""
+    return int((await conn.run("date +%s")).stdout)
+
+
+async def wait_past(conn: SshConnection, epoch: int) -> None:
+    """Wait until the host's clock has passed `epoch` (polls the host)."""
+    await wait_until(lambda: _after(conn, epoch), timeout=30)
+
+
+async def _after(conn: SshConnection, epoch: int) -> bool:
+    """Whether the host's clock is past `epoch` (reads the host)."""
+    return await host_time(conn) > epoch
+
+
 async def test_the_lock_is_exclusive_refreshable_and_taken_over_when_expired(conn: SshConnection) -> None:
     await layout.prepare(conn, APP, [], [])
-    first = await layout.acquire_lock(conn, APP, "release-a", 60, NOW)
+    first = await layout.acquire_lock(conn, APP, "release-a", 60)
     assert (first.acquired, first.previous_owner) == (True, None)
-    refreshed = await layout.acquire_lock(conn, APP, "release-a", 60, NOW + timedelta(seconds=30))
+    before = await host_time(conn)
+    refreshed = await layout.acquire_lock(conn, APP, "release-a", 60)
     assert refreshed.acquired
-    assert await read_lock(conn, APP) == ("release-a", int((NOW + timedelta(seconds=90)).timestamp()))
+    held = await read_lock(conn, APP)
+    assert held is not None
+    assert held.owner == "release-a"
+    assert held.expires is not None
+    assert before + 60 <= held.expires <= await host_time(conn) + 60, "the expiry is the host's time plus the TTL"
     with pytest.raises(LockConflict) as caught:
-        await layout.acquire_lock(conn, APP, "release-b", 60, NOW + timedelta(seconds=60))
+        await layout.acquire_lock(conn, APP, "release-b", 60)
     assert "release-a" in caught.value.message
     assert not await layout.release_lock(conn, APP, "release-b")
-    taken = await layout.acquire_lock(conn, APP, "release-b", 60, NOW + timedelta(seconds=91))
+    short = await layout.acquire_lock(conn, APP, "release-a", 1)
+    assert short.acquired
+    expiring = await read_lock(conn, APP)
+    assert expiring is not None
+    assert expiring.expires is not None
+    await wait_past(conn, expiring.expires)
+    taken = await layout.acquire_lock(conn, APP, "release-b", 60)
     assert taken.taken_over
     assert taken.previous_owner == "release-a"
     assert not await layout.release_lock(conn, APP, "release-a")
     assert await layout.release_lock(conn, APP, "release-b")
+    assert await read_lock(conn, APP) is None
+
+
+async def test_the_same_release_run_by_two_processes_is_locked_out_of_the_second(conn: SshConnection) -> None:
+    await layout.prepare(conn, APP, [], [])
+    await layout.acquire_lock(conn, APP, "uid-1", 60, instance="laptop-a/4242/1")
+    with pytest.raises(LockConflict) as caught:
+        await layout.acquire_lock(conn, APP, "uid-1", 60, instance="laptop-b/4242/1")
+    assert "this Release in another process (laptop-a/4242/1)" in caught.value.message
+    assert not await layout.release_lock(conn, APP, "uid-1", instance="laptop-b/4242/1")
+    # A process of this machine that is gone (an operator restarted in place) is taken over at once.
+    gone = f"{socket.gethostname()}/{os.getpid()}/1"
+    await layout.release_lock(conn, APP, "uid-1", instance="")
+    await layout.acquire_lock(conn, APP, "uid-1", 60, instance=gone)
+    taken = await layout.acquire_lock(conn, APP, "uid-1", 60)
+    assert (taken.acquired, taken.instance) == (True, gone)
+    # A process elsewhere that stopped refreshing its lock (an operator pod replaced) is taken over after a while.
+    assert await layout.release_lock(conn, APP, "uid-1")
+    await layout.acquire_lock(conn, APP, "uid-1", 60, instance="old-pod/1/1")
+    with pytest.raises(LockConflict):
+        await layout.acquire_lock(conn, APP, "uid-1", 60, instance="new-pod/1/1", stale_seconds=3600)
+    stale = await read_lock(conn, APP)
+    assert stale is not None
+    assert stale.refreshed is not None
+    await wait_past(conn, stale.refreshed + 1)
+    replaced = await layout.acquire_lock(conn, APP, "uid-1", 60, instance="new-pod/1/1", stale_seconds=1)
+    assert (replaced.acquired, replaced.instance) == (True, "old-pod/1/1")
+    # Releasing for a deleted Release removes its lock whichever process took it.
+    assert await layout.release_lock(conn, APP, "uid-1", instance="")
     assert await read_lock(conn, APP) is None
 
 
@@ -205,7 +320,7 @@ async def test_only_one_of_many_racing_owners_gets_the_lock(lab: HostLab) -> Non
 
         async def attempt(i: int) -> bool:
             try:
-                await layout.acquire_lock(conns[i], APP, f"owner-{i}", 60, NOW)
+                await layout.acquire_lock(conns[i], APP, f"owner-{i}", 60)
             except LockConflict:
                 return False
             return True
@@ -214,6 +329,6 @@ async def test_only_one_of_many_racing_owners_gets_the_lock(lab: HostLab) -> Non
         assert sum(wins) == 1
         holder = await read_lock(conns[0], APP)
         assert holder is not None
-        assert holder[0] == f"owner-{wins.index(True)}"
+        assert holder.owner == f"owner-{wins.index(True)}"
     finally:
         await asyncio.gather(*(c.close() for c in conns))

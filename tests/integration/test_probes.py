@@ -9,9 +9,15 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 from kapistrano.api.spec import Probe
 from kapistrano.hosts.errors import NotReady
 from kapistrano.hosts.probes import Attempt, LoopClock, ProbeOutcome, Verdict, wait_ready
@@ -67,13 +73,17 @@ async def failing(app: App, spec: Probe) -> tuple[NotReady, list[Attempt]]:
 async def web(app: App) -> AsyncIterator[App]:
     """An HTTP server bound to 127.0.0.1:PORT inside the host, stopped by pid afterwards."""
     app.write(f"{RELEASE}/health", "ok\n")
-    started = app.host.exec(
-        f"cd {RELEASE} && setsid {PYTHON} -m http.server {PORT} --bind 127.0.0.1 </dev/null >/dev/null 2>&1 & echo $!"
-    )
-    pid = int(started.stdout.strip())
-    await wait_ready(app.runner, app.ctx, probe(tcpSocket={"port": PORT}, failureThreshold=30))
+    pid = await serve(app, f"-m http.server {PORT} --bind 127.0.0.1", PORT)
     yield app
     app.host.exec(["kill", str(pid)], check=False)
+
+
+async def serve(app: App, arguments: str, port: int) -> int:
+    """Start `python3 <arguments>` detached in the release directory and wait for its port; its pid (a process)."""
+    started = app.host.exec(f"cd {RELEASE} && setsid {PYTHON} {arguments} </dev/null >/dev/null 2>&1 & echo $!")
+    pid = int(started.stdout.strip())
+    await wait_ready(app.runner, app.ctx, probe(tcpSocket={"port": port}, failureThreshold=30))
+    return pid
 
 
 async def test_exec_succeeds_in_the_current_release(app: App) -> None:
@@ -152,3 +162,79 @@ async def test_tcp_socket_succeeds_on_an_open_port_and_fails_on_a_closed_one(web
     _, seen = await failing(web, probe(tcpSocket={"port": PORT + 1}, failureThreshold=2))
     assert len(seen) == 2
     assert "TcpConnectFailed" in seen[0].message
+
+
+TLS_PORT = 8443
+TOKEN = "s3cret-token"
+TLS_SERVER = """
+import http.server, ssl, sys
+port, token = int(sys.argv[1]), sys.argv[2]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.headers.get("X-Probe-Token") == token else 403)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("cert.pem", "key.pem")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def self_signed() -> tuple[str, str]:
+    """A self-signed certificate for localhost and its key, as PEM text (pure apart from randomness)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return cert.public_bytes(Encoding.PEM).decode(), pem_key.decode()
+
+
+@pytest_asyncio.fixture
+async def tls_web(app: App) -> AsyncIterator[App]:
+    """An HTTPS server with a self-signed certificate on 127.0.0.1:TLS_PORT inside the host that answers 200
+    only with the header X-Probe-Token; stopped by pid afterwards."""
+    cert, key = self_signed()
+    app.write(f"{RELEASE}/cert.pem", cert)
+    app.write(f"{RELEASE}/key.pem", key)
+    app.write(f"{RELEASE}/tls_server.py", TLS_SERVER)
+    pid = await serve(app, f"tls_server.py {TLS_PORT} {TOKEN}", TLS_PORT)
+    yield app
+    app.host.exec(["kill", str(pid)], check=False)
+
+
+def https(*headers: tuple[str, str], **fields: object) -> Probe:
+    """An HTTPS httpGet probe of TLS_PORT with request headers (pure)."""
+    action = {"port": TLS_PORT, "scheme": "HTTPS", "httpHeaders": [{"name": n, "value": v} for n, v in headers]}
+    return probe(httpGet=action, **fields)
+
+
+async def test_https_get_with_a_required_header_passes_despite_a_self_signed_certificate(tls_web: App) -> None:
+    outcome, seen = await run(tls_web, https(("X-Probe-Token", TOKEN)))
+    assert outcome.ready
+    assert seen[0].message == "HTTP 200"
+
+
+async def test_https_get_without_the_required_header_is_refused(tls_web: App) -> None:
+    _, seen = await failing(tls_web, https(("X-Probe-Token", "wrong"), failureThreshold=2))
+    assert [a.message for a in seen] == ["HTTP 403", "HTTP 403"]
+
+
+async def test_plain_http_to_a_tls_port_fails(tls_web: App) -> None:
+    action = {"port": TLS_PORT, "httpHeaders": [{"name": "X-Probe-Token", "value": TOKEN}]}
+    _, seen = await failing(tls_web, probe(httpGet=action, failureThreshold=1))
+    assert not seen[0].ok
+    assert "HTTP 200" not in seen[0].message

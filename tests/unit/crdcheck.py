@@ -56,6 +56,8 @@ def to_jsonschema(node: Schema) -> Schema:
     out: Schema = {k: v for k, v in node.items() if not k.startswith("x-kubernetes-") and k != "nullable"}
     if node.get("x-kubernetes-int-or-string"):
         out["type"] = ["integer", "string"]
+    if node.get("x-kubernetes-list-type") == "set":
+        out["uniqueItems"] = True
     if node.get("nullable"):
         out["type"] = [out["type"], "null"]
         if "enum" in out:

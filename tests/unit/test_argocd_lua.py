@@ -111,13 +111,16 @@ NOT_STALLED = condition("Stalled", "False")
             id="stalled-without-message-wins-over-paused",
         ),
         pytest.param(
-            release(status_of(NOT_READY, NOT_STALLED, message="paused by spec.paused"), paused=True),
+            release(status_of(NOT_READY, NOT_STALLED, phase="Paused", message="paused by spec.paused"), paused=True),
             "Suspended",
             "paused by spec.paused",
             id="spec-paused",
         ),
         pytest.param(
-            release(status_of(READY, NOT_STALLED), paused=True), "Suspended", "paused", id="spec-paused-while-ready"
+            release(status_of(READY, NOT_STALLED, phase="Ready"), paused=True),
+            "Healthy",
+            "3/3 hosts ready on v2",
+            id="spec-paused-while-ready-is-ready",
         ),
         pytest.param(
             release(status_of(NOT_READY, phase="Paused", message="canary: paused after 1 host")),

@@ -120,3 +120,54 @@ def test_unreadable_and_release_less_files_are_problems(tmp_path: Path) -> None:
     assert lines[0] == f"{broken}:2:1: expected ',' or ']', but got '<stream end>'"
     assert lines[-2] == f"{empty}: no document of kind Release"
     assert lines[-1].startswith(f"{tmp_path / 'missing.yaml'}: ")
+
+
+def test_a_duplicate_key_is_one_problem_naming_its_line(tmp_path: Path) -> None:
+    text = EXAMPLE_FILE.read_text().replace("spec:\n", "spec:\n  paused: true\n  paused: false\n", 1)
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    result = validate(path)
+    assert result.returncode == 1
+    line = text.splitlines().index("  paused: false") + 1
+    assert result.stderr.splitlines() == [f"{path}:{line}:3: duplicate key 'paused'"]
+
+
+def test_a_file_that_is_not_utf8_is_one_problem_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(EXAMPLE_FILE.read_bytes().replace(b"billing", b"b\xe9lling", 1))
+    result = validate(path)
+    assert result.returncode == 1
+    offset = EXAMPLE_FILE.read_bytes().index(b"billing") + 1
+    assert result.stderr.splitlines() == [f"{path}: not UTF-8 text (byte 0xe9 at offset {offset})"]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_5000_deep_nesting_is_one_problem_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("spec: " + "[" * 5000 + "]" * 5000 + "\n")
+    result = validate(path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"{path}:1:70: nested deeper than 64 levels"], result.stderr
+
+
+def test_skipping_host_key_checks_is_valid_but_warned_about(tmp_path: Path) -> None:
+    insecure = example()
+    insecure["spec"]["ssh"]["insecureSkipHostKeyCheck"] = True  # type: ignore[index]
+    result = validate(write_documents(tmp_path / "insecure.yaml", insecure))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("release deploy/billing-workers: valid")
+    assert result.stderr.startswith(
+        "release deploy/billing-workers: warning: spec.ssh.insecureSkipHostKeyCheck is true"
+    )
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_apply_reports_an_unreadable_file_in_one_line_before_connecting(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("spec: " + "[" * 5000 + "]" * 5000 + "\n")
+    command = [sys.executable, "-m", "kapistrano.cli.main", "apply", "-f", str(path), "--ssh-key", "/dev/null"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 1
+    shown = result.stdout + result.stderr
+    assert "nested deeper than 64 levels" in " ".join(shown.split())
+    assert "Traceback" not in shown

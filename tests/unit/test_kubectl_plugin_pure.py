@@ -98,7 +98,7 @@ def test_parser_wires_every_command() -> None:
         120.0,
     )
     assert parser.parse_args(["undo", "billing", "--to-version", "v1"]).to_version == "v1"
-    expected = {"status", "pause", "resume", "promote", "abort", "undo", "restart", "retry", "wait", "logs"}
+    expected = {"status", "pause", "resume", "promote", "abort", "undo", "restart", "retry", "wait", "logs", "unlock"}
     assert expected <= set(plugin_main.COMMANDS)
     logs = parser.parse_args(["logs", "billing", "sidekiq", "-n", "deploy", "-f", "--tail", "5", "--hosts", "w1,w2"])
     assert (logs.service, logs.namespace, logs.follow, logs.lines, logs.hosts) == (
@@ -108,6 +108,8 @@ def test_parser_wires_every_command() -> None:
         5,
         ["w1", "w2"],
     )
+    unlock = parser.parse_args(["unlock", "billing", "--host", "web-1", "--yes"])
+    assert (unlock.host, unlock.yes) == (["web-1"], True)
 
 
 # ------------------------------------------------------------------------------------------------

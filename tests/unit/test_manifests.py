@@ -152,3 +152,50 @@ def test_dockerfile_runs_as_non_root_from_a_build_stage() -> None:
     assert "USER 65532:65532" in final
     assert 'ENTRYPOINT ["kapistrano"]' in final
     assert not any("apt-get" in line or "gcc" in line for line in final)
+
+
+@pytest.fixture(scope="module")
+def namespaced() -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize manifests/namespaced/` renders."""
+    result = subprocess.run(
+        [tool("kubectl"), "kustomize", str(ROOT / "manifests" / "namespaced")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_the_namespaced_install_grants_no_cluster_role(namespaced: list[dict[str, Any]]) -> None:
+    kinds = sorted((o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in namespaced)
+    assert kinds == [
+        ("CustomResourceDefinition", "releases.kapistrano.dev", None),
+        ("Deployment", "kapistrano", NAMESPACE),
+        ("Namespace", NAMESPACE, None),
+        ("Role", "kapistrano", "deploy"),
+        ("RoleBinding", "kapistrano", "deploy"),
+        ("ServiceAccount", "kapistrano", NAMESPACE),
+    ]
+    for kind in ("Role", "RoleBinding", "Deployment"):
+        kubernetes_validate.validate(one(namespaced, kind), K8S_VERSION, strict=True)
+
+
+def test_the_namespaced_role_holds_the_cluster_roles_namespaced_rules(
+    rendered: list[dict[str, Any]], namespaced: list[dict[str, Any]]
+) -> None:
+    cluster_scoped = {"clusterkopfpeerings", "customresourcedefinitions", "namespaces"}
+    wanted = [r for r in one(rendered, "ClusterRole")["rules"] if not cluster_scoped & set(r["resources"])]
+    assert one(namespaced, "Role")["rules"] == wanted
+    binding = one(namespaced, "RoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kapistrano"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kapistrano", "namespace": NAMESPACE}]
+
+
+def test_the_namespaced_operator_serves_only_its_namespace(
+    rendered: list[dict[str, Any]], namespaced: list[dict[str, Any]]
+) -> None:
+    (container,) = one(namespaced, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["run", "--namespace", "deploy", "--liveness", "http://0.0.0.0:8080/healthz"]
+    for kind in ("Namespace", "ServiceAccount"):
+        assert one(namespaced, kind) == one(rendered, kind), f"manifests/namespaced/ has another {kind}"

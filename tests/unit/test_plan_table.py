@@ -376,8 +376,12 @@ CASES = [
         S3,
         [observe(H1, "v2"), observe(H2, "v2", ready=False, services_running=False), observe(H3, "v2")],
         [("Heal", H2)],
-        expect={"phase": "Degraded"},
-        conditions={"Drifted": ("True", "ServiceDown")},
+        expect={"phase": "Progressing", "message": "healing host-2"},
+        conditions={
+            "Drifted": ("True", "ServiceDown"),
+            "Reconciling": ("True", "Healing"),
+            "Ready": ("False", "Healing"),
+        },
     ),
     Case(
         "a live service that fails readiness is reported and never restarted",
@@ -399,7 +403,13 @@ CASES = [
         make_spec(3, driftPolicy="Report"),
         [observe(H1, "v2"), observe(H2, "v2", ready=False, services_running=False), observe(H3, "v2")],
         [],
-        conditions={"Drifted": ("True", "ServiceDown"), "Ready": ("False", "RollingOut")},
+        expect={"phase": "Degraded", "message": "services down on host-2"},
+        conditions={
+            "Drifted": ("True", "ServiceDown"),
+            "Ready": ("False", "Drifted"),
+            "Stalled": ("True", "Drifted"),
+            "Reconciling": ("False", "Drifted"),
+        },
     ),
     Case(
         "healing takes one budget slot at a time, dead hosts or not",
@@ -540,3 +550,14 @@ def test_attempts_count_the_current_version_only() -> None:
     kept = plan(make_input(S3, UPDATED, same)).status.host(H1)
     assert kept is not None
     assert kept.attempts == 2
+
+
+def test_skipping_host_key_checks_is_a_false_host_keys_verified_condition_and_status_field() -> None:
+    observed = [observe(f"host-{i}", "v2") for i in (1, 2, 3)]
+    for insecure, expected in ((False, ("True", "KnownHosts")), (True, ("False", "InsecureSkipHostKeyCheck"))):
+        result = plan(make_input(make_spec(ssh={"insecureSkipHostKeyCheck": insecure}), observed))
+        verified = result.status.condition("HostKeysVerified")
+        assert verified is not None
+        assert (verified.status, verified.reason) == expected
+        assert result.status.host_keys_verified is (not insecure)
+    assert result.complete, "skipping host key checks is loud, but it does not stop the rollout"

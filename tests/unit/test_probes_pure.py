@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from kapistrano.api.spec import HttpGetAction
-from kapistrano.hosts.probes import ProbeTracker, Verdict, http_ok, http_request, next_index, parse_status
+from kapistrano.hosts.httpget import request_headers, server_name
+from kapistrano.hosts.probes import ProbeTracker, Verdict, http_ok, next_index
+from pydantic import ValidationError
 
 thresholds = st.integers(min_value=1, max_value=6)
 results = st.lists(st.booleans(), max_size=60)
@@ -108,28 +110,48 @@ def test_schedule_from_any_attempt_times_has_no_drift() -> None:
     assert slots == [11.0, 12.0, 13.0, 16.0, 17.0]
 
 
-def test_http_request_is_a_minimal_get_that_closes() -> None:
-    request = http_request(HttpGetAction(path="/health?x=1", port=8080))
-    assert request == (
-        b"GET /health?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: kapistrano-probe/1\r\n"
-        b"Accept: */*\r\nConnection: close\r\n\r\n"
+def test_http_request_headers_are_kubelet_like_and_close_the_connection() -> None:
+    assert request_headers(HttpGetAction(port=8080)) == [
+        ("Host", "127.0.0.1:8080"),
+        ("User-Agent", "kapistrano-probe/1"),
+        ("Accept", "*/*"),
+        ("Connection", "close"),
+    ]
+    assert ("Host", "10.0.0.5:81") in request_headers(HttpGetAction(port=81, host="10.0.0.5"))
+    assert ("Host", "[::1]:81") in request_headers(HttpGetAction(port=81, host="::1"))
+
+
+def test_a_given_header_replaces_the_default_of_the_same_name_and_others_are_added() -> None:
+    action = HttpGetAction.model_validate(
+        {"port": 80, "httpHeaders": [{"name": "host", "value": "app.example"}, {"name": "X-Token", "value": "t"}]}
     )
-    assert b"Host: 10.0.0.5:81\r\n" in http_request(HttpGetAction(port=81, host="10.0.0.5"))
-    assert b"Host: [::1]:81\r\n" in http_request(HttpGetAction(port=81, host="::1"))
+    assert request_headers(action) == [
+        ("User-Agent", "kapistrano-probe/1"),
+        ("Accept", "*/*"),
+        ("Connection", "close"),
+        ("host", "app.example"),
+        ("X-Token", "t"),
+    ]
+
+
+@pytest.mark.parametrize("header", [{"name": "X Bad", "value": "v"}, {"name": "X-Ok", "value": "a\r\nInjected: 1"}])
+def test_header_names_must_be_tokens_and_values_single_lines(header: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        HttpGetAction.model_validate({"port": 80, "httpHeaders": [header]})
+
+
+def test_scheme_defaults_to_http() -> None:
+    assert HttpGetAction(port=80).scheme == "HTTP"
+    assert HttpGetAction.model_validate({"port": 443, "scheme": "HTTPS"}).scheme == "HTTPS"
+    with pytest.raises(ValidationError):
+        HttpGetAction.model_validate({"port": 443, "scheme": "https"})
 
 
 @pytest.mark.parametrize(
-    ("line", "code"),
-    [
-        (b"HTTP/1.1 200 OK\r\n", 200),
-        (b"HTTP/1.0 302 Found\r\n", 302),
-        (b"HTTP/1.1 503 Service Unavailable\r\n", 503),
-        (b"SSH-2.0-OpenSSH_9.2\r\n", None),
-        (b"", None),
-    ],
+    ("host", "name"), [("127.0.0.1", None), ("::1", None), ("[::1]", None), ("app.local", "app.local")]
 )
-def test_parse_status(line: bytes, code: int | None) -> None:
-    assert parse_status(line) == code
+def test_tls_server_name_is_sent_for_names_only(host: str, name: str | None) -> None:
+    assert server_name(host) == name
 
 
 @pytest.mark.parametrize(("code", "ok"), [(199, False), (200, True), (399, True), (400, False), (None, False)])

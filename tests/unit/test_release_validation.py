@@ -243,6 +243,71 @@ BAD_RELEASES = [
     pytest.param({"spec.strategy.onFailure": "Retry"}, "spec.strategy.onFailure", "openapi", id="on-failure"),
     pytest.param({"spec.progressDeadlineSeconds": 0}, "spec.progressDeadlineSeconds", "openapi", id="deadline-0"),
     pytest.param({"spec.paused": "yes please"}, "spec.paused", "openapi", id="paused-not-bool"),
+    pytest.param({"spec.linkedDirs": ["public", "public/uploads"]}, "spec", "cel", id="linked-dirs-nested"),
+    pytest.param({"spec.linkedDirs": ["public/uploads", "public"]}, "spec", "cel", id="linked-dirs-nested-reversed"),
+    pytest.param({"spec.linkedDirs": ["log", "log"]}, "spec", "openapi", id="linked-dirs-repeated"),
+    pytest.param(
+        {"spec.linkedDirs": ["config"], "spec.linkedFiles": ["config/database.yml"]},
+        "spec",
+        "cel",
+        id="linked-file-inside-linked-dir",
+    ),
+    pytest.param(
+        {"spec.linkedDirs": ["config/x"], "spec.linkedFiles": ["config"]}, "spec", "cel", id="linked-dir-inside-file"
+    ),
+    pytest.param({"spec.linkedDirs": ["log"], "spec.linkedFiles": ["log"]}, "spec", "cel", id="linked-dir-and-file"),
+    pytest.param({"spec.linkedFiles": ["a", "a/b"]}, "spec", "cel", id="linked-files-nested"),
+    pytest.param(
+        {"spec.services[1].readiness.httpGet.path": "/health/\u2713"},
+        "spec.services[1].readiness.httpGet.path",
+        "openapi",
+        id="http-path-not-ascii",
+    ),
+    pytest.param(
+        {"spec.services[1].readiness.httpGet.path": "/health\x00"},
+        "spec.services[1].readiness.httpGet.path",
+        "openapi",
+        id="http-path-control-character",
+    ),
+    pytest.param(
+        {"spec.source.git.url": "https://git.example.com/b\u00e9.git"},
+        "spec.source.git.url",
+        "openapi",
+        id="url-not-ascii",
+    ),
+    pytest.param(
+        {"spec.source.git.url": "-oProxyCommand@host:x"}, "spec.source.git.url", "openapi", id="url-leading-dash"
+    ),
+    pytest.param(
+        {"spec.hooks.afterUpdate[0].run": "bundle\x00install"},
+        "spec.hooks.afterUpdate[0].run",
+        "openapi",
+        id="hook-with-nul",
+    ),
+    pytest.param(
+        {"spec.services[2].systemd.unit": "--all"}, "spec.services[2].systemd.unit", "openapi", id="unit-leading-dash"
+    ),
+    pytest.param({"spec.hosts[0].port": "22"}, "spec.hosts[0].port", "openapi", id="port-as-string"),
+    pytest.param({"spec.hosts[0].port": 22.0}, "spec.hosts[0].port", None, id="port-as-float"),
+    pytest.param({"spec.paused": "yes"}, "spec.paused", "openapi", id="paused-yes-string"),
+    pytest.param({"spec.paused": "on"}, "spec.paused", "openapi", id="paused-on-string"),
+    pytest.param({"spec.paused": 1}, "spec.paused", "openapi", id="paused-as-int"),
+    pytest.param({"spec.keepReleases": "5"}, "spec.keepReleases", "openapi", id="keep-releases-string"),
+    pytest.param(
+        {"spec.strategy.maxUnavailable": True}, "spec.strategy.maxUnavailable", "openapi", id="max-unavailable-true"
+    ),
+    pytest.param({"spec.strategy.maxUnavailable": "2"}, "spec.strategy.maxUnavailable", "cel", id="max-unavailable-2"),
+    pytest.param({"spec.hosts[0].labels": {"zone": "a" * 64}}, "spec.hosts[0].labels.zone", "openapi", id="label-64"),
+    pytest.param(
+        {"spec.hosts[0].labels": {"zone": "x" * 10_000_000}}, "spec.hosts[0].labels.zone", "openapi", id="label-10mb"
+    ),
+    pytest.param({"spec.hosts[0].labels": {"zone": "a b"}}, "spec.hosts[0].labels.zone", "openapi", id="label-space"),
+    pytest.param({"spec.hosts[0].labels": {"bad key": "a"}}, "spec.hosts[0].labels", None, id="label-key-space"),
+    pytest.param({"spec.hosts[0].labels": {"k" * 318: "a"}}, "spec.hosts[0].labels", "cel", id="label-key-318"),
+    pytest.param(
+        {"spec.hosts[0].labels": {f"l{i}": "a" for i in range(65)}}, "spec.hosts[0].labels", "openapi", id="65-labels"
+    ),
+    pytest.param({"spec.linkedDirs": ["a" * 129]}, "spec.linkedDirs[0]", "openapi", id="linked-dir-too-long"),
 ]
 
 
@@ -269,3 +334,9 @@ def test_bad_release_is_rejected_by_the_crd_where_the_schema_can_tell(
 def test_the_table_covers_at_least_thirty_bad_releases() -> None:
     assert len(BAD_RELEASES) >= 30
     assert len({p.id for p in BAD_RELEASES}) == len(BAD_RELEASES)
+
+
+def test_linked_paths_that_only_share_a_prefix_are_accepted_by_the_models_and_the_crd() -> None:
+    doc = mutated({"spec.linkedDirs": ["public", "public-assets", "tmp/pids"], "spec.linkedFiles": ["tmp/pid"]})
+    assert model_problems(doc) == []
+    assert crd_errors(doc) == {"openapi": [], "listmap": [], "cel": []}

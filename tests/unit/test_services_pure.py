@@ -308,7 +308,7 @@ def test_globs_are_expanded_with_list_units() -> None:
     assert systemd.is_glob(settings.unit)
     assert not systemd.is_glob("sidekiq.service")
     assert systemd.list_units_command(CTX, settings) == (
-        "systemctl list-units --all --plain --no-legend --no-pager 'sidekiq@*.service'"
+        "systemctl list-units --all --plain --no-legend --no-pager -- 'sidekiq@*.service'"
     )
 
 

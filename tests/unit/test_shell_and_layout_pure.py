@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,18 +113,29 @@ def test_prepare_failures_name_the_path() -> None:
 
 
 def test_lock_outputs_are_parsed() -> None:
-    held = lock.parse_acquire("held\t1700000000\trelease-a\n", "release-b")
-    assert (held.acquired, held.holder, held.expires) == (False, "release-a", 1700000000)
-    fresh = lock.parse_acquire("acquired\t\t\n", "me")
+    held = lock.parse_acquire("held\t1700000000\trelease-a\tbox/7/99\n", "release-b")
+    assert (held.acquired, held.holder, held.expires, held.sibling) == (False, "release-a", 1700000000, False)
+    sibling = lock.parse_acquire("sibling\t1700000000\trelease-b\tbox/7/99\n", "release-b")
+    assert (sibling.acquired, sibling.sibling, sibling.instance) == (False, True, "box/7/99")
+    fresh = lock.parse_acquire("acquired\t\t\t\n", "me")
     assert (fresh.acquired, fresh.previous_owner, fresh.taken_over) == (True, None, False)
-    taken = lock.parse_acquire("acquired\t5\told\n", "me")
+    taken = lock.parse_acquire("acquired\t5\told\tbox/1/2\n", "me")
     assert taken.taken_over
     with pytest.raises(ValueError, match="unexpected lock output"):
         lock.parse_acquire("", "me")
-    assert lock.parse_lock_file("a\n12\n") == ("a", 12)
+    assert lock.parse_lock_file("a\n12\nbox/1/2\n7\n") == lock.LockInfo("a", 12, "box/1/2", 7)
+    assert lock.parse_lock_file("a\n12\n") == lock.LockInfo("a", 12, "")
     assert lock.parse_lock_file("") is None
     with pytest.raises(ValueError, match="invalid lock owner"):
-        lock.acquire_lock_command("/d", "a\nb", 60, datetime.now(UTC))
+        lock.acquire_lock_command("/d", "a\nb", 60)
+
+
+def test_a_process_instance_is_dead_only_when_it_is_ours_and_gone() -> None:
+    assert not lock.is_dead_here(lock.INSTANCE), "this very process"
+    assert not lock.is_dead_here("another-machine/1/1"), "another machine's process cannot be judged from here"
+    child = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    assert lock.is_dead_here(f"{socket.gethostname()}/{child.stdout.strip()}/1"), "a process that exited"
+    assert lock.is_dead_here(lock.INSTANCE.rsplit("/", 1)[0] + "/12345"), "our pid, started at another time"
 
 
 def test_download_failures_become_source_errors() -> None:

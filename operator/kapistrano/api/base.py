@@ -7,7 +7,9 @@ from pydantic.alias_generators import to_camel
 
 
 class SpecModel(BaseModel):
-    """A part of the Release spec: unknown keys are an error, so typos do not pass silently."""
+    """A part of the Release spec: unknown keys are an error, and no value is coerced ("22" is no port,
+    "yes" no boolean), as the API server's schema refuses them too. Enum fields take their string
+    values (they are declared with `strict=False`)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -15,6 +17,7 @@ class SpecModel(BaseModel):
         extra="forbid",
         frozen=True,
         use_enum_values=True,
+        strict=True,
     )
 
 

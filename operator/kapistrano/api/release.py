@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import ReleaseStatus
 from kapistrano.api.types import PATTERN_HINTS
+from kapistrano.api.yamlfile import DocumentError, read_documents
 
 GROUP = "kapistrano.dev"
 VERSION = "v1alpha1"
@@ -116,9 +116,9 @@ def parse_release(document: Any) -> Release:
 def load_releases(path: Path) -> list[Release]:
     """Read every Release document in a YAML file (reads the file); raises ReleaseFileError."""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except (OSError, yaml.YAMLError) as exc:
-        raise ReleaseFileError([f"{path}: {exc}"]) from None
+        docs = read_documents(path)
+    except DocumentError as exc:
+        raise ReleaseFileError([str(exc)]) from None
     releases = [parse_release(d) for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
     if not releases:
         raise ReleaseFileError([f"{path}: no document of kind {KIND}"])

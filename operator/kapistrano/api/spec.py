@@ -12,6 +12,7 @@ from typing import Any, Protocol, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from kapistrano.api import rules
 from kapistrano.api.base import SpecModel
 from kapistrano.api.types import (
     DNS_LABEL_PATTERN,
@@ -23,15 +24,17 @@ from kapistrano.api.types import (
     GitRef,
     HostName,
     IntOrPercent,
+    LabelValue,
+    LinkedPath,
     PidPath,
     Port,
-    RelPath,
     Sha256,
     ShellCommand,
     Signal,
     Url,
     UserName,
     Version,
+    label_key,
 )
 
 
@@ -114,7 +117,12 @@ class Host(SpecModel):
     address: Address = Field(description="IP address or DNS name the operator connects to.")
     port: Port = Field(default=22, description="SSH port.")
     user: UserName | None = Field(default=None, description="SSH user; defaults to spec.ssh.user.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels, e.g. zone.")
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Labels, e.g. zone; keys and values as Kubernetes labels allow.",
+        json_schema_extra=rules.LABEL_KEYS,
+    )
     roles: list[DnsLabel] = Field(
         default_factory=list,
         max_length=20,
@@ -127,6 +135,13 @@ class Host(SpecModel):
         description="Runs the `once` hooks (migrations) of a rollout, before any other host restarts. "
         "Default: the first host with the roles of the first `once` hook.",
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            label_key(key)
+        return labels
 
 
 class SecretRef(SpecModel):
@@ -242,8 +257,9 @@ class PidfileManager(SpecModel):
         description="Command that starts one instance, run detached in the current release directory; "
         "`{index}` and `{pidfile}` are substituted."
     )
-    stop_signal: Signal = Field(default=Signal.TERM, description="Signal that asks the process to exit.")
+    stop_signal: Signal = Field(strict=False, default=Signal.TERM, description="Signal that asks the process to exit.")
     quiet_signal: Signal | None = Field(
+        strict=False,
         default=None,
         description="Signal sent first to stop taking new work (sidekiq: TSTP). stopSignal follows only once "
         "`drained` passes, the process exited by itself, or quietTimeoutSeconds passed: never back to back.",
@@ -260,13 +276,17 @@ class PidfileManager(SpecModel):
     stop_timeout_seconds: int = Field(
         default=30, ge=0, le=86400, description="How long to wait for the process to exit before killSignal."
     )
-    kill_signal: Signal = Field(default=Signal.KILL, description="Signal sent when stopTimeoutSeconds passed.")
+    kill_signal: Signal = Field(
+        strict=False, default=Signal.KILL, description="Signal sent when stopTimeoutSeconds passed."
+    )
     instance_policy: InstancePolicy = Field(
+        strict=False,
         default=InstancePolicy.PARALLEL,
         description="Parallel: all instances of a host are stopped together, then started together, then "
         "checked. OrderedReady: one instance after the other, each ready before the next is stopped.",
     )
     replace: ReplacePolicy = Field(
+        strict=False,
         default=ReplacePolicy.STOP_FIRST,
         description="StopFirst: old instances exit before new ones start. StartFirst: new instances start "
         "beside the old ones (their own pid files) and the old ones are quieted and stopped once the new "
@@ -278,8 +298,10 @@ class GracefulManager(SpecModel):
     """A master process that re-executes itself (unicorn, puma): reload, wait, quit the old one."""
 
     pid_file: PidPath = Field(description="The master's pid file, relative to <deployTo>/shared/ unless absolute.")
-    reload_signal: Signal = Field(default=Signal.USR2, description="Signal that makes the master re-exec.")
-    quit_signal: Signal = Field(default=Signal.QUIT, description="Signal that makes the old master exit.")
+    reload_signal: Signal = Field(
+        strict=False, default=Signal.USR2, description="Signal that makes the master re-exec."
+    )
+    quit_signal: Signal = Field(strict=False, default=Signal.QUIT, description="Signal that makes the old master exit.")
     start: ShellCommand | None = Field(default=None, description="Command that starts the master when none is running.")
     timeout_seconds: int = Field(
         default=60, ge=1, le=3600, description="How long to wait for the new master's pid file."
@@ -307,12 +329,36 @@ class ExecAction(SpecModel):
     command: ShellCommand = Field(description="Shell command; exit status 0 means ready.")
 
 
+class HttpScheme(StrEnum):
+    """How an httpGet probe talks to the port (Kubernetes' URIScheme)."""
+
+    HTTP = "HTTP"
+    HTTPS = "HTTPS"
+
+
+class HttpHeader(SpecModel):
+    """A request header of an httpGet probe."""
+
+    name: str = Field(pattern=r"^[-!#$%&'*+.^_`|~0-9A-Za-z]+$", max_length=256, description="Header name.")
+    value: str = Field(pattern=r"^[^\r\n\x00]*$", max_length=4096, description="Header value.")
+
+
 class HttpGetAction(SpecModel):
     """An HTTP GET through the SSH connection; 2xx/3xx means ready."""
 
     path: str = Field(default="/", pattern=HTTP_PATH_PATTERN, max_length=2048, description="Request path.")
     port: Port = Field(description="Port on the host.")
     host: Address | None = Field(default=None, description="Address seen from the host; default 127.0.0.1.")
+    scheme: HttpScheme = Field(
+        strict=False,
+        default=HttpScheme.HTTP,
+        description="HTTP or HTTPS; HTTPS does not verify the certificate, as the kubelet does not.",
+    )
+    http_headers: list[HttpHeader] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Headers to send; one named like a default header (Host, User-Agent, Accept) replaces it.",
+    )
 
 
 class TcpSocketAction(SpecModel):
@@ -396,7 +442,7 @@ class Service(SpecModel):
     }
 
     name: DnsLabel = Field(description="Name of the service; its log is shared/log/<name>.log.")
-    manager: Manager = Field(default=Manager.PIDFILE, description="How the service is restarted.")
+    manager: Manager = Field(strict=False, default=Manager.PIDFILE, description="How the service is restarted.")
     instances: int = Field(default=1, ge=1, le=256, description="pidfile: processes per host.")
     pidfile: PidfileManager | None = Field(default=None, description="Settings for manager pidfile.")
     graceful: GracefulManager | None = Field(default=None, description="Settings for manager graceful.")
@@ -493,6 +539,7 @@ class Strategy(SpecModel):
         default=None, ge=0, le=1000, description="Canary: stop after this many hosts until unpaused or raised."
     )
     on_failure: OnFailure = Field(
+        strict=False,
         default=OnFailure.ROLLBACK,
         description="Rollback: the failed host returns to its previous release. Halt: it is left as it is.",
     )
@@ -508,16 +555,24 @@ class DriftPolicy(StrEnum):
 class ReleaseSpec(SpecModel):
     """The desired release of an application on a set of SSH hosts."""
 
+    model_config = SpecModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [rules.LINKED_ACROSS]}}
+
     application: DnsLabel = Field(description="Application name (DNS label); default deployTo is /var/www/<name>.")
     version: Version = Field(description="The desired release. Changing it starts a rollout.")
     source: Source = Field(description="Where the release comes from: exactly one of git, archive or path.")
     deploy_to: AbsPath | None = Field(default=None, description="Capistrano deploy_to; default /var/www/<application>.")
     keep_releases: int = Field(default=5, ge=1, le=1000, description="Releases kept on each host.")
-    linked_dirs: list[RelPath] = Field(
-        default_factory=list, max_length=100, description="shared/<dir> symlinked into each release."
+    linked_dirs: list[LinkedPath] = Field(
+        default_factory=list,
+        max_length=100,
+        description="shared/<dir> symlinked into each release; no entry may repeat or lie inside another.",
+        json_schema_extra=rules.LINKED_PATHS,
     )
-    linked_files: list[RelPath] = Field(
-        default_factory=list, max_length=100, description="shared/<file> symlinked into each release."
+    linked_files: list[LinkedPath] = Field(
+        default_factory=list,
+        max_length=100,
+        description="shared/<file> symlinked into each release; none may repeat or lie inside a linked dir.",
+        json_schema_extra=rules.LINKED_PATHS,
     )
     hosts: list[Host] = Field(
         min_length=1,
@@ -547,7 +602,9 @@ class ReleaseSpec(SpecModel):
         default=300, ge=0, le=604800, description="How often hosts are verified; 0 disables."
     )
     drift_policy: DriftPolicy = Field(
-        default=DriftPolicy.HEAL, description="Heal restarts dead services and re-publishes; Report only reports."
+        strict=False,
+        default=DriftPolicy.HEAL,
+        description="Heal restarts dead services and re-publishes; Report only reports.",
     )
     revision_history_limit: int = Field(default=10, ge=0, le=1000, description="History entries kept in status.")
 
@@ -568,6 +625,13 @@ class ReleaseSpec(SpecModel):
                 raise ValueError(f"duplicate name {item.name!r} at [{index}]; names must be unique")
             seen.add(item.name)
         return items
+
+    @model_validator(mode="after")
+    def _linked_paths_apart(self) -> Self:
+        pair = rules.overlapping_paths([*self.linked_dirs, *self.linked_files])
+        if pair is not None:
+            raise ValueError(f"linked paths {pair[0]!r} and {pair[1]!r} overlap: {rules.LINKED_MESSAGE}")
+        return self
 
     @property
     def deploy_path(self) -> str:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, PlainSerializer
 
 from kapistrano.api.base import StatusModel
+from kapistrano.redaction import redact
+
+#: A status message: whatever put it there, it is written out with secrets redacted.
+Message = Annotated[str, PlainSerializer(redact, return_type=str)]
 
 
 def format_time(moment: datetime) -> str:
@@ -64,6 +69,7 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     AVAILABLE = "Available"
     DRIFTED = "Drifted"
+    HOST_KEYS_VERIFIED = "HostKeysVerified"
 
 
 class Reason(StrEnum):
@@ -82,6 +88,8 @@ class Reason(StrEnum):
     MINIMUM_HOSTS_AVAILABLE = "MinimumHostsAvailable"
     MINIMUM_HOSTS_UNAVAILABLE = "MinimumHostsUnavailable"
     SERVICE_DOWN = "ServiceDown"
+    DRIFTED = "Drifted"
+    HEALING = "Healing"
     HOST_FAILED = "HostFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     INVALID_SPEC = "InvalidSpec"
@@ -106,6 +114,13 @@ class Reason(StrEnum):
     LIVENESS_FAILED = "LivenessFailed"
     CRASH_LOOP = "CrashLoop"
     ORPHANS_STOPPED = "OrphansStopped"
+    INTERNAL_ERROR = "InternalError"
+    UNSAFE_LINKED_PATH = "UnsafeLinkedPath"
+    SECRET_NOT_OPTED_IN = "SecretNotOptedIn"  # noqa: S105 - a reason, not a secret
+    INSECURE_HOST_KEYS = "InsecureHostKeys"
+    INSECURE_HOST_KEYS_FORBIDDEN = "InsecureHostKeysForbidden"
+    INSECURE_SKIP_HOST_KEY_CHECK = "InsecureSkipHostKeyCheck"
+    KNOWN_HOSTS = "KnownHosts"
     # Requests of an operator on duty (annotations): condition and Event reasons.
     ABORTED = "Aborted"
 
@@ -120,7 +135,7 @@ class Condition(StatusModel):
         description="When status last changed.", json_schema_extra={"format": "date-time"}
     )
     reason: str = Field(description="CamelCase reason.")
-    message: str = Field(default="", description="Human-readable detail.")
+    message: Message = Field(default="", description="Human-readable detail.")
 
 
 class HostStatus(StatusModel):
@@ -176,7 +191,7 @@ class HostStatus(StatusModel):
         default_factory=list,
         description="Processes the last publish of this host stopped because the spec no longer names them.",
     )
-    message: str = Field(default="", description="Last progress or error message.")
+    message: Message = Field(default="", description="Last progress or error message.")
     last_transition_time: str | None = Field(
         default=None, description="When phase last changed.", json_schema_extra={"format": "date-time"}
     )
@@ -227,7 +242,7 @@ class ReleaseStatus(StatusModel):
     hosts_ready: int = Field(default=0, description="Hosts whose services pass readiness.")
     hosts_available: int = Field(default=0, description="Hosts ready for at least minReadySeconds.")
     ready: str = Field(default="0/0", description="Updated-and-ready / total, for the printer column.")
-    message: str = Field(default="", description="What is happening now.")
+    message: Message = Field(default="", description="What is happening now.")
     last_progress_time: str | None = Field(
         default=None, description="When a host last made progress.", json_schema_extra={"format": "date-time"}
     )
@@ -265,6 +280,10 @@ class ReleaseStatus(StatusModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     history: list[HistoryEntry] = Field(default_factory=list, description="Completed versions, newest first.")
+    host_keys_verified: bool | None = Field(
+        default=None,
+        description="False while spec.ssh.insecureSkipHostKeyCheck is set: host keys are not verified.",
+    )
 
     def host(self, name: str) -> HostStatus | None:
         """The status entry of a host, if any (pure)."""

@@ -27,11 +27,18 @@ ABS_PATH_PATTERN = rf"^(/{_SEGMENT})+$"
 PID_PATH_PATTERN = rf"^/?{_TEMPLATE_SEGMENT}(/{_TEMPLATE_SEGMENT})*$"
 ADDRESS_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$"
 USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
-URL_PATTERN = r"^(https?|ssh|git|file)://[^\s'\"`\\]+$|^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s'\"`\\]+$"
+#: Printable ASCII without space, quotes, backquote or backslash.
+_URL_CHARS = r"[!#-&(-\[\]-_a-~]"
+URL_PATTERN = rf"^(https?|ssh|git|file)://{_URL_CHARS}+$|^[A-Za-z0-9_][A-Za-z0-9_.-]*@[A-Za-z0-9_.-]+:{_URL_CHARS}+$"
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
-UNIT_PATTERN = r"^[A-Za-z0-9@_.:*\\-]+$"
-HTTP_PATH_PATTERN = r"^/[^\s]*$"
+UNIT_PATTERN = r"^[A-Za-z0-9@_.:*\\][A-Za-z0-9@_.:*\\-]*$"
+HTTP_PATH_PATTERN = r"^/[!-~]*$"
+#: Kubernetes label keys (an optional DNS-subdomain prefix and '/', then a name) and values.
+LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+#: Shell commands: any text but control characters other than tab, newline and carriage return.
+SHELL_COMMAND_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 #: What each pattern means, for error messages people can act on.
@@ -49,8 +56,11 @@ PATTERN_HINTS = {
     USER_PATTERN: "must be a user name: lowercase letters, digits, '_' or '-'",
     URL_PATTERN: "must be a URL (https, http, ssh, git, file or user@host:path) without spaces or quotes",
     SHA256_PATTERN: "must be 64 hexadecimal digits",
-    UNIT_PATTERN: "must be a systemd unit name or glob",
-    HTTP_PATH_PATTERN: "must be an HTTP path starting with '/' without spaces",
+    UNIT_PATTERN: "must be a systemd unit name or glob, not starting with '-'",
+    HTTP_PATH_PATTERN: "must be an HTTP path starting with '/': printable ASCII, no spaces (percent-encode the rest)",
+    LABEL_VALUE_PATTERN: "must be a label value: at most 63 letters, digits, '-', '_' or '.', "
+    "starting and ending with a letter or digit",
+    SHELL_COMMAND_PATTERN: "must not contain control characters other than tab and newline",
 }
 
 
@@ -77,6 +87,16 @@ def _no_dotdot(value: str) -> str:
     """Reject '..' anywhere in a git ref: git forbids it and it reads like path traversal."""
     if ".." in value:
         raise ValueError("must not contain '..'")
+    return value
+
+
+def label_key(value: str) -> str:
+    """Accept a Kubernetes label key: [prefix/]name, prefix at most 253 characters, name at most 63."""
+    if re.fullmatch(LABEL_KEY_PATTERN, value) is None:
+        raise ValueError(
+            f"label key {value!r} must be [prefix/]name: a DNS subdomain prefix and a name of at most 63 "
+            "letters, digits, '-', '_' or '.'"
+        )
     return value
 
 
@@ -118,6 +138,9 @@ GitRef = Annotated[
     AfterValidator(_no_dotdot),
 ]
 RelPath = Annotated[str, Field(pattern=REL_PATH_PATTERN, max_length=1024)]
+#: A linkedDirs/linkedFiles entry: shorter than other paths, so that the CEL overlap rules stay within
+#: the API server's cost limit even for 100 dirs and 100 files of the longest length (measured: 128 passes).
+LinkedPath = Annotated[str, Field(pattern=REL_PATH_PATTERN, max_length=128)]
 AbsPath = Annotated[str, Field(pattern=ABS_PATH_PATTERN, max_length=1024)]
 PidPath = Annotated[str, Field(pattern=PID_PATH_PATTERN, max_length=1024)]
 Address = Annotated[str, Field(pattern=ADDRESS_PATTERN, max_length=253), AfterValidator(_valid_address)]
@@ -125,5 +148,6 @@ UserName = Annotated[str, Field(pattern=USER_PATTERN, max_length=32)]
 Url = Annotated[str, Field(pattern=URL_PATTERN, max_length=2048)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, min_length=64, max_length=64)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-ShellCommand = Annotated[str, Field(min_length=1, max_length=8192)]
+ShellCommand = Annotated[str, Field(min_length=1, max_length=8192, pattern=SHELL_COMMAND_PATTERN)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
 IntOrPercent = Annotated[int | str, AfterValidator(_int_or_percent)]

@@ -23,8 +23,8 @@ class CliError(Exception):
 class Credentials:
     """Client key (None: the agent or the ssh config provide one), known_hosts, and the user's SSH set-up."""
 
-    private_key: bytes | None
-    known_hosts: bytes | None
+    private_key: bytes | None = field(repr=False)
+    known_hosts: bytes | None = field(repr=False)
     #: None: the operator's way, the Secret's key and known_hosts only (kubectl kapistrano logs).
     local: LocalSsh | None = field(default_factory=LocalSsh)
 

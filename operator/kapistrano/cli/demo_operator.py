@@ -36,6 +36,7 @@ from rich.markup import escape
 
 from kapistrano.api.release import GROUP, PLURAL, VERSION
 from kapistrano.cli.demo_cmd import make_repo, manifest
+from kapistrano.k8s.credentials import OPT_IN_LABEL
 from kapistrano.lab import HostLab, require_lab_support
 from kapistrano.lab.kubeserver import OPERATOR_USER, KubeServer, KubeServerError, free_port, install
 
@@ -138,7 +139,7 @@ def ssh_secret(lab: HostLab) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": NAMESPACE},
+        "metadata": {"name": SECRET, "namespace": NAMESPACE, "labels": {OPT_IN_LABEL: "true"}},
         "type": "Opaque",
         "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
     }

@@ -20,6 +20,9 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
     kubectl kapistrano logs    RELEASE SERVICE [--hosts h1,h2] [-f/--follow] [--tail LINES]
                                                     tail shared/log/SERVICE.log on every host over SSH, with the
                                                     Release's Secret (needs `get` on that Secret)
+    kubectl kapistrano unlock  RELEASE [--host NAME] [--yes]
+                                                    remove host locks left by a process that is gone, over SSH
+                                                    with the Release's Secret (needs `get` on it); asks first
     kubectl kapistrano completion bash|zsh          shell completion script
 
 kubectl's global options work in any position: -n/--namespace (default: the kubeconfig context's namespace,

@@ -10,6 +10,7 @@ from kapistrano.cli import kubectl_plugin as kp
 from kapistrano.cli import plugin_get, plugin_requests, plugin_wait
 from kapistrano.cli.plugin_api import PluginError, Releases, connect
 from kapistrano.cli.tail_args import add_tail_args
+from kapistrano.cli.unlock import cmd_unlock
 
 Command = Callable[[argparse.Namespace, Releases], int]
 
@@ -25,6 +26,7 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "retry": (kp.cmd_retry, "try the failed version again, without a version change"),
     "wait": (plugin_wait.cmd_wait, "wait until the Release is ready or complete; stops at Paused or Stalled"),
     "logs": (kp.cmd_logs, "tail a service's log on every host, lines prefixed by host"),
+    "unlock": (cmd_unlock, "remove the Release's host locks over SSH, after a confirmation"),
 }
 #: Options that take a value (the next word), for completion.
 VALUE_FLAGS = frozenset(
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     wait = parsers["wait"]
     wait.add_argument("--for", dest="goal", choices=("ready", "complete"), default="ready", help="default: ready")
     wait.add_argument("--timeout", type=kp.parse_duration, default=300.0, help="e.g. 90s, 5m (default: 300s)")
+    parsers["unlock"].add_argument("--host", action="append", metavar="NAME", help="only this host (repeatable)")
+    parsers["unlock"].add_argument("-y", "--yes", action="store_true", help="do not ask for a confirmation")
     completion = sub.add_parser("completion", help="print a shell completion script (bash or zsh)")
     completion.add_argument("shell", choices=("bash", "zsh"))
     sub.add_parser("__complete", add_help=False).add_argument("words", nargs="*")

@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics port; 0 disables it")
+    parser.add_argument(
+        "--forbid-insecure-host-keys",
+        action="store_true",
+        help="refuse every Release with spec.ssh.insecureSkipHostKeyCheck (Stalled, InsecureHostKeysForbidden)",
+    )
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument(
         "--peering", metavar="NAME", help="use kopf peering NAME so that only one of several replicas is active"
@@ -42,6 +47,7 @@ async def operate(args: argparse.Namespace, stop: asyncio.Event | None = None) -
     importlib.import_module("kapistrano.k8s.handlers")
     OPTIONS.metrics_port = args.metrics_port
     OPTIONS.namespaces = list(args.namespace)
+    OPTIONS.forbid_insecure_host_keys = args.forbid_insecure_host_keys
     await kopf.operator(
         standalone=args.peering is None,
         peering_name=args.peering,

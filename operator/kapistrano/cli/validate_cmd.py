@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kapistrano.api import yamlfile
 from kapistrano.api.release import KIND, Release, ReleaseFileError, parse_release
 from kapistrano.api.spec import SOURCE_KINDS, ReleaseSpec
+from kapistrano.plan.conditions import INSECURE_HOST_KEYS_MESSAGE
 
 
 def _plural(count: int, noun: str) -> str:
@@ -32,11 +32,10 @@ def summary(release: Release, label: str) -> str:
     """The one-line summary of a valid Release (pure)."""
     spec = release.spec
     source = next(kind for kind in SOURCE_KINDS if getattr(spec.source, kind) is not None)
-    head = (
+    return (
         f"release {label}: valid ({_plural(len(spec.hosts), 'host')}, "
         f"{_plural(len(spec.services), 'service')}, source {source})"
     )
-    return "\n".join([head, *(f"  {line}" for line in restart_lines(spec))])
 
 
 def restart_lines(spec: ReleaseSpec) -> list[str]:
@@ -60,57 +59,51 @@ def restart_lines(spec: ReleaseSpec) -> list[str]:
     return lines
 
 
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
-    """A YAML syntax error on one line, as file:line:column: problem (pure)."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return f"{path}:{mark.line + 1}:{mark.column + 1}: {exc.problem}"
-    return f"{path}: {' '.join(str(exc).split())}"
+def warnings_of(release: Release, label: str) -> list[str]:
+    """Lines about valid but unsafe settings (pure)."""
+    if release.spec.ssh.insecure_skip_host_key_check:
+        return [f"release {label}: warning: {INSECURE_HOST_KEYS_MESSAGE}"]
+    return []
 
 
-def read_documents(path: Path) -> list[Any]:
-    """Every non-empty YAML document of a file (reads the file); raises ReleaseFileError."""
-    try:
-        return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except OSError as exc:
-        raise ReleaseFileError([f"{path}: {exc.strerror or exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise ReleaseFileError([_yaml_problem(path, exc)]) from None
-
-
-def check_documents(documents: list[Any], path: Path) -> tuple[list[str], list[str]]:
-    """Validate each Release document (pure); returns (summaries, problems), one line each."""
+def check_documents(documents: list[Any], path: Path) -> tuple[list[str], list[str], list[str]]:
+    """Validate each Release document (pure); returns (summaries, problems, warnings), one line each."""
     summaries: list[str] = []
     problems: list[str] = []
+    warnings: list[str] = []
     releases = [(i, d) for i, d in enumerate(documents) if isinstance(d, dict) and d.get("kind") == KIND]
     if not releases:
-        return [], [f"{path}: no document of kind {KIND}"]
+        return [], [f"{path}: no document of kind {KIND}"], []
     for index, document in releases:
         label = _label(document, index)
         try:
-            summaries.append(summary(parse_release(document), label))
+            release = parse_release(document)
         except ReleaseFileError as exc:
             problems.extend(f"release {label}: {line}" for line in exc.problems)
-    return summaries, problems
+            continue
+        summaries.append(summary(release, label))
+        summaries.extend(f"  {line}" for line in restart_lines(release.spec))
+        warnings.extend(warnings_of(release, label))
+    return summaries, problems, warnings
 
 
-def check_file(path: Path) -> tuple[list[str], list[str]]:
-    """Validate every Release in a file (reads the file); returns (summaries, problems)."""
+def check_file(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """Validate every Release in a file (reads the file); returns (summaries, problems, warnings)."""
     try:
-        documents = read_documents(path)
-    except ReleaseFileError as exc:
-        return [], exc.problems
+        documents = yamlfile.read_documents(path)
+    except yamlfile.DocumentError as exc:
+        return [], [str(exc)], []
     return check_documents(documents, path)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check each file, print summaries to stdout and problems to stderr (side effects); 0 if all valid."""
+    """Check each file, print summaries to stdout, problems and warnings to stderr (side effects); 0 if all valid."""
     failed = False
     for filename in args.filename:
-        summaries, problems = check_file(Path(filename))
+        summaries, problems, warnings = check_file(Path(filename))
         for line in summaries:
             print(line)
-        for line in problems:
+        for line in problems + warnings:
             print(line, file=sys.stderr)
         failed = failed or bool(problems)
     return 1 if failed else 0

@@ -10,7 +10,7 @@ from kapistrano.api.status import HostPhase, HostStatus, Reason
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder
-from kapistrano.hosts.errors import HostError
+from kapistrano.hosts.errors import HostError, as_host_error
 from kapistrano.plan import Action, ActionKind, HostObservation
 from kapistrano.plan.outcomes import (
     INTENT_PHASE,
@@ -74,8 +74,8 @@ class ActionRunner:
         """Run one action and record its outcome; host errors are recorded, not raised (network I/O)."""
         try:
             await self._dispatch(action, driver, run_once_hooks)
-        except HostError as exc:
-            self._failed(action, exc)
+        except Exception as exc:  # one host's unexpected error fails that host, not the rollout
+            self._failed(action, as_host_error(action.host, exc))
 
     async def _dispatch(self, action: Action, driver: HostDriver, run_once_hooks: bool) -> None:
         """Call the driver method for an action and record success."""

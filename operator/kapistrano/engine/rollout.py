@@ -30,7 +30,8 @@ from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.notes import note_requests
 from kapistrano.engine.store import StatusRecorder, StatusStore
-from kapistrano.hosts.errors import HostError
+from kapistrano.hosts.errors import HostError, as_host_error
+from kapistrano.hosts.lock import heartbeat
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
 from kapistrano.plan.conditions import first_sight
 from kapistrano.plan.requests import Requests, aborting, effective, settle, take
@@ -57,6 +58,11 @@ class Result(StrEnum):
     STALLED = "Stalled"
     PAUSED = "Paused"
     DEADLINE = Reason.PROGRESS_DEADLINE_EXCEEDED.value
+    DRIFTED = Reason.DRIFTED.value
+
+
+#: Stalled reasons that the hosts themselves may clear (unlike a failed version): checked again later.
+_WAITS_FOR_HOSTS = frozenset({Result.DEADLINE.value, Result.DRIFTED.value})
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,8 @@ class Rollout:
         self._update_gate = asyncio.Semaphore(UPDATE_CONCURRENCY)
         self._locked_at: dict[str, float] = {}
         self._flush = asyncio.Event()
+        #: How long a host lock lasts without a refresh; None: lock_ttl(spec).
+        self.lock_ttl_seconds: int | None = None
 
     def emit(self, event: HostEvent) -> None:
         """Record a host event in the status and pass it on (side effects: status, display)."""
@@ -154,10 +162,11 @@ class Rollout:
         try:
             now = asyncio.get_running_loop().time()
             if lock and now - self._locked_at.get(host.name, -LOCK_REFRESH_SECONDS) >= LOCK_REFRESH_SECONDS:
-                await driver.lock(self.owner, lock_ttl(spec))
+                await driver.lock(self.owner, self.lock_ttl_seconds or lock_ttl(spec))
                 self._locked_at[host.name] = now
             return await driver.observe(spec)
-        except HostError as exc:
+        except Exception as failure:  # one host's unexpected error is its observation, not a crash
+            exc = as_host_error(host.name, failure)
             return HostObservation(
                 name=host.name, reachable=exc.reachable, error_reason=exc.reason, error_message=exc.message
             )
@@ -330,9 +339,8 @@ class Rollout:
         if result.stalled_reason is not None:
             return Outcome(Result.STALLED, f"{result.stalled_reason}: {status.message}", status)
         stalled = status.condition(ConditionType.STALLED)
-        deadline = Reason.PROGRESS_DEADLINE_EXCEEDED
-        if stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason == deadline:
-            return Outcome(Result.DEADLINE, status.message, status)
+        if stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason in _WAITS_FOR_HOSTS:
+            return Outcome(Result(stalled.reason), status.message, status)  # past the deadline, or drift left alone
         if status.phase == Phase.PAUSED:
             return Outcome(Result.PAUSED, status.message, status)
         return None
@@ -361,12 +369,14 @@ class Rollout:
             self._touched.add(action.host)
 
     async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
-        """One action; fetches run at most UPDATE_CONCURRENCY at once (network I/O)."""
-        if action.kind == ActionKind.UPDATE:
-            async with self._update_gate:
-                await runner.run_one(action, driver)
-        else:
-            await runner.run_one(action, driver, run_once_hooks=once)
+        """One action with its host lock kept fresh; fetches run at most UPDATE_CONCURRENCY at once (network I/O)."""
+        ttl = self.lock_ttl_seconds or lock_ttl(runner.spec)
+        async with heartbeat(lambda: driver.lock(self.owner, ttl), min(ttl / 3, LOCK_REFRESH_SECONDS)):
+            if action.kind == ActionKind.UPDATE:
+                async with self._update_gate:
+                    await runner.run_one(action, driver)
+            else:
+                await runner.run_one(action, driver, run_once_hooks=once)
 
     async def _wait_running(self, *, every: bool, timeout: float | None = None) -> None:
         """Wait until a running action ends (all of them when `every` or while fetching), then learn from it."""

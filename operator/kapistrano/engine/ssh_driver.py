@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -182,7 +181,7 @@ class SshHostDriver:
     async def lock(self, owner: str, ttl_seconds: int) -> None:
         """Take or refresh the host lock (network I/O)."""
         await self.settle()
-        await lock.acquire_lock(self.conn, self.deploy_to, owner, ttl_seconds, datetime.now(UTC))
+        await lock.acquire_lock(self.conn, self.deploy_to, owner, ttl_seconds)
 
     async def unlock(self, owner: str) -> None:
         """Release the host lock if we hold it, once the bookkeeping is done (network I/O)."""

@@ -6,7 +6,12 @@ Unreachable), command failures fail the host with the tail of stderr, key proble
 
 from __future__ import annotations
 
+import logging
+
 from kapistrano.api.status import Reason
+from kapistrano.redaction import redact
+
+log = logging.getLogger(__name__)
 
 STDERR_TAIL_CHARS = 800
 
@@ -28,6 +33,7 @@ class HostError(Exception):
     reachable = True
 
     def __init__(self, host: str, message: str) -> None:
+        message = redact(message)  # it may quote command output: a secret never reaches status or Events
         super().__init__(f"{host}: {message}")
         self.host = host
         self.message = message
@@ -124,6 +130,12 @@ class LinkedFileMissing(HostError):
     reason = Reason.LINKED_FILE_MISSING
 
 
+class UnsafeLinkedPath(HostError):
+    """A linked path would be placed through a symlink or outside the release; nothing was removed."""
+
+    reason = Reason.UNSAFE_LINKED_PATH
+
+
 class ServiceError(HostError):
     """A service could not be stopped, started or reloaded (the tail of its log is in the message)."""
 
@@ -139,3 +151,17 @@ class NotReady(HostError):
 
     reason = Reason.NOT_READY
     outcome: object = None
+
+
+class InternalError(HostError):
+    """An unexpected exception while acting on or reading one host: that host fails, the rollout goes on."""
+
+    reason = Reason.INTERNAL_ERROR
+
+
+def as_host_error(host: str, exc: Exception) -> HostError:
+    """A HostError as it is, anything else wrapped in InternalError and logged with its traceback (logs)."""
+    if isinstance(exc, HostError):
+        return exc
+    log.error("unexpected error on %s", host, exc_info=exc)
+    return InternalError(host, f"unexpected {type(exc).__name__}: {exc}")

@@ -44,7 +44,7 @@ set -e
 export GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/echo
 if [ -f "$1/HEAD" ]; then
   cd -- "$1"
-  git remote set-url origin "$2"
+  git remote set-url -- origin "$2"
   git remote update --prune
 else
   git clone --mirror --quiet -- "$2" "$1"
@@ -55,7 +55,7 @@ _EXPORT = r"""
 set -e
 cd -- "$1"
 flag="$3/.kapistrano-git-archive-failed"
-{ git archive --format=tar "$2" || true > "$flag"; } | tar -x -f - -C "$3"
+{ git archive --format=tar --end-of-options "$2" || true > "$flag"; } | tar -x -f - -C "$3"
 if [ -e "$flag" ]; then rm -f -- "$flag"; echo "git archive $2 failed" >&2; exit 1; fi
 """
 

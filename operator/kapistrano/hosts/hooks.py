@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from kapistrano.hosts.errors import HookFailed
 from kapistrano.hosts.shell import quote, user_command
 from kapistrano.hosts.ssh import SshConnection
-from kapistrano.redact import redact
+from kapistrano.redaction import redact
 
 #: Lines of a failed hook's output that go into its error (status message, Event).
 TAIL_LINES = 20

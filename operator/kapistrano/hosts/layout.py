@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 
-from kapistrano.hosts.errors import CommandFailed, HostError, LinkedFileMissing, NotWritable
+from kapistrano.hosts.errors import CommandFailed, HostError, LinkedFileMissing, NotWritable, UnsafeLinkedPath
 from kapistrano.hosts.lock import LockOutcome, acquire_lock, release_lock
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import cmd, quote
@@ -30,6 +30,7 @@ REVISION_FILE = "REVISION"
 EXIT_NOT_WRITABLE = 73
 EXIT_LINKED_FILE_MISSING = 74
 EXIT_NO_SUCH_RELEASE = 75
+EXIT_UNSAFE_LINK = 76
 #: rm -rf takes this many release directories per command line, as Capistrano does.
 REMOVE_BATCH = 100
 
@@ -187,32 +188,65 @@ async def remove_release(runner: Runner, deploy_to: str, name: str) -> None:
 # -- linking and markers -----------------------------------------------------------------------------
 
 
+_LINK = r"""
+release=$1 shared=$2
+shift 2
+unsafe() { printf 'unsafe\t%s\t%s\n' "$1" "$2" >&2; exit 76; }
+real=$(cd -P -- "$release" && pwd)
+for item in "$@"; do
+  parent=${item%/*}
+  [ "$parent" = "$item" ] && parent=""
+  walk=$release rest=$parent
+  while [ -n "$rest" ]; do
+    walk="$walk/${rest%%/*}"
+    [ -L "$walk" ] && unsafe "$item" "$walk is a symlink"
+    case $rest in */*) rest=${rest#*/} ;; *) rest="" ;; esac
+  done
+  dir=$release${parent:+/$parent}
+  mkdir -p -- "$dir"
+  got=$(cd -P -- "$dir" && pwd)
+  [ "$got" = "$real${parent:+/$parent}" ] || unsafe "$item" "$dir resolves to $got, outside the release"
+  target=$release/$item source=$shared/$item
+  [ -L "$target" ] && [ "$(readlink -- "$target")" = "$source" ] && continue
+  rm -rf -- "$target"
+  ln -s -- "$source" "$target"
+done
+"""
+
+
 def link_shared_command(
     deploy_to: str, release_dir: str, linked_dirs: Sequence[str], linked_files: Sequence[str]
 ) -> str:
     """Symlink shared/<x> into the release, replacing what the source put there (pure).
 
-    Like Capistrano: parents are created, an existing symlink is left alone, anything else at the
-    target is removed first.
+    Like Capistrano, parents are created and anything else at the target is removed first; unlike
+    it, a target whose parent is a symlink (an earlier linked dir, or one shipped by the source) or
+    resolves outside the release is refused (exit 76), so no shared or outside file is ever removed.
     """
-    shared = Paths(deploy_to).shared
-    lines = ["set -e"]
-    for item in [*linked_dirs, *linked_files]:
-        target = posixpath.join(release_dir, item)
-        source = posixpath.join(shared, item)
-        lines.append(
-            f"mkdir -p -- {quote(posixpath.dirname(target))}; "
-            f"if [ ! -L {quote(target)} ]; then rm -rf -- {quote(target)}; ln -s -- {quote(source)} {quote(target)}; fi"
-        )
-    return _sh("\n".join(lines))
+    body = "set -e" + _LINK
+    return _sh(body, release_dir, Paths(deploy_to).shared, *linked_dirs, *linked_files)
+
+
+def parse_link_failure(host: str, exit_status: int, stderr: str) -> HostError | None:
+    """The UnsafeLinkedPath a refused link reported, None for another failure (pure)."""
+    for line in stderr.splitlines():
+        kind, _, rest = line.partition("\t")
+        if kind == "unsafe" and exit_status == EXIT_UNSAFE_LINK:
+            item, _, why = rest.partition("\t")
+            return UnsafeLinkedPath(host, f"linked path {item} refused: {why}")
+    return None
 
 
 async def link_shared(
     runner: Runner, deploy_to: str, release_dir: str, linked_dirs: Sequence[str], linked_files: Sequence[str]
 ) -> None:
     """Link linkedDirs and linkedFiles from shared/ into a release (side effects: symlinks)."""
-    if linked_dirs or linked_files:
-        await runner.run(link_shared_command(deploy_to, release_dir, linked_dirs, linked_files))
+    if not linked_dirs and not linked_files:
+        return
+    result = await runner.run(link_shared_command(deploy_to, release_dir, linked_dirs, linked_files), check=False)
+    if not result.ok:
+        error = parse_link_failure(runner.name, result.exit_status, result.stderr)
+        raise error or _fail(result.exit_status, result.stderr, runner.name, "link shared into " + release_dir)
 
 
 def write_revision_command(release_dir: str, revision: str) -> str:

@@ -1,50 +1,114 @@
-"""The host lock `<deployTo>/.kapistrano.lock`: which Release is deploying there, until when.
+"""The host lock `<deployTo>/.kapistrano.lock`: which Release is deploying there, from which process, until when.
 
-The file holds two lines: the owner (a Release uid) and the expiry (Unix seconds). Reading and
-rewriting it happens under `flock` on the deployTo directory itself (a directory is never replaced,
-unlike a lock file), so two operators racing for the same host cannot both win. The file is replaced
-with a rename, so a reader never sees half of it.
+The file holds four lines: the owner (a Release uid), the expiry (Unix seconds, computed with the
+HOST's clock, so a caller's clock running late or early does not matter), the process instance that
+holds it and when that process last refreshed it (host clock). Another Release waits for the expiry
+(Conflict). The same Release run by another process (a second operator replica, a second
+`kapistrano apply`) waits too, unless that process is known to be gone: an instance on this very
+machine whose pid no longer runs (an operator restarted in place takes its lock back at once), or
+one that has not refreshed the lock for STALE_SECONDS (an operator pod replaced elsewhere).
+
+Reading and rewriting happens under `flock` on the deployTo directory itself (a directory is never
+replaced, unlike a lock file), so two racing processes cannot both win; the file is replaced with a
+rename, so a reader never sees half of it. `heartbeat()` keeps refreshing a lock while a long action
+runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 import posixpath
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kapistrano.hosts.errors import CommandFailed, LockConflict
+from kapistrano.hosts.errors import CommandFailed, HostError, LockConflict
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import cmd
 
+log = logging.getLogger(__name__)
+
 LOCK_FILE = ".kapistrano.lock"
+#: The same Release may take over a lock its other process has not refreshed for this long (an
+#: operator pod replaced mid-rollout); a live process refreshes it every LOCK_REFRESH_SECONDS at most.
+STALE_SECONDS = 120
 #: How long to wait for another operator's read-modify-write of the lock file (milliseconds of work).
 FLOCK_WAIT_SECONDS = 10
 
 _ACQUIRE = r"""
 set -e
-lock=$1 owner=$2 now=$3 expires=$4
-prev_owner="" prev_expires=""
+lock=$1 owner=$2 instance=$3 ttl=$4 takeover=$5 stale=$6
+now=$(date +%s)
+prev_owner="" prev_expires="" prev_instance="" prev_refreshed=0
 if [ -f "$lock" ]; then
   prev_owner=$(sed -n 1p -- "$lock")
   prev_expires=$(sed -n 2p -- "$lock")
-  if [ "$prev_owner" != "$owner" ] && [ "$prev_expires" -gt "$now" ] 2>/dev/null; then
-    printf 'held\t%s\t%s\n' "$prev_expires" "$prev_owner"
-    exit 0
+  prev_instance=$(sed -n 3p -- "$lock")
+  prev_refreshed=$(sed -n 4p -- "$lock")
+  [ "$prev_refreshed" -ge 0 ] 2>/dev/null || prev_refreshed=0
+  # A process that stopped refreshing its lock for `stale` seconds is gone: its Release may take it.
+  [ $((now - prev_refreshed)) -gt "$stale" ] && takeover=$prev_instance
+  if [ "$prev_expires" -gt "$now" ] 2>/dev/null; then
+    if [ "$prev_owner" != "$owner" ]; then
+      printf 'held\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance"
+      exit 0
+    fi
+    if [ -n "$prev_instance" ] && [ "$prev_instance" != "$instance" ] && [ "$prev_instance" != "$takeover" ]; then
+      printf 'sibling\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance"
+      exit 0
+    fi
   fi
 fi
 tmp="$lock.tmp.$$"
-printf '%s\n%s\n' "$owner" "$expires" > "$tmp"
+printf '%s\n%s\n%s\n%s\n' "$owner" "$((now + ttl))" "$instance" "$now" > "$tmp"
 mv -f -- "$tmp" "$lock"
-printf 'acquired\t%s\t%s\n' "$prev_expires" "$prev_owner"
+printf 'acquired\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance"
 """
 
 _RELEASE = r"""
 set -e
-lock=$1 owner=$2
+lock=$1 owner=$2 instance=$3
 [ -f "$lock" ] || { echo absent; exit 0; }
 holder=$(sed -n 1p -- "$lock")
-if [ "$holder" = "$owner" ]; then rm -f -- "$lock"; echo released; else printf 'other\t%s\n' "$holder"; fi
+held_by=$(sed -n 3p -- "$lock")
+if [ "$holder" = "$owner" ] && { [ -z "$instance" ] || [ "$held_by" = "$instance" ] || [ -z "$held_by" ]; }; then
+  rm -f -- "$lock"; echo released
+else
+  printf 'other\t%s\n' "$holder"
+fi
 """
+
+
+def _start_ticks(pid: int) -> str | None:
+    """When a local process started, in clock ticks since boot; None when it does not run (reads /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_instance(pid: int | None = None) -> str:
+    """This process as a lock holder: host name, pid and start time (reads /proc)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid) or 0}"
+
+
+#: The instance of this process, fixed for its lifetime.
+INSTANCE = process_instance()
+
+
+def is_dead_here(instance: str) -> bool:
+    """True when `instance` is a process of this machine that no longer runs (reads /proc)."""
+    host, _, rest = instance.partition("/")
+    pid_text, _, ticks = rest.partition("/")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    return _start_ticks(int(pid_text)) != ticks
 
 
 @dataclass(frozen=True)
@@ -56,6 +120,10 @@ class LockOutcome:
     expires: int | None
     previous_owner: str | None
     previous_expires: int | None
+    #: The process instance holding the lock now (when not acquired) or before (when acquired).
+    instance: str = ""
+    #: Not acquired because the same owner holds it from another process.
+    sibling: bool = False
 
     @property
     def taken_over(self) -> bool:
@@ -68,10 +136,17 @@ def lock_path(deploy_to: str) -> str:
     return posixpath.join(deploy_to, LOCK_FILE)
 
 
+def _check_line(value: str, what: str) -> None:
+    """Reject values that cannot be one line of the lock file (pure)."""
+    if "\n" in value or "\r" in value or "\t" in value:
+        raise ValueError(f"invalid lock {what}: {value!r}")
+
+
 def _check_owner(owner: str) -> None:
     """Reject owners that cannot be one line of the lock file (pure)."""
-    if not owner or "\n" in owner or "\r" in owner:
+    if not owner:
         raise ValueError(f"invalid lock owner: {owner!r}")
+    _check_line(owner, "owner")
 
 
 def _under_flock(deploy_to: str, body: str, *args: str | int) -> str:
@@ -80,16 +155,24 @@ def _under_flock(deploy_to: str, body: str, *args: str | int) -> str:
     return f"{cmd('mkdir', '-p', '--', deploy_to)} && {inner}"
 
 
-def acquire_lock_command(deploy_to: str, owner: str, ttl_seconds: int, now: datetime) -> str:
-    """Take, refresh or take over the lock unless another owner holds it unexpired (pure)."""
+def acquire_lock_command(
+    deploy_to: str,
+    owner: str,
+    ttl_seconds: int,
+    instance: str = INSTANCE,
+    *,
+    takeover: str = "",
+    stale_seconds: int = STALE_SECONDS,
+) -> str:
+    """Take, refresh or take over the lock unless another owner or process holds it unexpired (pure).
+
+    The expiry is the host's `date +%s` plus ttl_seconds; `takeover` names a dead instance of the
+    same owner whose lock may be taken, as is one of the same owner not refreshed for stale_seconds.
+    """
     _check_owner(owner)
-    epoch = int(_aware(now).timestamp())
-    return _under_flock(deploy_to, _ACQUIRE, lock_path(deploy_to), owner, epoch, epoch + max(1, ttl_seconds))
-
-
-def _aware(moment: datetime) -> datetime:
-    """A naive datetime read as UTC (pure)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    _check_line(instance, "instance")
+    args = (lock_path(deploy_to), owner, instance, max(1, ttl_seconds), takeover, max(1, stale_seconds))
+    return _under_flock(deploy_to, _ACQUIRE, *args)
 
 
 def _int_or_none(text: str) -> int | None:
@@ -104,12 +187,14 @@ def parse_acquire(stdout: str, owner: str) -> LockOutcome:
     """The LockOutcome printed by the acquire script (pure); raises ValueError on unknown output."""
     for line in stdout.splitlines():
         state, _, rest = line.partition("\t")
-        expires_text, _, who = rest.partition("\t")
-        if state == "held":
-            return LockOutcome(False, who, _int_or_none(expires_text), who, _int_or_none(expires_text))
+        expires_text, _, rest = rest.partition("\t")
+        who, _, instance = rest.partition("\t")
+        expires = _int_or_none(expires_text)
+        if state in ("held", "sibling"):
+            return LockOutcome(False, who, expires, who, expires, instance, sibling=state == "sibling")
         if state == "acquired":
             previous = who or None
-            return LockOutcome(True, owner, None, previous, _int_or_none(expires_text) if previous else None)
+            return LockOutcome(True, owner, None, previous, expires if previous else None, instance)
     raise ValueError(f"unexpected lock output: {stdout!r}")
 
 
@@ -120,44 +205,108 @@ def _iso(epoch: int | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-async def acquire_lock(runner: Runner, deploy_to: str, owner: str, ttl_seconds: int, now: datetime) -> LockOutcome:
-    """Take the host lock for `owner`; raises LockConflict naming the holder (side effect: the lock file)."""
-    command = acquire_lock_command(deploy_to, owner, ttl_seconds, now)
+async def _try_acquire(runner: Runner, command: str, deploy_to: str, owner: str) -> LockOutcome:
+    """Run one acquire script and parse its answer (side effect: the lock file)."""
     result = await runner.run(command, check=False)
     if not result.ok:
         raise CommandFailed(runner.name, f"lock {lock_path(deploy_to)}", result.exit_status, result.stderr)
-    outcome = parse_acquire(result.stdout, owner)
-    if not outcome.acquired:
-        raise LockConflict(
-            runner.name,
-            f"{lock_path(deploy_to)} is held by {outcome.holder} until {_iso(outcome.expires)}",
+    return parse_acquire(result.stdout, owner)
+
+
+async def acquire_lock(
+    runner: Runner,
+    deploy_to: str,
+    owner: str,
+    ttl_seconds: int,
+    *,
+    instance: str = INSTANCE,
+    stale_seconds: int = STALE_SECONDS,
+) -> LockOutcome:
+    """Take or refresh the host lock for `owner` from this process; raises LockConflict (side effect: the lock file).
+
+    A lock of the same owner left by a dead process of this machine is taken over at once, one not
+    refreshed for stale_seconds (its process is gone) too.
+    """
+    first = acquire_lock_command(deploy_to, owner, ttl_seconds, instance, stale_seconds=stale_seconds)
+    outcome = await _try_acquire(runner, first, deploy_to, owner)
+    if outcome.sibling and is_dead_here(outcome.instance):
+        takeover = outcome.instance
+        command = acquire_lock_command(
+            deploy_to, owner, ttl_seconds, instance, takeover=takeover, stale_seconds=stale_seconds
         )
-    return outcome
+        outcome = await _try_acquire(runner, command, deploy_to, owner)
+    if outcome.acquired:
+        return outcome
+    who = f"this Release in another process ({outcome.instance})" if outcome.sibling else outcome.holder
+    raise LockConflict(runner.name, f"{lock_path(deploy_to)} is held by {who} until {_iso(outcome.expires)}")
 
 
-def release_lock_command(deploy_to: str, owner: str) -> str:
-    """Remove the lock only when `owner` holds it (pure)."""
+def release_lock_command(deploy_to: str, owner: str, instance: str = INSTANCE) -> str:
+    """Remove the lock only when `owner` holds it from `instance` (any instance when "") (pure)."""
     _check_owner(owner)
+    _check_line(instance, "instance")
     guard = cmd("test", "-d", deploy_to)
-    return f"if {guard}; then {_under_flock(deploy_to, _RELEASE, lock_path(deploy_to), owner)}; else echo absent; fi"
+    script = _under_flock(deploy_to, _RELEASE, lock_path(deploy_to), owner, instance)
+    return f"if {guard}; then {script}; else echo absent; fi"
 
 
-async def release_lock(runner: Runner, deploy_to: str, owner: str) -> bool:
-    """Release the lock if we hold it; True when a lock was removed (side effect: the lock file)."""
-    result = await runner.run(release_lock_command(deploy_to, owner))
+async def release_lock(runner: Runner, deploy_to: str, owner: str, *, instance: str = INSTANCE) -> bool:
+    """Release the lock if `owner` holds it from `instance` ("" = any process); True when removed (side effect)."""
+    result = await runner.run(release_lock_command(deploy_to, owner, instance))
     return result.stdout.strip() == "released"
 
 
-def parse_lock_file(text: str) -> tuple[str, int | None] | None:
-    """(owner, expiry) from the lock file's content, None when empty (pure)."""
-    lines = text.splitlines()
-    if not lines or not lines[0]:
+async def remove_lock(runner: Runner, deploy_to: str) -> None:
+    """Remove the lock whoever holds it: for a person who knows its holder is gone (side effect: the lock file)."""
+    await runner.run(cmd("rm", "-f", "--", lock_path(deploy_to)))
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """The content of a lock file."""
+
+    owner: str
+    expires: int | None
+    instance: str = ""
+    #: When its process last refreshed it (host clock); None in locks written before this was kept.
+    refreshed: int | None = None
+
+
+def parse_lock_file(text: str) -> LockInfo | None:
+    """The lock file's owner, expiry and instance, None when empty (pure)."""
+    lines = [*text.splitlines(), "", "", "", ""]
+    if not lines[0]:
         return None
-    return lines[0], _int_or_none(lines[1]) if len(lines) > 1 else None
+    return LockInfo(lines[0], _int_or_none(lines[1]), lines[2], _int_or_none(lines[3]))
 
 
-async def read_lock(runner: Runner, deploy_to: str) -> tuple[str, int | None] | None:
-    """Who holds the lock and until when, None when unlocked (side effects: none)."""
+async def read_lock(runner: Runner, deploy_to: str) -> LockInfo | None:
+    """Who holds the lock, until when and from which process; None when unlocked (side effects: none)."""
     path = lock_path(deploy_to)
     result = await runner.run(f"{cmd('cat', '--', path)} 2>/dev/null || true")
     return parse_lock_file(result.stdout)
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(refresh: Callable[[], Awaitable[object]], period: float) -> AsyncIterator[None]:
+    """Call `refresh` every `period` seconds while the block runs (side effects: refresh's).
+
+    Used around an action on a host so that its lock outlives the longest hook or minReadySeconds. A
+    failed refresh is logged and tried again at the next beat; the action itself reports real trouble.
+    """
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await refresh()
+            except HostError as exc:
+                log.warning("refreshing a host lock failed: %s", exc)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

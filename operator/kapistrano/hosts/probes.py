@@ -12,21 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+import h11
+
 from kapistrano.api.spec import ExecAction, HttpGetAction, Probe, TcpSocketAction
 from kapistrano.hosts.errors import CommandTimeout, NotReady, TcpConnectFailed
+from kapistrano.hosts.httpget import DEFAULT_HOST, get_status
 from kapistrano.hosts.managers.base import ServiceContext
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import user_command
-
-DEFAULT_HOST = "127.0.0.1"
-STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3})")
-MAX_STATUS_LINE = 8192
 
 
 class Verdict(Enum):
@@ -129,28 +128,6 @@ class LoopClock:
 # -- one attempt -------------------------------------------------------------------------------------
 
 
-def http_request(action: HttpGetAction) -> bytes:
-    """A minimal HTTP/1.1 GET for the action, closing the connection after the response (pure)."""
-    host = action.host or DEFAULT_HOST
-    authority = f"[{host}]" if ":" in host else host
-    lines = [
-        f"GET {action.path} HTTP/1.1",
-        f"Host: {authority}:{action.port}",
-        "User-Agent: kapistrano-probe/1",
-        "Accept: */*",
-        "Connection: close",
-        "",
-        "",
-    ]
-    return "\r\n".join(lines).encode("latin-1")
-
-
-def parse_status(line: bytes) -> int | None:
-    """The status code of an HTTP/1.x status line, None if it is not one (pure)."""
-    match = STATUS_LINE.match(line)
-    return int(match.group(1)) if match else None
-
-
 def http_ok(code: int | None) -> bool:
     """Kubernetes' rule: 200-399 means success (pure)."""
     return code is not None and 200 <= code < 400
@@ -164,16 +141,15 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 
 async def http_attempt(runner: Runner, action: HttpGetAction) -> Attempt:
-    """GET through the host's SSH connection; 2xx/3xx is success (side effects: one request)."""
+    """GET (HTTP or HTTPS) through the host's SSH connection; 2xx/3xx is success (side effects: one request)."""
     reader, writer = await runner.open_tcp(action.host or DEFAULT_HOST, action.port)
     try:
-        writer.write(http_request(action))
-        await writer.drain()
-        line = await reader.readuntil(b"\n")
+        code = await get_status(reader, writer, action)
+    except (h11.ProtocolError, ssl.SSLError) as exc:
+        return Attempt(False, f"not {action.scheme}: {type(exc).__name__}: {exc}")
     finally:
         await _close(writer)
-    code = parse_status(line[:MAX_STATUS_LINE])
-    return Attempt(http_ok(code), f"HTTP {code}" if code is not None else f"not HTTP: {line[:80]!r}")
+    return Attempt(http_ok(code), f"HTTP {code}")
 
 
 async def tcp_attempt(runner: Runner, action: TcpSocketAction) -> Attempt:

@@ -13,11 +13,22 @@ import asyncssh
 
 
 class _ChannelTransport(asyncio.Transport):
-    """An asyncio transport over one SSH TCP channel."""
+    """An asyncio transport over one SSH TCP channel; StreamWriter.start_tls can layer TLS on it."""
 
-    def __init__(self, channel: asyncssh.SSHTCPChannel[bytes]) -> None:
+    _start_tls_compatible = True  # loop.start_tls() accepts it: set_protocol() redirects what is received
+
+    def __init__(self, channel: asyncssh.SSHTCPChannel[bytes], protocol: asyncio.BaseProtocol) -> None:
         super().__init__()
         self._channel = channel
+        self._protocol = protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """Deliver what is received to `protocol` from now on (side effect: transport state)."""
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        """The protocol that receives data (pure)."""
+        return self._protocol
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send data on the channel (side effect: network)."""
@@ -60,19 +71,40 @@ class _ChannelTransport(asyncio.Transport):
         return self._channel.get_write_buffer_size()
 
 
+def _feed(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Hand received bytes to a plain or a buffered protocol (TLS uses the latter) (side effect: protocol state)."""
+    if isinstance(protocol, asyncio.BufferedProtocol):
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(protocol.get_buffer(len(view)))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+    elif isinstance(protocol, asyncio.Protocol):
+        protocol.data_received(data)
+
+
 class _StreamSession(asyncssh.SSHTCPSession[bytes]):
-    """Forwards channel events to an asyncio StreamReaderProtocol."""
+    """Forwards channel events to the transport's current protocol (a StreamReaderProtocol, or TLS over it)."""
 
     def __init__(self, protocol: asyncio.StreamReaderProtocol) -> None:
-        self._protocol = protocol
+        self._first = protocol
+        self.transport: _ChannelTransport | None = None
+
+    @property
+    def _protocol(self) -> Any:
+        """The protocol receiving data now (pure)."""
+        return self.transport.get_protocol() if self.transport is not None else self._first
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         """Wire the channel to the protocol (side effect: protocol state)."""
-        self._protocol.connection_made(_ChannelTransport(chan))
+        self.transport = _ChannelTransport(chan, self._first)
+        self._first.connection_made(self.transport)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        """Feed received bytes to the reader (side effect: reader buffer)."""
-        self._protocol.data_received(data)
+        """Feed received bytes to the protocol (side effect: reader buffer)."""
+        _feed(self._protocol, data)
 
     def eof_received(self) -> bool:
         """Mark the reader at EOF (side effect: reader state)."""
@@ -98,7 +130,8 @@ async def open_stream(
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    channel, _ = await conn.create_connection(lambda: _StreamSession(protocol), host, port)
-    transport = _ChannelTransport(channel)
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    _, session = await conn.create_connection(lambda: _StreamSession(protocol), host, port)
+    assert isinstance(session, _StreamSession)
+    assert session.transport is not None
+    writer = asyncio.StreamWriter(session.transport, protocol, reader, loop)
     return reader, writer

@@ -1,7 +1,7 @@
 """Kubernetes Events on a Release for host transitions and failures.
 
 Only phase changes and failures become Events (progress messages go to the status), so a rollout of
-n hosts posts a handful of Events per host. Messages pass through redact(): no key material leaves.
+n hosts posts a handful of Events per host. Messages pass through redact(): no key material or secret value leaves.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import kopf
 
 from kapistrano.api.status import HistoryEntry, HostPhase
 from kapistrano.engine.events import EventSink, HostEvent
-from kapistrano.redact import redact
+from kapistrano.redaction import redact
 
 #: Host phase -> Event reason for Normal events.
 PHASE_REASONS = {

@@ -15,6 +15,7 @@ its daemon (kopf's finalizer kapistrano.dev/finalizer) and leaves its hosts as t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from collections.abc import Mapping
@@ -38,11 +39,11 @@ from kapistrano.api.status import ReleaseStatus
 from kapistrano.engine.events import fan_out
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
-from kapistrano.k8s import credentials, events, metrics
+from kapistrano.k8s import cleanup, credentials, events, logs, metrics
 from kapistrano.k8s.requests import requests_of, tokens_of
 from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.status import ReleaseGone, ReleaseStatusStore, stalled_status
-from kapistrano.plan.conditions import TERMINAL_REASONS, first_sight
+from kapistrano.plan.conditions import INSECURE_HOST_KEYS_MESSAGE, TERMINAL_REASONS, first_sight
 
 WAKE_KEY = "kapistrano_wake"
 
@@ -76,7 +77,7 @@ async def on_release_event(memo: Any, **_: Any) -> None:
     wake_event(memo).set()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", cancellation_timeout=30.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", cancellation_backoff=25.0, cancellation_timeout=30.0)
 async def rollout_daemon(
     *,
     body: kopf.Body,
@@ -101,6 +102,9 @@ async def rollout_daemon(
         for running in (work, stop):
             running.cancel()
         await asyncio.gather(work, stop, return_exceptions=True)
+        if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+            with contextlib.suppress(SpecInvalid):
+                await cleanup.release_host_locks(task.namespace, uid, read_release(body))
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,8 +146,9 @@ class ReleaseTask:
 
     def __post_init__(self) -> None:
         self.store = ReleaseStatusStore(self.namespace, self.name)
-        self.log = logging.getLogger(f"kapistrano.release.{self.namespace}.{self.name}")
+        self.log = logs.release_logger(logging.getLogger(f"kapistrano.release.{self.namespace}.{self.name}"), self.body)
         self._last_warning: tuple[str, str] | None = None
+        self.ledger = metrics.RolloutLedger()
 
     async def run_forever(self) -> None:
         """Run the engine whenever there is a reason to, until cancelled (network I/O, writes status)."""
@@ -161,6 +166,7 @@ class ReleaseTask:
         generation = trigger_of(self.body)[0]
         status = ReleaseStatus(conditions=first_sight(generation, datetime.now(UTC)), observed_generation=generation)
         await self.store.save(status)
+        metrics.record_status(self.namespace, self.name, status)
 
     async def once(self) -> None:
         """One reconcile: check spec and Secret, run the engine, then wait for the next reason (network I/O)."""
@@ -177,6 +183,8 @@ class ReleaseTask:
             await self.stall(problem.reason, problem.message, trigger[0])
             await self.wait_for(trigger, timeout=None, secret=(release, problem.fingerprint))
             return
+        if release.spec.ssh.insecure_skip_host_key_check:
+            self.warn("InsecureHostKeys", INSECURE_HOST_KEYS_MESSAGE)
         try:
             outcome = await self.run_engine(release, creds)
         except SpecInvalid:
@@ -191,7 +199,7 @@ class ReleaseTask:
 
     def rerun_after(self, release: Release, outcome: Outcome) -> float | None:
         """Seconds until the engine should run again by itself after an outcome; None waits for a change (pure)."""
-        if outcome.result == Result.READY:
+        if outcome.result in (Result.READY, Result.DRIFTED):
             interval = release.spec.drift_check_interval_seconds
             return float(interval) if interval > 0 else None
         if outcome.result == Result.PAUSED:
@@ -215,10 +223,14 @@ class ReleaseTask:
             drivers=driver_factory(creds.private_key, creds.known_hosts),
             store=_MeteredStore(self.store),
             owner=self.uid,
-            emit=fan_out(events.event_sink(self.body), metrics.metrics_sink()),
+            emit=fan_out(
+                events.event_sink(self.body), metrics.metrics_sink(self.namespace, self.name), logs.log_sink(self.log)
+            ),
             announce=lambda entry: events.post_request(self.body, entry),
         )
-        metrics.ROLLOUTS_STARTED.labels(self.namespace, self.name).inc()
+        key = metrics.rollout_key(release.spec.version, trigger_of(self.body)[1], await self.store.load())
+        if metrics.rollout_started(self.namespace, self.name, self.ledger, key):
+            self.log.info("rollout of %s started", release.spec.version, extra={"version": release.spec.version})
         try:
             outcome = await rollout.run()
         finally:
@@ -229,14 +241,19 @@ class ReleaseTask:
     def report(self, outcome: Outcome) -> None:
         """Count the outcome and post an Event for it (side effects: metrics, an Event)."""
         if outcome.result == Result.READY:
-            metrics.ROLLOUTS_FINISHED.labels(self.namespace, self.name).inc()
-            events.post(self.body, "Normal", "RolloutComplete", f"version {outcome.status.version}: {outcome.message}")
             self._last_warning = None
+            if metrics.rollout_finished(self.namespace, self.name, self.ledger):  # not after a drift check
+                message = f"version {outcome.status.version}: {outcome.message}"
+                events.post(self.body, "Normal", "RolloutComplete", message)
+                self.log.info("rollout complete: %s", message, extra={"version": outcome.status.version})
         elif outcome.result in (Result.STALLED, Result.DEADLINE):
             stalled = outcome.status.condition("Stalled")
             reason = stalled.reason if stalled is not None else str(outcome.result)
-            metrics.ROLLOUTS_FAILED.labels(self.namespace, self.name, reason).inc()
+            metrics.rollout_failed(self.namespace, self.name, self.ledger, reason)
             self.warn(reason, outcome.message)
+        elif outcome.result == Result.DRIFTED:
+            self.warn(outcome.result.value, outcome.message)
+        metrics.RUNS.labels(self.namespace, self.name, outcome.result.value).inc()  # last: the run is fully counted
 
     def warn(self, reason: str, message: str) -> None:
         """Post a Warning Event unless the same one was the last posted (side effect: an Event)."""
@@ -247,7 +264,9 @@ class ReleaseTask:
     async def stall(self, reason: str, message: str, generation: int) -> None:
         """Write Stalled=True with a reason and what to fix (writes status, posts an Event)."""
         previous = await self.store.load()
-        await self.store.save(stalled_status(previous, reason, message, generation, datetime.now(UTC)))
+        status = stalled_status(previous, reason, message, generation, datetime.now(UTC))
+        await self.store.save(status)
+        metrics.record_status(self.namespace, self.name, status)
         self.log.warning("%s/%s stalled: %s: %s", self.namespace, self.name, reason, message)
         self.warn(reason, message)
 
@@ -281,8 +300,7 @@ class ReleaseTask:
         ref = release.spec.ssh.secret_ref
         if ref is None:
             return False
-        data = await asyncio.to_thread(credentials.read_secret_data, self.namespace, ref.name)
-        return (credentials.fingerprint_of(data) if data is not None else "") != fingerprint
+        return await asyncio.to_thread(credentials.current_fingerprint, self.namespace, ref.name) != fingerprint
 
 
 class _MeteredStore:
@@ -298,4 +316,4 @@ class _MeteredStore:
     async def save(self, status: ReleaseStatus) -> None:
         """Save and update the gauge (network I/O, changes metrics)."""
         await self.inner.save(status)
-        metrics.record_hosts(self.inner.namespace, self.inner.name, status)
+        metrics.record_status(self.inner.namespace, self.inner.name, status)

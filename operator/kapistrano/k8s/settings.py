@@ -3,11 +3,13 @@
 - Persistence: kopf keeps its progress and the last handled spec in annotations under the
   `kapistrano.dev` prefix, and its finalizer is `kapistrano.dev/finalizer`. The finalizer is kopf's
   way to stop the per-Release daemon before the object goes away; deleting a Release never touches
-  its hosts (they keep running the last release), so nothing else happens on deletion.
+  its hosts (they keep running the last release) beyond releasing its host locks.
 - Peering: by default the operator runs standalone (no peering objects needed). Run two replicas
   only with `--peering NAME` (kopf peering, the KopfPeering CRD installed): the replicas then elect
   one active operator by priority, so two operators never roll the same Release at once. The host
-  lock (`<deployTo>/.kapistrano.lock`) is a second guard: a Release's lock owner is its uid.
+  lock (`<deployTo>/.kapistrano.lock`) is a second guard: its owner is the Release's uid and the
+  process holding it, so a second process running the same Release is kept out too. A deleted
+  Release's daemon releases its host locks before it ends.
 - Posting: kopf's own log lines are posted as Events only from WARNING up; host transitions are
   posted by kapistrano.k8s.events.
 - Liveness: `--liveness URL` (e.g. http://0.0.0.0:8080/healthz) serves kopf's liveness endpoint.
@@ -33,6 +35,8 @@ class RunOptions:
     #: How often a stalled (non-terminal, e.g. Conflict) or timed-out Release is tried again.
     retry_seconds: float = 30.0
     namespaces: list[str] = field(default_factory=list)
+    #: Refuse Releases with spec.ssh.insecureSkipHostKeyCheck (Stalled, InsecureHostKeysForbidden).
+    forbid_insecure_host_keys: bool = False
 
 
 OPTIONS = RunOptions()

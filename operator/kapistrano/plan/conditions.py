@@ -11,8 +11,20 @@ TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionSta
 
 #: Reasons that stop the rollout until the spec (or a Secret) changes.
 TERMINAL_REASONS = frozenset(
-    {Reason.HOST_FAILED, Reason.INVALID_SPEC, Reason.HOST_KEY_MISMATCH, Reason.AUTH_FAILED, Reason.CREDENTIALS_INVALID}
-    | {Reason.ABORTED}
+    {
+        Reason.HOST_FAILED,
+        Reason.INVALID_SPEC,
+        Reason.HOST_KEY_MISMATCH,
+        Reason.AUTH_FAILED,
+        Reason.CREDENTIALS_INVALID,
+        Reason.INTERNAL_ERROR,
+        Reason.ABORTED,
+    }
+)
+#: What HostKeysVerified=False says; also the warning of `kapistrano validate` and the Event.
+INSECURE_HOST_KEYS_MESSAGE = (
+    "spec.ssh.insecureSkipHostKeyCheck is true: host keys are not verified, so anyone on the network path "
+    "can pose as a host and receive the deploy key's sessions; add known_hosts to the Secret instead"
 )
 
 
@@ -24,6 +36,16 @@ class Wanted:
     status: ConditionStatus
     reason: str
     message: str = ""
+
+
+def host_keys_condition(insecure: bool) -> Wanted:
+    """HostKeysVerified: False while spec.ssh.insecureSkipHostKeyCheck is set (pure)."""
+    if insecure:
+        return Wanted(
+            ConditionType.HOST_KEYS_VERIFIED, FALSE, Reason.INSECURE_SKIP_HOST_KEY_CHECK, INSECURE_HOST_KEYS_MESSAGE
+        )
+    verified = "host keys are checked against known_hosts"
+    return Wanted(ConditionType.HOST_KEYS_VERIFIED, TRUE, Reason.KNOWN_HOSTS, verified)
 
 
 def merge_conditions(

@@ -16,7 +16,7 @@ from kapistrano.plan.outcomes import stopped_note
 RESUMABLE_ACTIONS = frozenset({ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL, ActionKind.REVIVE})
 FAILED_PHASES = frozenset({HostPhase.FAILED, HostPhase.ROLLED_BACK})
 #: Host errors that retrying will not fix; they stall the Release.
-TERMINAL_HOST_ERRORS = frozenset({Reason.HOST_KEY_MISMATCH, Reason.AUTH_FAILED})
+TERMINAL_HOST_ERRORS = frozenset({Reason.HOST_KEY_MISMATCH, Reason.AUTH_FAILED, Reason.INTERNAL_ERROR})
 #: A host whose liveness check kept passing this long after a liveness restart counts from zero again.
 LIVENESS_RESET_SECONDS = 600.0
 

@@ -5,6 +5,7 @@ No I/O, no clock reads, no SSH or Kubernetes imports: the engine (and tests) pas
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from kapistrano.api.spec import ReleaseSpec
@@ -19,7 +20,7 @@ from kapistrano.api.status import (
     parse_time,
 )
 from kapistrano.plan import actions as act
-from kapistrano.plan import liveness, requests
+from kapistrano.plan import conditions, liveness, requests
 from kapistrano.plan.budget import available_required, max_unavailable
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
@@ -150,6 +151,7 @@ def plan(inp: PlanInput) -> Plan:
     rolling_back = _rolling_back(inp, views, chosen)
     if stall is not None and stall[0] == Reason.HOST_FAILED and rolling_back:
         stall = None  # Stalled means failed AND rolled back: nothing is left to do but wait for a human
+    stall = stall or _drift_stall(views, chosen, inp.busy)
     hosts = [host_status(v, now) for v in views]
     progress = _progress_time(inp, {h.name: (str(h.phase), h.version, h.ready) for h in hosts})
     deadline_hit = (
@@ -160,13 +162,17 @@ def plan(inp: PlanInput) -> Plan:
         why = f"no host progressed for {spec.progress_deadline_seconds}s" + (f": {held}" if held else "")
         stall = (Reason.PROGRESS_DEADLINE_EXCEEDED, why)
     current_version, history = _history(spec, inp.status, complete, now)
+    insecure = spec.ssh.insecure_skip_host_key_check
     counts = _counts(views)
-    message = _message(views, complete, stall, gate, rolling_back)
+    healing = _healing(inp, views, chosen)
+    message = _message(views, complete, stall, gate, rolling_back) if not healing else "healing " + ", ".join(healing)
     if held and stall is None and not complete:
         message += f"; {held}"  # what the rollout waits for
     wanted = _conditions(
         inp, views=views, complete=complete, stall=stall, gate=gate, message=message, rolling_back=bool(rolling_back)
     )
+    if healing and stall is None:
+        wanted[:2] = [replace(w, reason=Reason.HEALING) for w in wanted[:2]]  # Ready and Reconciling
     status = ReleaseStatus(
         observed_generation=inp.generation,
         phase=_phase(views, complete, stall, gate),
@@ -185,7 +191,10 @@ def plan(inp: PlanInput) -> Plan:
         retried_for=inp.status.retried_for,
         **requests.carried(inp.status),
         hosts=hosts,
-        conditions=merge_conditions(inp.status.conditions, wanted, inp.generation, now),
+        conditions=merge_conditions(
+            inp.status.conditions, [*wanted, conditions.host_keys_condition(insecure)], inp.generation, now
+        ),
+        host_keys_verified=not insecure,
         history=history,
     )
     return Plan(
@@ -201,6 +210,13 @@ def _rolling_back(inp: PlanInput, views: list[HostView], chosen: list[Action]) -
     """Failed hosts whose rollback is about to run or running (pure)."""
     starting = {a.host for a in chosen if a.kind == ActionKind.ROLLBACK}
     return [v.name for v in views if v.name in starting or (v.failed and v.name in inp.busy)]
+
+
+def _healing(inp: PlanInput, views: list[HostView], chosen: list[Action]) -> list[str]:
+    """Hosts whose heal is about to run or running (pure)."""
+    starting = {a.host for a in chosen if a.kind == ActionKind.HEAL}
+    running = {v.name for v in views if v.name in inp.busy and v.prev is not None and v.prev.action == ActionKind.HEAL}
+    return [v.name for v in views if v.name in starting | running]
 
 
 def _counts(views: list[HostView]) -> tuple[int, int, int]:
@@ -226,9 +242,7 @@ def _phase(views: list[HostView], complete: bool, stall: Stall | None, gate: act
         return Phase.PAUSED
     if not any(v.obs.reachable for v in views):
         return Phase.PENDING
-    if all(v.on_desired for v in views):
-        return Phase.DEGRADED  # every host is on the version but some service is down: drift
-    return Phase.PROGRESSING
+    return Phase.PROGRESSING  # drift nobody acts on is a stall (Drifted); drift being healed progresses
 
 
 def _available(spec: ReleaseSpec, views: list[HostView]) -> Wanted:
@@ -241,13 +255,23 @@ def _available(spec: ReleaseSpec, views: list[HostView]) -> Wanted:
     return Wanted(ConditionType.AVAILABLE, FALSE, Reason.MINIMUM_HOSTS_UNAVAILABLE, counted)
 
 
+def _drift_stall(views: list[HostView], chosen: list[Action], busy: frozenset[str]) -> Stall | None:
+    """Drift that no action is fixing (driftPolicy Report, or live but unready services) (pure)."""
+    drift = _drifted(views)
+    if drift.status != TRUE or chosen or busy:
+        return None
+    return Reason.DRIFTED, drift.message
+
+
 def _drifted(views: list[HostView]) -> Wanted:
     """The Drifted condition: processes the spec no longer names, or a service down on the version (pure)."""
     orphaned = [f"{v.name}: {', '.join(v.obs.orphans)}" for v in views if v.obs.orphans]
     if orphaned:
         message = "processes the spec no longer names run on " + "; ".join(orphaned)
         return Wanted(ConditionType.DRIFTED, TRUE, Reason.ORPHANS_RUNNING, message)
-    drifted = [v for v in views if v.on_desired and v.obs.ready is False and not v.in_flight and not v.failed]
+    drifted = [
+        v for v in views if v.actionable and v.on_desired and v.obs.ready is False and not v.in_flight and not v.failed
+    ]
     if not drifted or not all(v.on_desired for v in views):
         return Wanted(ConditionType.DRIFTED, FALSE, Reason.AS_EXPECTED)
     dead = [v.name for v in drifted if v.obs.services_running is False]

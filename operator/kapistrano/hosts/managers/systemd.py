@@ -40,7 +40,7 @@ def is_glob(unit: str) -> bool:
 
 def list_units_command(ctx: ServiceContext, settings: SystemdManager) -> str:
     """The command listing every loaded unit matching the unit glob (pure)."""
-    return systemctl(ctx, settings, "list-units", "--all", "--plain", "--no-legend", "--no-pager", settings.unit)
+    return systemctl(ctx, settings, "list-units", "--all", "--plain", "--no-legend", "--no-pager", "--", settings.unit)
 
 
 def parse_list_units(output: str) -> list[str]:
