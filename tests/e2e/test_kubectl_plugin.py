@@ -5,6 +5,7 @@ The tests play the operator's part by writing the status through the API, then c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from kapistrano.api.release import GROUP, PLURAL, VERSION
+from kapistrano.k8s.requests import manager_of
 from kubernetes import client, config
 
 pytestmark = pytest.mark.e2e
@@ -175,33 +177,50 @@ def test_kubectl_finds_the_plugin(plugin: Run) -> None:
     assert "Rollout commands for kapistrano.dev Releases" in result.stdout
 
 
-def test_pause_and_resume_release_a_canary_stop(
-    kube: Any, plugin: Run, make: Callable[..., Any], namespace: str
+def test_pause_and_resume_are_requests_that_a_gitops_sync_keeps(
+    kube: Any, plugin: Run, make: Callable[..., Any], api: Any, namespace: str
 ) -> None:
     make("canary", {**ROLLING, "phase": "Paused"}, strategy={"maxUnavailable": 1, "pauseAfterHosts": 1})
+    manifest = release("canary", strategy={"maxUnavailable": 1, "pauseAfterHosts": 1})
 
-    result = plugin("pause", "canary")
+    result = plugin("pause", "canary", "--reason", "incident 42")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "release.kapistrano.dev/canary paused"
-    assert stored(kube, namespace, "canary")["spec"]["paused"] is True
+    assert result.stdout.startswith("release.kapistrano.dev/canary paused (kapistrano.dev/pause=")
+    gitops_sync(kube, namespace, manifest)
+    after = stored(kube, namespace, "canary")
+    assert after["metadata"]["annotations"]["kapistrano.dev/reason"] == "incident 42"
+    assert "kapistrano.dev/pause" in after["metadata"]["annotations"], "a sync of the Git manifest keeps the request"
+    assert after["metadata"]["generation"] == 1, "no spec edit"
+    live = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "canary")  # with managedFields
+    assert manager_of(live["metadata"], "kapistrano.dev/pause") == "kubectl-kapistrano"
 
     result = plugin("resume", "release/canary")
     assert result.returncode == 0, result.stderr
-    spec = stored(kube, namespace, "canary")["spec"]
-    assert spec["paused"] is False
-    assert "pauseAfterHosts" not in spec["strategy"], "resume releases the canary stop"
-    assert spec["strategy"]["maxUnavailable"] == 1
-    assert spec["version"] == "v3"
+    gitops_sync(kube, namespace, manifest)
+    after = stored(kube, namespace, "canary")
+    assert "kapistrano.dev/pause" not in after["metadata"]["annotations"]
+    assert "kapistrano.dev/promote" in after["metadata"]["annotations"], "resume at a canary stop promotes"
+    assert after["spec"]["strategy"]["pauseAfterHosts"] == 1, "the Git-owned stop stays"
+
+
+def gitops_sync(kube: Any, namespace: str, manifest: dict[str, Any]) -> None:
+    """Server-side apply of the unchanged Git manifest as Argo CD's controller does it (runs kubectl)."""
+    kube.kubectl(
+        "apply", "--server-side", "--field-manager=argocd-controller", "--force-conflicts", "-n", namespace,
+        "-f", "-", input=json.dumps(manifest),
+    )  # fmt: skip
 
 
 def test_undo_mid_rollout_returns_to_the_current_version(
     kube: Any, plugin: Run, make: Callable[..., Any], namespace: str
 ) -> None:
     make("midway", ROLLING)
-    result = plugin("undo", "midway")
+    result = plugin("undo", "midway", "--reason", "errors up")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "release.kapistrano.dev/midway rolled back from v3 to v2"
-    assert stored(kube, namespace, "midway")["spec"]["version"] == "v2"
+    assert result.stdout.startswith("release.kapistrano.dev/midway aborted (kapistrano.dev/abort=")
+    after = stored(kube, namespace, "midway")
+    assert after["spec"]["version"] == "v3", "an undo mid-rollout is an abort request, not a spec edit"
+    assert after["metadata"]["annotations"]["kapistrano.dev/reason"] == "errors up"
 
 
 def test_undo_after_a_rollout_takes_the_previous_history_entry(
@@ -273,11 +292,10 @@ def test_status_while_rolling_and_when_ready(plugin: Run, make: Callable[..., An
     assert result.returncode == 0, result.stdout + result.stderr
     assert "worker-2   Ready   v3        yes" in result.stdout.splitlines()
 
-    assert plugin("pause", "shown").returncode == 0  # a spec change the operator has not seen yet
+    assert plugin("pause", "shown").returncode == 0  # a request, not a spec change
     result = plugin("status", "shown")
-    assert result.returncode == 1
-    assert "spec is at generation" in result.stdout
-    assert "paused (spec.paused); `kubectl kapistrano resume` continues" in result.stdout
+    assert "spec is at generation" not in result.stdout
+    assert "paused by request (kapistrano.dev/pause=" in result.stdout
 
 
 def test_status_of_a_missing_release(plugin: Run, namespace: str) -> None:
@@ -288,7 +306,7 @@ def test_status_of_a_missing_release(plugin: Run, namespace: str) -> None:
 
 def test_wait(plugin: Run, make: Callable[..., Any], api: Any, namespace: str) -> None:
     make("waited", ROLLING)
-    result = plugin("wait", "waited", "--timeout", "1s", "--interval", "0.2s")
+    result = plugin("wait", "waited", "--timeout", "1s")
     assert result.returncode == 1
     assert "timed out after 1s: restarting worker-2: sneakers stopping (pid 4242)" in result.stderr
 
@@ -301,3 +319,84 @@ def test_wait(plugin: Run, make: Callable[..., Any], api: Any, namespace: str) -
     result = plugin("wait", "waited", "--timeout", "10s")
     assert result.returncode == 1
     assert "stalled: HostFailed: worker-2: sneakers not ready after 30 probes; rolled back to v2" in result.stderr
+
+
+def test_wait_returns_at_once_on_a_pause_with_the_reason(plugin: Run, make: Callable[..., Any]) -> None:
+    make("held", {**ROLLING, "phase": "Paused", "message": "paused after 1 hosts (pauseAfterHosts)"})
+    result = plugin("wait", "held", "--timeout", "1h")
+    assert result.returncode == 3, result.stderr
+    assert "paused: paused after 1 hosts (pauseAfterHosts)" in result.stderr
+
+
+def test_global_flags_before_the_command_and_output_formats(
+    kube: Any, make: Callable[..., Any], namespace: str
+) -> None:
+    make("shown", ROLLING)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("KUBECONFIG", None)
+    flags = ["--kubeconfig", str(kube.kubeconfig), "-n", namespace, "--request-timeout", "20s"]
+    command = [str(BIN / "kubectl"), "kapistrano", *flags, "get", "shown", "-o", "json"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"]["currentVersion"] == "v2"
+    command = [str(BIN / "kubectl"), "kapistrano", "get", "-A", "--kubeconfig", str(kube.kubeconfig)]
+    listed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"^{namespace}\s+shown\s+v3\s+v2\s+1/2\s+Progressing$", listed.stdout, re.MULTILINE)
+    command = [str(BIN / "kubectl"), "kapistrano", "--context", "nowhere", "--kubeconfig", str(kube.kubeconfig),
+               "get", "shown", "-n", namespace]  # fmt: skip
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 1
+    assert "nowhere" in refused.stderr
+    command = [str(BIN / "kubectl"), "kapistrano", "--as", "nobody", "get", "shown", "-n", namespace,
+               "--kubeconfig", str(kube.kubeconfig)]  # fmt: skip
+    impersonated = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert impersonated.returncode == 1
+    assert 'User "nobody" cannot get resource "releases"' in impersonated.stderr
+
+
+def test_get_watch_prints_each_host_transition_once(
+    kube: Any, make: Callable[..., Any], api: Any, namespace: str
+) -> None:
+    make("watched", ROLLING)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "KUBECONFIG": str(kube.kubeconfig)}
+    command = [str(BIN / "kubectl"), "kapistrano", "get", "watched", "-w", "-n", namespace]
+    watcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        lines = iter(watcher.stdout.readline, "")
+        assert next(line for line in lines if line.startswith("NAME")), "the tree comes first"
+        next(line for line in lines if line.startswith("└── worker-2"))
+        same_hosts = {**ROLLING, "message": "a new message, no host transition"}
+        write_status(api, namespace, "watched", same_hosts)
+        write_status(api, namespace, "watched", READY)
+        write_status(api, namespace, "watched", READY)
+        done = {**READY, "message": "marker"}
+        write_status(api, namespace, "watched", {**done, "phase": "Degraded"})
+        seen = []
+        for line in lines:
+            seen.append(line.rstrip("\n"))
+            if "Degraded" in line:
+                break
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=30)
+    where = f"{namespace}/watched"
+    assert seen == [
+        f"{where}  Ready: v3 is ready on every host",
+        f"{where}  worker-2  Ready  v3  ready=yes",
+        f"{where}  Degraded: marker",
+    ]
+
+
+def test_kubectl_completes_commands_and_release_names(kube: Any, make: Callable[..., Any], namespace: str) -> None:
+    make("billing-workers")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "KUBECONFIG": str(kube.kubeconfig)}
+
+    def complete(*words: str) -> list[str]:
+        command = [str(BIN / "kubectl"), "__complete", "kapistrano", *words]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+        return [line for line in done.stdout.splitlines() if not line.startswith(":")]
+
+    assert complete("pro") == ["promote"]
+    assert complete("-n", namespace, "abort", "bil") == ["billing-workers"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,14 @@ def plugin(scene: Scene, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
+def gitops_sync(scene: Scene, manifest: dict[str, Any]) -> None:
+    """Server-side apply of the unchanged Git manifest, as Argo CD's controller does it (runs kubectl)."""
+    scene.kube.kubectl(
+        "apply", "--server-side", "--field-manager=argocd-controller", "--force-conflicts", "-n", scene.ns,
+        "-f", "-", input=json.dumps(manifest),
+    )  # fmt: skip
+
+
 def v2_starts(scene: Scene) -> list[dict[str, Any]]:
     """Worker starts of v2, in order."""
     return [e for e in scene.app.read_events() if e["event"] == "start" and e["version"] == "v2"]
@@ -45,8 +54,20 @@ def test_pause_mid_rollout_stops_after_the_current_host_and_resume_finishes(scen
     hosts = {h["name"]: h["version"] for h in status["status"]["hosts"]}
     assert list(hosts.values()).count("v2") == 1, f"the host in progress finishes, no other starts: {hosts}"
     assert len(v2_starts(scene)) == 1
-    resumed = plugin(scene, "resume", "app")
+    gitops_sync(scene, scene.manifest("v2", strategy={"maxUnavailable": 1}))
+    synced = wait_until(lambda: (r := scene.get()) and seen_and_paused(r) and r, "the sync observed, still paused")
+    assert "kapistrano.dev/pause" in synced["metadata"]["annotations"]
+    assert len(v2_starts(scene)) == 1, "a sync of the Git manifest does not undo the pause"
+    resumed = plugin(scene, "resume", "app", "--reason", "incident over")
     assert resumed.returncode == 0, resumed.stderr
     done = scene.wait_ready()
     assert [h["version"] for h in done["status"]["hosts"]] == ["v2", "v2", "v2"]
     assert [e["host"] for e in v2_starts(scene)] == [h.name for h in scene.lab.hosts]
+    asked = [(h["request"], h["requestedBy"], h.get("reason")) for h in done["status"]["history"] if h.get("request")]
+    assert asked == [("Resume", "kubectl-kapistrano", "incident over"), ("Pause", "kubectl-kapistrano", None)]
+
+
+def seen_and_paused(release: dict[str, Any]) -> bool:
+    """The operator observed the Release's generation and holds it paused."""
+    status = release.get("status", {})
+    return status.get("observedGeneration") == release["metadata"]["generation"] and status.get("phase") == "Paused"

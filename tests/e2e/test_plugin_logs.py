@@ -55,6 +55,6 @@ def test_retry_stamps_the_retry_annotation(kube: Any) -> None:
     kube.apply(release("app"), namespace)
     result = plugin(kube, namespace, "retry", "app")
     assert result.returncode == 0, result.stderr
-    assert "no failed version" in result.stderr
+    assert "no failed or aborted version" in result.stderr
     annotations = kube.get_release(namespace, "app")["metadata"]["annotations"]
     assert annotations["kapistrano.dev/retry"].endswith("Z")

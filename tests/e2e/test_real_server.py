@@ -138,30 +138,23 @@ def merge_patch(old: Any, new: Any) -> Any:
     return patch
 
 
-@pytest.mark.parametrize("action", ["pause", "resume", "restart"])
+@pytest.mark.parametrize("action", ["pause", "resume", "promote", "abort", "restart"])
 def test_an_argocd_action_result_is_accepted_by_the_server(kube: Kube, action: str) -> None:
     """Argo CD runs the action's Lua on the live object and merge-patches the difference; the server takes it."""
     ns = kube.namespace()
-    paused = action == "resume"
     kube.apply(example() | {"metadata": {"name": "billing-workers"}}, ns)
-    kube.kubectl(
-        "patch",
-        "release",
-        "billing-workers",
-        "-n",
-        ns,
-        "--type",
-        "merge",
-        "-p",
-        json.dumps({"spec": {"paused": paused}}),
-    )
+    if action == "resume":
+        annotate = {"metadata": {"annotations": {"kapistrano.dev/pause": "2026-11-28T02:01:09Z"}}}
+        kube.kubectl("patch", "release", "billing-workers", "-n", ns, "--type", "merge", "-p", json.dumps(annotate))
     live = kube.get_release(ns, "billing-workers")
     changed = argocd_result(run(ARGOCD / "actions" / action / "action.lua", live), live)
     patch = merge_patch(live, changed)
     assert patch, "the action changed nothing"
+    assert "spec" not in patch, "an action is a request, never a spec edit"
     kube.kubectl("patch", "release", "billing-workers", "-n", ns, "--type", "merge", "-p", json.dumps(patch))
-    after = kube.get_release(ns, "billing-workers")
-    if action == "restart":
-        assert "kapistrano.dev/restartedAt" in after["metadata"]["annotations"]
+    annotations = kube.get_release(ns, "billing-workers")["metadata"].get("annotations") or {}
+    key = {"restart": "kapistrano.dev/restartedAt"}.get(action, f"kapistrano.dev/{action}")
+    if action == "resume":
+        assert "kapistrano.dev/pause" not in annotations
     else:
-        assert after["spec"]["paused"] is (action == "pause")
+        assert key in annotations

@@ -66,6 +66,9 @@ class SlowHost:
     async def restart(self, spec: ReleaseSpec, emit: EventSink) -> None:
         await self.inner.restart(spec, emit)
 
+    async def note(self, spec: ReleaseSpec, message: str) -> None:
+        await self.inner.note(spec, message)
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -14,7 +14,7 @@ from lupa import lua51
 ARGOCD = Path(__file__).resolve().parents[2] / "manifests" / "argocd"
 HEALTH = ARGOCD / "health.lua"
 DISCOVERY = ARGOCD / "actions" / "discovery.lua"
-ACTIONS = ("pause", "resume", "restart")
+ACTIONS = ("pause", "resume", "promote", "abort", "restart")
 
 
 def to_lua(runtime: Any, value: Any) -> Any:
@@ -183,16 +183,35 @@ def enabled(obj: dict[str, Any]) -> set[str]:
     return {name for name, flags in found.items() if not flags.get("disabled", False)}
 
 
+def annotated(obj: dict[str, Any], **annotations: str) -> dict[str, Any]:
+    """The object with kapistrano.dev/<key> annotations."""
+    obj["metadata"]["annotations"] = {f"kapistrano.dev/{k}": v for k, v in annotations.items()}
+    return obj
+
+
+ROLLING_OUT = status_of(NOT_READY) | {"currentVersion": "v1"}
+STAMP = "2026-11-28T02:01:09Z"
+
+
 @pytest.mark.parametrize(
     ("obj", "offered"),
     [
         pytest.param(release(), {"pause", "restart"}, id="running-no-status"),
         pytest.param(release(status_of(READY), paused=False), {"pause", "restart"}, id="running"),
-        pytest.param(release(status_of(NOT_READY, phase="Paused"), paused=True), {"resume", "restart"}, id="paused"),
-        pytest.param(release(paused=True), {"resume", "restart"}, id="paused-not-observed"),
+        pytest.param(release(ROLLING_OUT), {"pause", "abort", "restart"}, id="rolling-out"),
+        pytest.param(
+            annotated(release(status_of(NOT_READY, phase="Paused")), pause=STAMP),
+            {"resume", "restart"},
+            id="paused-by-request",
+        ),
+        pytest.param(
+            release(status_of(NOT_READY, phase="Paused"), paused=True),
+            {"pause", "resume", "restart"},
+            id="paused-in-git",
+        ),
         pytest.param(
             release(status_of(NOT_READY, phase="Paused"), strategy={"pauseAfterHosts": 1}),
-            {"pause", "resume", "restart"},
+            {"pause", "resume", "promote", "restart"},
             id="canary-stop",
         ),
     ],
@@ -205,31 +224,31 @@ def test_every_discovered_action_has_a_script() -> None:
     assert {p.parent.name for p in (ARGOCD / "actions").glob("*/action.lua")} == set(ACTIONS)
 
 
-def test_pause_sets_spec_paused() -> None:
-    obj = release(status_of(NOT_READY))
-    result = run(ARGOCD / "actions" / "pause" / "action.lua", obj)
-    expected = copy.deepcopy(obj)
-    expected["spec"]["paused"] = True
-    assert result == expected
+@pytest.mark.parametrize("action", ["pause", "promote", "abort"])
+def test_a_request_action_stamps_its_annotation_and_never_edits_the_spec(action: str) -> None:
+    obj = release(status_of(NOT_READY), strategy={"maxUnavailable": 1, "pauseAfterHosts": 1})
+    result = run(ARGOCD / "actions" / action / "action.lua", obj)
+    annotations = result["metadata"]["annotations"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", annotations[f"kapistrano.dev/{action}"])
+    assert annotations["kapistrano.dev/reason"] == f"Argo CD action {action}"
+    assert result["spec"] == obj["spec"]
 
 
-def test_resume_unpauses_and_releases_the_canary_stop() -> None:
-    obj = release(
-        status_of(NOT_READY, phase="Paused"), paused=True, strategy={"maxUnavailable": 1, "pauseAfterHosts": 1}
-    )
+def test_resume_removes_the_pause_request_and_leaves_the_spec() -> None:
+    obj = annotated(release(status_of(NOT_READY, phase="Paused"), paused=True), pause=STAMP, team="billing")
     result = run(ARGOCD / "actions" / "resume" / "action.lua", obj)
-    expected = copy.deepcopy(obj)
-    expected["spec"]["paused"] = False
-    expected["spec"]["strategy"] = {"maxUnavailable": 1}
-    assert result == expected
+    assert result["metadata"]["annotations"] == {
+        "kapistrano.dev/team": "billing",
+        "kapistrano.dev/reason": "Argo CD action resume",
+    }
+    assert result["spec"] == obj["spec"]
 
 
-def test_resume_without_a_strategy() -> None:
-    obj = release(paused=True)
-    del obj["spec"]["strategy"]
+def test_resume_at_a_canary_stop_promotes() -> None:
+    obj = release(status_of(NOT_READY, phase="Paused"), strategy={"maxUnavailable": 1, "pauseAfterHosts": 1})
     result = run(ARGOCD / "actions" / "resume" / "action.lua", obj)
-    assert result["spec"]["paused"] is False
-    assert "strategy" not in result["spec"]
+    assert "kapistrano.dev/promote" in result["metadata"]["annotations"]
+    assert result["spec"] == obj["spec"]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from kapistrano.api.status import ReleaseStatus
 from kapistrano.cli import kubectl_plugin as kp
+from kapistrano.cli import plugin_main
+from kapistrano.cli import plugin_requests as rq
 
 
 def condition(kind: str, status: str, reason: str = "AsExpected", message: str = "") -> dict[str, Any]:
@@ -86,7 +88,7 @@ def test_parse_duration_rejects(text: str) -> None:
 
 
 def test_parser_wires_every_command() -> None:
-    parser = kp.build_parser()
+    parser = plugin_main.build_parser()
     args = parser.parse_args(["wait", "release/billing", "-n", "deploy", "--for", "complete", "--timeout", "2m"])
     assert (args.command, args.name, args.namespace, args.goal, args.timeout) == (
         "wait",
@@ -96,7 +98,8 @@ def test_parser_wires_every_command() -> None:
         120.0,
     )
     assert parser.parse_args(["undo", "billing", "--to-version", "v1"]).to_version == "v1"
-    assert set(kp.COMMANDS) == {"status", "pause", "resume", "undo", "restart", "retry", "wait", "logs", "unlock"}
+    expected = {"status", "pause", "resume", "promote", "abort", "undo", "restart", "retry", "wait", "logs", "unlock"}
+    assert expected <= set(plugin_main.COMMANDS)
     logs = parser.parse_args(["logs", "billing", "sidekiq", "-n", "deploy", "-f", "--tail", "5", "--hosts", "w1,w2"])
     assert (logs.service, logs.namespace, logs.follow, logs.lines, logs.hosts) == (
         "sidekiq",
@@ -114,12 +117,42 @@ def test_parser_wires_every_command() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_pause_patch() -> None:
-    assert kp.pause_patch() == {"spec": {"paused": True}}
+MOMENT = datetime(2026, 11, 28, 2, 1, 9, tzinfo=UTC)
 
 
-def test_resume_patch_deletes_the_canary_stop() -> None:
-    assert kp.resume_patch() == {"spec": {"paused": False, "strategy": {"pauseAfterHosts": None}}}
+def test_pause_is_an_annotation_never_a_spec_edit() -> None:
+    assert rq.pause_patch(MOMENT, "incident 42") == {
+        "metadata": {
+            "annotations": {"kapistrano.dev/pause": "2026-11-28T02:01:09Z", "kapistrano.dev/reason": "incident 42"}
+        }
+    }
+
+
+def test_resume_removes_the_pause_and_blanks_an_old_reason() -> None:
+    assert rq.resume_patch(MOMENT) == {
+        "metadata": {"annotations": {"kapistrano.dev/pause": None, "kapistrano.dev/reason": ""}}
+    }
+
+
+def test_resume_at_a_canary_stop_promotes() -> None:
+    annotations = rq.resume_patch(MOMENT, at_canary=True)["metadata"]["annotations"]
+    assert annotations["kapistrano.dev/promote"] == "2026-11-28T02:01:09Z"
+
+
+@pytest.mark.parametrize(("make", "key"), [(rq.promote_patch, "promote"), (rq.abort_patch, "abort")])
+def test_promote_and_abort_are_timestamped_annotations(make: Any, key: str) -> None:
+    patch = make(MOMENT, "why")
+    assert patch == {
+        "metadata": {"annotations": {f"kapistrano.dev/{key}": "2026-11-28T02:01:09Z", "kapistrano.dev/reason": "why"}}
+    }
+    assert "spec" not in patch
+
+
+def test_at_canary_only_when_held_by_pause_after_hosts() -> None:
+    paused = ReleaseStatus.model_validate({"phase": "Paused"})
+    assert rq.at_canary({"strategy": {"pauseAfterHosts": 1}}, paused)
+    assert not rq.at_canary({"paused": True, "strategy": {"pauseAfterHosts": 1}}, paused)
+    assert not rq.at_canary({"strategy": {}}, paused)
 
 
 def test_restart_patch_is_rfc3339_utc() -> None:
@@ -358,7 +391,7 @@ def test_format_status_report() -> None:
         "Release deploy/billing: version v3 (current v2), phase Paused, ready 1/2",
         "paused after worker-1",
         "status is for generation 3, spec is at generation 4 (waiting for the operator)",
-        "paused (spec.paused); `kubectl kapistrano resume` continues",
+        "paused (spec.paused): set it to false in the manifest to continue",
         "failed version: v2.9; `kubectl kapistrano retry` tries it again",
         "retried 2 time(s), last at the request 2026-11-28T02:01:09Z",
         "",

@@ -23,6 +23,14 @@ PLURAL = "releases"
 RESTART_ANNOTATION = f"{GROUP}/restartedAt"
 #: Annotation whose every new value asks the operator to try a failed spec.version again.
 RETRY_ANNOTATION = f"{GROUP}/retry"
+#: Annotation whose presence holds the rollout like spec.paused; removing it resumes.
+PAUSE_ANNOTATION = f"{GROUP}/pause"
+#: Annotation whose every new value lets the rollout go on past its pauseAfterHosts stop.
+PROMOTE_ANNOTATION = f"{GROUP}/promote"
+#: Annotation whose every new value stops the rollout and rolls updated hosts back to status.currentVersion.
+ABORT_ANNOTATION = f"{GROUP}/abort"
+#: Why a request was made, recorded with it.
+REASON_ANNOTATION = f"{GROUP}/reason"
 
 
 class ObjectMeta(BaseModel):

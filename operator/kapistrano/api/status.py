@@ -121,6 +121,8 @@ class Reason(StrEnum):
     INSECURE_HOST_KEYS_FORBIDDEN = "InsecureHostKeysForbidden"
     INSECURE_SKIP_HOST_KEY_CHECK = "InsecureSkipHostKeyCheck"
     KNOWN_HOSTS = "KnownHosts"
+    # Requests of an operator on duty (annotations): condition and Event reasons.
+    ABORTED = "Aborted"
 
 
 class Condition(StatusModel):
@@ -195,11 +197,32 @@ class HostStatus(StatusModel):
     )
 
 
-class HistoryEntry(StatusModel):
-    """A version that was fully rolled out."""
+class RequestKind(StrEnum):
+    """Requests made with annotations on the Release (kubectl kapistrano, Argo CD actions)."""
 
-    version: str = Field(description="The version.")
-    completed_at: str = Field(description="When every host was ready on it.", json_schema_extra={"format": "date-time"})
+    PAUSE = "Pause"
+    RESUME = "Resume"
+    PROMOTE = "Promote"
+    ABORT = "Abort"
+
+
+class HistoryEntry(StatusModel):
+    """A version that was fully rolled out, or a request acted on (then `request` is set)."""
+
+    version: str = Field(description="The version (for a request: spec.version when it was acted on).")
+    completed_at: str = Field(
+        description="When every host was ready on it (for a request: when it was acted on).",
+        json_schema_extra={"format": "date-time"},
+    )
+    request: RequestKind | None = Field(
+        default=None, description="Pause, Resume, Promote or Abort: this entry records a request, not a rollout."
+    )
+    token: str | None = Field(default=None, description="The request's annotation value.")
+    requested_by: str | None = Field(
+        default=None, description="Who asked: the field manager that last set the request's annotation."
+    )
+    reason: str | None = Field(default=None, description="Why, from the annotation kapistrano.dev/reason.")
+    message: str | None = Field(default=None, description="What the request did.")
 
 
 class ReleaseStatus(StatusModel):
@@ -230,6 +253,22 @@ class ReleaseStatus(StatusModel):
     retried_for: str | None = Field(
         default=None, description="Value of the retry request last acted on (annotation kapistrano.dev/retry)."
     )
+    paused_for: str | None = Field(
+        default=None, description="The pause request in effect (annotation kapistrano.dev/pause), if any."
+    )
+    promoted_for: str | None = Field(
+        default=None, description="Value of the promote request last acted on (annotation kapistrano.dev/promote)."
+    )
+    promoted_version: str | None = Field(
+        default=None, description="The version promoted past its pauseAfterHosts stop."
+    )
+    aborted_for: str | None = Field(
+        default=None, description="Value of the abort request last acted on (annotation kapistrano.dev/abort)."
+    )
+    aborted_version: str | None = Field(
+        default=None, description="The version aborted: its hosts went back to abortTarget until spec.version changes."
+    )
+    abort_target: str | None = Field(default=None, description="The version the aborted hosts went back to.")
     hosts: list[HostStatus] = Field(
         default_factory=list,
         description="Per-host progress.",

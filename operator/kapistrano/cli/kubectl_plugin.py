@@ -2,15 +2,20 @@
 
 Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PATH as a plugin::
 
-    kubectl kapistrano status  RELEASE [-n NS]      hosts, conditions; exit 0 only when Ready=True for the current spec
-    kubectl kapistrano pause   RELEASE [-n NS]      spec.paused=true: no further host starts publishing
-    kubectl kapistrano resume  RELEASE [-n NS]      spec.paused=false and clears spec.strategy.pauseAfterHosts
-                                                    (that releases a canary stop)
+    kubectl kapistrano get     [RELEASE] [-w] [-o json|yaml] [-A]
+                                                    the Release with a per-host tree; -w watches (one line per
+                                                    host transition); without RELEASE, every Release
+    kubectl kapistrano status  RELEASE              hosts, conditions; exit 0 only when Ready=True for the current spec
+    kubectl kapistrano pause   RELEASE [--reason R] request a hold (annotation kapistrano.dev/pause)
+    kubectl kapistrano resume  RELEASE [--reason R] remove the hold; at a pauseAfterHosts stop, promote past it
+    kubectl kapistrano promote RELEASE [--reason R] go on past the pauseAfterHosts stop (kapistrano.dev/promote)
+    kubectl kapistrano abort   RELEASE [--reason R] roll updated hosts back to status.currentVersion
+                                                    (annotation kapistrano.dev/abort)
     kubectl kapistrano undo    RELEASE [--to-version V]
-                                                    spec.version back to status.currentVersion, or to the newest
-                                                    history entry before spec.version
-    kubectl kapistrano restart RELEASE [-n NS]      rolling restart of every host's services, same version
-    kubectl kapistrano retry   RELEASE [-n NS]      try the failed spec.version again (status.failedVersion)
+                                                    a rollout under way: abort it; else spec.version back to the
+                                                    newest history entry before spec.version
+    kubectl kapistrano restart RELEASE              rolling restart of every host's services, same version
+    kubectl kapistrano retry   RELEASE              try the failed spec.version again (status.failedVersion)
     kubectl kapistrano wait    RELEASE [--for ready|complete] [--timeout 300s]
     kubectl kapistrano logs    RELEASE SERVICE [--hosts h1,h2] [-f/--follow] [--tail LINES]
                                                     tail shared/log/SERVICE.log on every host over SSH, with the
@@ -18,12 +23,17 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
     kubectl kapistrano unlock  RELEASE [--host NAME] [--yes]
                                                     remove host locks left by a process that is gone, over SSH
                                                     with the Release's Secret (needs `get` on it); asks first
+    kubectl kapistrano completion bash|zsh          shell completion script
 
-Common options: -n/--namespace (default: the kubeconfig context's namespace, else `default`), --kubeconfig (default:
-$KUBECONFIG, else ~/.kube/config; in a pod, the service account), --context. RELEASE may be written `NAME`,
-`release/NAME` or `releases.kapistrano.dev/NAME`.
+kubectl's global options work in any position: -n/--namespace (default: the kubeconfig context's namespace,
+else `default`), --kubeconfig (default: $KUBECONFIG, else ~/.kube/config; in a pod, the service account),
+--context, --as, --as-group, --request-timeout. RELEASE may be written `NAME`, `release/NAME` or
+`releases.kapistrano.dev/NAME`.
 
-Every change is a JSON merge patch of the Release (so it needs `patch` on releases.kapistrano.dev).
+Every change is a JSON merge patch of the Release's annotations (so it needs `patch` on releases.kapistrano.dev),
+made with the field manager `kubectl-kapistrano`: the operator records it as who asked, and `--reason` (the
+annotation kapistrano.dev/reason) as why, in status.history, an Event and every host's revisions.log. A GitOps
+sync of the unchanged manifest leaves these annotations alone; spec.paused stays for pauses written in Git.
 
 `restart` sets the annotation `kapistrano.dev/restartedAt` to the current UTC time (RFC 3339). The operator treats
 each new value as a restart request: it restarts the services host by host, within maxUnavailable and with the
@@ -34,40 +44,39 @@ completed. `wait --for complete` also waits for that.
 once: a spec.version that failed (status.failedVersion) is rolled out again, hosts that failed included, without a
 version change; status.retries counts the retries and status.retriedFor names the last request acted on.
 
-`undo` is for emergencies: with a GitOps tool (Argo CD, Flux) syncing the Release, the next sync sets spec.version
-back, so revert the commit in git instead (the plugin warns when it sees such a tool's markers).
+`undo` after a finished rollout edits spec.version: with a GitOps tool (Argo CD, Flux) syncing the Release, the next
+sync sets it back, so revert the commit in git instead (the plugin warns when it sees such a tool's markers).
 
 `wait --for ready` returns once Ready=True for the current generation; `--for complete` also needs every host
-available (minReadySeconds held), Reconciling not True and the last restart request done. Both exit 1 at once
-when the operator reports Stalled=True for the current generation, with the Stalled message.
+available (minReadySeconds held), Reconciling not True and the last restart request done. It watches the Release
+and returns at once, with the reason, when the operator reports Stalled=True (exit 1) or phase Paused (exit 3).
 
-Exit codes: 0 done, 1 not ready / failed / nothing to do / API error, 2 bad usage.
+Exit codes: 0 done, 1 not ready / failed / nothing to do / API error, 2 bad usage, 3 paused (wait).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
-from kapistrano.api.status import Condition, ReleaseStatus, format_time
-from kapistrano.cli.tail_args import add_tail_args
-from kapistrano.cli.unlock import cmd_unlock
+from kapistrano.api.release import (
+    GROUP,
+    PAUSE_ANNOTATION,
+    RESTART_ANNOTATION,
+    RETRY_ANNOTATION,
+)
+from kapistrano.api.status import Condition, HistoryEntry, ReleaseStatus, format_time
+from kapistrano.cli import plugin_requests as requests
+from kapistrano.cli.plugin_api import PluginError, Releases
 
-#: Annotation whose every new value asks the operator for a rolling restart without a version change.
-MERGE_PATCH = "application/merge-patch+json"
 #: Markers of a GitOps tool owning the object: an undo made here would be reverted by its next sync.
 GITOPS_MARKERS = (
     "argocd.argoproj.io/tracking-id",
@@ -78,10 +87,6 @@ GITOPS_MARKERS = (
 
 Obj = dict[str, Any]
 Patch = dict[str, Any]
-
-
-class PluginError(Exception):
-    """A problem to print as one line (`error: ...`) and exit 1 with."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -160,16 +165,6 @@ def is_true(status: ReleaseStatus, kind: str) -> bool:
 # ------------------------------------------------------------------------------------------------
 
 
-def pause_patch() -> Patch:
-    """Merge patch that pauses the rollout (pure)."""
-    return {"spec": {"paused": True}}
-
-
-def resume_patch() -> Patch:
-    """Merge patch that resumes the rollout and releases a canary stop (null deletes the field) (pure)."""
-    return {"spec": {"paused": False, "strategy": {"pauseAfterHosts": None}}}
-
-
 def restart_patch(now: datetime) -> Patch:
     """Merge patch that asks for a rolling restart at `now` (pure)."""
     return {"metadata": {"annotations": {RESTART_ANNOTATION: format_time(now)}}}
@@ -203,13 +198,13 @@ def known_versions(status: ReleaseStatus | None) -> list[str]:
     if status is None:
         return []
     found = [status.current_version] if status.current_version else []
-    found += [h.version for h in status.history]
+    found += [h.version for h in status.history if h.request is None]
     return list(dict.fromkeys(found))
 
 
 def previous_in_history(status: ReleaseStatus, version: str) -> str | None:
     """The newest history entry older than the newest entry of `version` (any entry if it is absent) (pure)."""
-    versions = [h.version for h in status.history]
+    versions = [h.version for h in status.history if h.request is None]
     start = versions.index(version) + 1 if version in versions else 0
     return next((v for v in versions[start:] if v != version), None)
 
@@ -265,6 +260,7 @@ class Outcome(StrEnum):
     DONE = "done"
     FAILED = "failed"
     WAITING = "waiting"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -343,8 +339,16 @@ def format_status(obj: Obj) -> str:
         rows = [_condition_row(c) for c in status.conditions]
         lines += ["", format_table(["CONDITION", "STATUS", "REASON", "MESSAGE"], rows)]
     if status.history:
-        lines += ["", "History: " + ", ".join(f"{h.version} ({h.completed_at})" for h in status.history)]
+        lines += ["", "History: " + ", ".join(_history_item(h) for h in status.history)]
     return "\n".join(lines)
+
+
+def _history_item(entry: HistoryEntry) -> str:
+    """One history entry: a version rolled out, or a request with who asked and why (pure)."""
+    if entry.request is None:
+        return f"{entry.version} ({entry.completed_at})"
+    why = f", {entry.reason}" if entry.reason else ""
+    return f"{entry.request} of {entry.version} by {entry.requested_by or 'unknown'}{why} ({entry.completed_at})"
 
 
 def _summary(where: str, spec: Obj, status: ReleaseStatus) -> str:
@@ -361,8 +365,11 @@ def _notes(obj: Obj, spec: Obj, status: ReleaseStatus) -> list[str]:
             f"status is for generation {status.observed_generation}, spec is at generation {generation_of(obj)} "
             "(waiting for the operator)"
         )
+    requested = ((obj.get("metadata") or {}).get("annotations") or {}).get(PAUSE_ANNOTATION)
+    if requested:
+        notes.append(f"paused by request ({PAUSE_ANNOTATION}={requested}); `kubectl kapistrano resume` continues")
     if spec.get("paused"):
-        notes.append("paused (spec.paused); `kubectl kapistrano resume` continues")
+        notes.append("paused (spec.paused): set it to false in the manifest to continue")
     elif (spec.get("strategy") or {}).get("pauseAfterHosts") is not None and status.phase == "Paused":
         notes.append("stopped at the canary (spec.strategy.pauseAfterHosts); `kubectl kapistrano resume` continues")
     if status.failed_version:
@@ -370,103 +377,6 @@ def _notes(obj: Obj, spec: Obj, status: ReleaseStatus) -> list[str]:
     if status.retries:
         notes.append(f"retried {status.retries} time(s), last at the request {status.retried_for}")
     return notes
-
-
-# ------------------------------------------------------------------------------------------------
-# The API server
-# ------------------------------------------------------------------------------------------------
-
-
-class Releases:
-    """Release objects in one namespace, read and merge-patched through the official client."""
-
-    def __init__(self, api: Any, namespace: str) -> None:
-        self.api = api
-        self.namespace = namespace
-
-    def get(self, name: str) -> Obj:
-        """The Release as a dict (calls the API)."""
-        return self._call(
-            name, lambda: self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-        )
-
-    def patch(self, name: str, patch: Patch) -> Obj:
-        """Apply a JSON merge patch; returns the patched Release (calls the API)."""
-        return self._call(
-            name,
-            lambda: self.api.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, patch, _content_type=MERGE_PATCH
-            ),
-        )
-
-    def _call(self, name: str, request: Callable[[], Any]) -> Obj:
-        """Run a request, turning API errors into one-line PluginErrors (calls the API)."""
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415  (slow import, only when needed)
-
-        try:
-            result = request()
-        except ApiException as exc:
-            if exc.status == 404:
-                raise PluginError(f"{KIND} {name!r} not found in namespace {self.namespace!r}") from None
-            raise PluginError(f"API server: {exc.status} {exc.reason}: {_api_message(exc.body)}") from None
-        except OSError as exc:  # urllib3 connection errors are OSErrors
-            raise PluginError(f"cannot reach the API server: {exc}") from None
-        if not isinstance(result, dict):
-            raise PluginError(f"unexpected answer from the API server: {type(result).__name__}")
-        return result
-
-
-def _api_message(body: Any) -> str:
-    """The `message` of a metav1.Status body, else the body (pure)."""
-    try:
-        return str(json.loads(body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return str(body)
-
-
-def connect(args: argparse.Namespace) -> Releases:
-    """An API client from --kubeconfig / $KUBECONFIG / ~/.kube/config (or in a pod, its service account)."""
-    from kubernetes import client, config  # noqa: PLC0415  (slow import, only when needed)
-    from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
-
-    if args.kubeconfig and not Path(args.kubeconfig).exists():
-        raise PluginError(f"kubeconfig {args.kubeconfig} does not exist")
-    try:
-        if _in_cluster(args):
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api_client = client.ApiClient()
-            namespace = args.namespace or _pod_namespace()
-        else:
-            api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=args.kubeconfig, context=args.context
-            )
-            namespace = args.namespace or _context_namespace(args.kubeconfig, args.context)
-    except ConfigException as exc:
-        raise PluginError(f"kubeconfig: {exc}") from None
-    return Releases(client.CustomObjectsApi(api_client), namespace)
-
-
-def _in_cluster(args: argparse.Namespace) -> bool:
-    """Whether to use the pod's service account: no kubeconfig anywhere, inside a pod (reads the environment)."""
-    if args.kubeconfig or os.environ.get("KUBECONFIG"):
-        return False
-    return not (Path.home() / ".kube" / "config").exists() and "KUBERNETES_SERVICE_HOST" in os.environ
-
-
-def _pod_namespace() -> str:
-    """The namespace of the pod this runs in (reads the service account files)."""
-    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-    return path.read_text().strip() if path.exists() else "default"
-
-
-def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
-    """The namespace of the chosen (or current) kubeconfig context, else `default` (reads the kubeconfig)."""
-    from kubernetes import config  # noqa: PLC0415
-
-    contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
-    namespace = ((chosen or {}).get("context") or {}).get("namespace")
-    return str(namespace) if namespace else "default"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -491,24 +401,12 @@ def cmd_status(args: argparse.Namespace, releases: Releases) -> int:
     return 0 if verdict(obj).outcome == Outcome.DONE else 1
 
 
-def cmd_pause(args: argparse.Namespace, releases: Releases) -> int:
-    """Set spec.paused=true."""
-    releases.patch(args.name, pause_patch())
-    say(f"release.{GROUP}/{args.name} paused")
-    return 0
-
-
-def cmd_resume(args: argparse.Namespace, releases: Releases) -> int:
-    """Set spec.paused=false and clear spec.strategy.pauseAfterHosts."""
-    releases.patch(args.name, resume_patch())
-    say(f"release.{GROUP}/{args.name} resumed")
-    return 0
-
-
 def cmd_undo(args: argparse.Namespace, releases: Releases) -> int:
-    """Roll spec.version back."""
+    """Roll back: an abort request while a rollout is under way, else spec.version back (calls the API)."""
     obj = releases.get(args.name)
     spec = spec_of(obj)
+    if args.to_version is None and requests.rolling_out(spec, status_of(obj)):
+        return requests.cmd_abort(args, releases)
     target = undo_target(str(spec.get("version")), status_of(obj), args.to_version)
     for line in undo_warnings(obj, target):
         warn(line)
@@ -529,32 +427,13 @@ def cmd_restart(args: argparse.Namespace, releases: Releases) -> int:
 def cmd_retry(args: argparse.Namespace, releases: Releases) -> int:
     """Stamp the retry annotation with the current UTC time; says when nothing has failed."""
     status = status_of(releases.get(args.name))
-    if status is None or not status.failed_version:
-        warn("no failed version in the status: the request is recorded and changes nothing now")
+    if status is None or not (status.failed_version or status.aborted_version):
+        warn("no failed or aborted version in the status: the request is recorded and changes nothing now")
     patch = retry_patch(datetime.now(UTC))
     releases.patch(args.name, patch)
     stamp = patch["metadata"]["annotations"][RETRY_ANNOTATION]
     say(f"release.{GROUP}/{args.name} retry requested ({RETRY_ANNOTATION}={stamp})")
     return 0
-
-
-def cmd_wait(args: argparse.Namespace, releases: Releases) -> int:
-    """Poll until the goal is reached (0), the rollout stalls (1) or the timeout passes (1)."""
-    deadline = time.monotonic() + args.timeout
-    last = ""
-    while True:
-        result = verdict(releases.get(args.name), args.goal)
-        if result.outcome == Outcome.DONE:
-            say(f"release.{GROUP}/{args.name}: {result.message}")
-            return 0
-        if result.outcome == Outcome.FAILED:
-            raise PluginError(f"release.{GROUP}/{args.name} stalled: {result.message}")
-        if result.message != last:
-            print(f"waiting: {result.message}", file=sys.stderr)
-            last = result.message
-        if time.monotonic() >= deadline:
-            raise PluginError(f"timed out after {args.timeout:g}s: {result.message}")
-        time.sleep(min(args.interval, max(deadline - time.monotonic(), 0.0)))
 
 
 def cmd_logs(args: argparse.Namespace, releases: Releases) -> int:
@@ -564,56 +443,8 @@ def cmd_logs(args: argparse.Namespace, releases: Releases) -> int:
     return tail(args, releases)
 
 
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] = {
-    "status": (cmd_status, "show hosts and conditions; exit 0 when Ready=True"),
-    "pause": (cmd_pause, "pause the rollout (spec.paused=true)"),
-    "resume": (cmd_resume, "resume the rollout, also past a canary stop"),
-    "undo": (cmd_undo, "roll spec.version back to the previous version"),
-    "restart": (cmd_restart, "restart every host's services, one host at a time, same version"),
-    "retry": (cmd_retry, "try the failed version again, without a version change"),
-    "wait": (cmd_wait, "wait until the Release is ready or complete"),
-    "logs": (cmd_logs, "tail a service's log on every host, lines prefixed by host"),
-    "unlock": (cmd_unlock, "remove the Release's host locks over SSH, after a confirmation"),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: one subcommand per rollout command, each with the connection options."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("name", metavar="RELEASE", type=release_name, help="Release name (or release/NAME)")
-    common.add_argument("-n", "--namespace", help="namespace (default: from the kubeconfig context)")
-    common.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-    common.add_argument("--context", help="kubeconfig context (default: the current context)")
-    parser = argparse.ArgumentParser(
-        prog="kubectl kapistrano",
-        description="Rollout commands for kapistrano.dev Releases.",
-        epilog="See `kubectl kapistrano COMMAND --help`.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parsers = {name: sub.add_parser(name, parents=[common], help=text) for name, (_, text) in COMMANDS.items()}
-    parsers["undo"].add_argument("--to-version", metavar="V", help="roll back to this version (from the history)")
-    add_tail_args(parsers["logs"], follow=("-f", "--follow"), lines=("--tail",))  # as `kubectl logs`
-    wait = parsers["wait"]
-    wait.add_argument("--for", dest="goal", choices=("ready", "complete"), default="ready", help="default: ready")
-    wait.add_argument("--timeout", type=parse_duration, default=300.0, help="e.g. 90s, 5m (default: 300s)")
-    wait.add_argument("--interval", type=parse_duration, default=1.0, help=argparse.SUPPRESS)
-    parsers["unlock"].add_argument("--host", action="append", metavar="NAME", help="only this host (repeatable)")
-    parsers["unlock"].add_argument("-y", "--yes", action="store_true", help="do not ask for a confirmation")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `kubectl-kapistrano` console script."""
-    args = build_parser().parse_args(argv)
-    run, _ = COMMANDS[args.command]
-    try:
-        return run(args, connect(args))
-    except PluginError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    from kapistrano.cli.plugin_main import main as run  # noqa: PLC0415  (the commands import this module)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run(argv)

@@ -8,8 +8,8 @@ from typing import Any
 
 from kapistrano.api.release import Release, ReleaseFileError, parse_release
 from kapistrano.cli.common import CliError, Credentials
-from kapistrano.cli.kubectl_plugin import PluginError, Releases
 from kapistrano.cli.logs_cmd import tail_plan, tail_release, until_signalled
+from kapistrano.cli.plugin_api import PluginError, Releases
 from kapistrano.k8s import credentials
 from kapistrano.k8s.credentials import CredentialsProblem, parse
 

@@ -49,6 +49,10 @@ class HostDriver(Protocol):
         the processes it stopped because the spec no longer names them."""
         ...
 
+    async def note(self, spec: ReleaseSpec, message: str) -> None:
+        """Append one line to the host's revisions.log (a request acted on)."""
+        ...
+
     async def close(self) -> None:
         """Close the connection."""
         ...

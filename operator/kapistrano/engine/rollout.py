@@ -11,20 +11,30 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from kapistrano.api.spec import Host, ReleaseSpec
-from kapistrano.api.status import ConditionStatus, ConditionType, HostPhase, Phase, Reason, ReleaseStatus
+from kapistrano.api.status import (
+    ConditionStatus,
+    ConditionType,
+    HistoryEntry,
+    HostPhase,
+    Phase,
+    Reason,
+    ReleaseStatus,
+)
 from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
+from kapistrano.engine.notes import note_requests
 from kapistrano.engine.store import StatusRecorder, StatusStore
 from kapistrano.hosts.errors import HostError, as_host_error
 from kapistrano.hosts.lock import heartbeat
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
 from kapistrano.plan.conditions import first_sight
+from kapistrano.plan.requests import Requests, aborting, effective, settle, take
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,10 @@ class Desired:
     generation: int = 1
     restart_token: str | None = None
     retry_token: str | None = None
+    #: Pause, promote and abort requests (annotations) as last read.
+    requests: Requests = field(default_factory=Requests)
+    #: The spec as written, when `spec` is what the requests in effect make of it.
+    asked: ReleaseSpec | None = None
 
 
 class Result(StrEnum):
@@ -98,8 +112,10 @@ class Rollout:
         emit: EventSink | None = None,
         clock: Callable[[], datetime] = utcnow,
         poll_interval: float = 1.0,
+        announce: Callable[[HistoryEntry], None] | None = None,
     ) -> None:
         self.source = source
+        self.announce = announce
         self.make_driver = drivers
         self.store = store
         self.owner = owner
@@ -232,6 +248,7 @@ class Rollout:
                 busy=frozenset(self._running),
             )
         )
+        result = self._settled(desired, result)
         before = self.recorder.status
         await self.recorder.replace(result.status)
         self._announce_unreachable(before, result.status)
@@ -256,7 +273,7 @@ class Rollout:
         flusher = asyncio.create_task(self._flush_loop())
         self._reader = asyncio.create_task(self._read_loop())
         try:
-            return await self._loop(desired)
+            return await self._loop(await self._requested(desired))
         finally:
             background = [flusher, *([self._reader] if self._reader else []), *(t for _, t in self._reading.values())]
             background += [task for task, _, _ in self._running.values()]  # only on an error: resumable
@@ -288,7 +305,29 @@ class Rollout:
                 await self._wait_running(every=False, timeout=result.wait_seconds)
             else:
                 await asyncio.sleep(min(result.wait_seconds or self.poll_interval, self.poll_interval))
-            desired = await self.source()
+            desired = await self._requested(await self.source())
+
+    async def _requested(self, desired: Desired) -> Desired:
+        """Act on new requests once (recorded in the status, announced) and apply those in effect (writes status)."""
+        assert self.recorder is not None
+        status, entries = take(desired.spec, self.recorder.status, desired.requests, self.clock())
+        if status is not self.recorder.status:
+            await self.recorder.replace(status)
+        for entry in entries:
+            log.info("request %s by %s: %s", entry.request, entry.requested_by or "unknown", entry.message)
+            if self.announce is not None:
+                self.announce(entry)
+        await note_requests(desired.spec, entries, self.driver, self.emit)
+        return replace(desired, spec=effective(desired.spec, status), asked=desired.spec)
+
+    def _settled(self, desired: Desired, result: Plan) -> Plan:
+        """The plan with an abort in effect said in its status; Stalled once every host is back (pure)."""
+        asked = desired.asked or desired.spec
+        if not aborting(asked, result.status):
+            return result
+        status = settle(asked, result.status, result.complete, self.clock(), desired.generation)
+        stalled = Reason.ABORTED if result.complete else result.stalled_reason
+        return replace(result, status=status, complete=False, stalled_reason=stalled)
 
     def _finished(self, desired: Desired, result: Plan) -> Outcome | None:
         """An outcome when nothing is left to do by ourselves, else None (pure)."""

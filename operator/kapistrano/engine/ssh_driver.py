@@ -188,6 +188,11 @@ class SshHostDriver:
         await self.settle()
         await lock.release_lock(self.conn, self.deploy_to, owner)
 
+    async def note(self, spec: ReleaseSpec, message: str) -> None:
+        """Append a line to revisions.log, once the bookkeeping is done (network I/O)."""
+        await self.settle()
+        await layout.append_revision_log(self.conn, spec.deploy_path, message)
+
     # -- updating --------------------------------------------------------------------------------
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from kapistrano.api.status import HostPhase
+from kapistrano.api.status import HistoryEntry, HostPhase
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.redaction import redact
 
@@ -72,3 +72,10 @@ def event_sink(body: Any, post: Poster = _kopf_post) -> EventSink:
 def post(body: Any, type_: str, reason: str, message: str) -> None:
     """Post one Event on the Release (side effect: an Event), with the message redacted."""
     _kopf_post(body, type_, camel(reason, "ReleaseEvent"), redact(message)[:1024])
+
+
+def post_request(body: Any, entry: HistoryEntry) -> None:
+    """Post the Event of a request acted on, saying who asked and why (side effect: an Event)."""
+    who = entry.requested_by or "unknown"
+    why = f" ({entry.reason})" if entry.reason else ""
+    post(body, "Normal", f"{entry.request}Requested", f"{entry.message}; asked by {who}{why}")

@@ -40,6 +40,7 @@ from kapistrano.engine.events import fan_out
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.k8s import cleanup, credentials, events, logs, metrics
+from kapistrano.k8s.requests import requests_of, tokens_of
 from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.status import ReleaseGone, ReleaseStatusStore, stalled_status
 from kapistrano.plan.conditions import INSECURE_HOST_KEYS_MESSAGE, TERMINAL_REASONS, first_sight
@@ -121,15 +122,16 @@ def read_release(body: Mapping[str, Any]) -> Release:
         raise SpecInvalid(exc.problems) from None
 
 
-#: What makes a finished Release run again: its generation, its restart request and its retry request.
-Trigger = tuple[int, str | None, str | None]
+#: What makes a finished Release run again: its generation, its restart, retry and other requests.
+Trigger = tuple[int, str | None, str | None, tuple[str | None, ...]]
 
 
 def trigger_of(body: Mapping[str, Any]) -> Trigger:
-    """The Release's generation, restart request and retry request (pure)."""
+    """The Release's generation, restart request, retry request and pause/promote/abort requests (pure)."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
-    return int(meta.get("generation") or 1), annotations.get(RESTART_ANNOTATION), annotations.get(RETRY_ANNOTATION)
+    restart, retry = annotations.get(RESTART_ANNOTATION), annotations.get(RETRY_ANNOTATION)
+    return int(meta.get("generation") or 1), restart, retry, tokens_of(body)
 
 
 @dataclass
@@ -212,8 +214,9 @@ class ReleaseTask:
 
         async def desired() -> Desired:
             latest = read_release(self.body)
-            generation, token, retry = trigger_of(self.body)
-            return Desired(latest.spec, generation=generation, restart_token=token, retry_token=retry)
+            generation, token, retry, _ = trigger_of(self.body)
+            asked = requests_of(self.body)
+            return Desired(latest.spec, generation=generation, restart_token=token, retry_token=retry, requests=asked)
 
         rollout = Rollout(
             source=desired,
@@ -223,6 +226,7 @@ class ReleaseTask:
             emit=fan_out(
                 events.event_sink(self.body), metrics.metrics_sink(self.namespace, self.name), logs.log_sink(self.log)
             ),
+            announce=lambda entry: events.post_request(self.body, entry),
         )
         key = metrics.rollout_key(release.spec.version, trigger_of(self.body)[1], await self.store.load())
         if metrics.rollout_started(self.namespace, self.name, self.ledger, key):

@@ -18,6 +18,7 @@ TERMINAL_REASONS = frozenset(
         Reason.AUTH_FAILED,
         Reason.CREDENTIALS_INVALID,
         Reason.INTERNAL_ERROR,
+        Reason.ABORTED,
     }
 )
 #: What HostKeysVerified=False says; also the warning of `kapistrano validate` and the Event.

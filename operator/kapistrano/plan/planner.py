@@ -20,7 +20,7 @@ from kapistrano.api.status import (
     parse_time,
 )
 from kapistrano.plan import actions as act
-from kapistrano.plan import conditions, liveness
+from kapistrano.plan import conditions, liveness, requests
 from kapistrano.plan.budget import available_required, max_unavailable
 from kapistrano.plan.conditions import FALSE, TERMINAL_REASONS, TRUE, Wanted, merge_conditions, stalled_conditions
 from kapistrano.plan.hosts import TERMINAL_HOST_ERRORS, HostView, host_status, view_hosts
@@ -69,8 +69,8 @@ def _history(
     if not complete or status.current_version == spec.version:
         return status.current_version, status.history
     entry = HistoryEntry(version=spec.version, completed_at=format_time(now))
-    history = [entry, *[h for h in status.history if h.version != spec.version]]
-    return spec.version, history[: spec.revision_history_limit]
+    history = [entry, *[h for h in status.history if h.version != spec.version or h.request is not None]]
+    return spec.version, requests.trimmed(history, spec.revision_history_limit)
 
 
 def _choose_actions(inp: PlanInput, views: list[HostView], gate: act.Gate) -> list[Action]:
@@ -189,6 +189,7 @@ def plan(inp: PlanInput) -> Plan:
         restarted_at=_restarted_at(inp, views),
         retries=inp.status.retries,
         retried_for=inp.status.retried_for,
+        **requests.carried(inp.status),
         hosts=hosts,
         conditions=merge_conditions(
             inp.status.conditions, [*wanted, conditions.host_keys_condition(insecure)], inp.generation, now
