@@ -18,6 +18,10 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
     kubectl kapistrano unlock  RELEASE [--host NAME] [--yes]
                                                     remove host locks left by a process that is gone, over SSH
                                                     with the Release's Secret (needs `get` on it); asks first
+    kubectl kapistrano lock status|acquire|release RELEASE [--hosts h1,h2] [--roles r] [--message M] [--yes]
+                                                    who holds each host's lock, since when and why; take it by
+                                                    hand (rollouts get Conflict there) or release it, as
+                                                    `kamal lock` (over SSH with the Release's Secret)
 
 Common options: -n/--namespace (default: the kubeconfig context's namespace, else `default`), --kubeconfig (default:
 $KUBECONFIG, else ~/.kube/config; in a pod, the service account), --context. RELEASE may be written `NAME`,
@@ -63,6 +67,7 @@ from pydantic import ValidationError
 
 from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
+from kapistrano.cli.plugin_lock import add_lock_parser, cmd_lock
 from kapistrano.cli.tail_args import add_tail_args
 from kapistrano.cli.unlock import cmd_unlock
 
@@ -574,6 +579,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Releases], int], str]] =
     "wait": (cmd_wait, "wait until the Release is ready or complete"),
     "logs": (cmd_logs, "tail a service's log on every host, lines prefixed by host"),
     "unlock": (cmd_unlock, "remove the Release's host locks over SSH, after a confirmation"),
+    "lock": (cmd_lock, "show, take or release the Release's host locks over SSH"),
 }
 
 
@@ -590,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="See `kubectl kapistrano COMMAND --help`.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parsers = {name: sub.add_parser(name, parents=[common], help=text) for name, (_, text) in COMMANDS.items()}
+    plain = {name: text for name, (_, text) in COMMANDS.items() if name != "lock"}
+    parsers = {name: sub.add_parser(name, parents=[common], help=text) for name, text in plain.items()}
+    add_lock_parser(sub, common)
     parsers["undo"].add_argument("--to-version", metavar="V", help="roll back to this version (from the history)")
     add_tail_args(parsers["logs"], follow=("-f", "--follow"), lines=("--tail",))  # as `kubectl logs`
     wait = parsers["wait"]
