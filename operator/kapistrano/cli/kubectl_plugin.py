@@ -2,7 +2,9 @@
 
 Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PATH as a plugin::
 
-    kubectl kapistrano status  RELEASE [-n NS]      hosts, conditions; exit 0 only when Ready=True for the current spec
+    kubectl kapistrano status  RELEASE [-n NS] [--role ROLE]
+                                                    hosts (only those with ROLE), conditions; exit 0 only when
+                                                    Ready=True for the current spec
     kubectl kapistrano pause   RELEASE [-n NS]      spec.paused=true: no further host starts publishing
     kubectl kapistrano resume  RELEASE [-n NS]      spec.paused=false and clears spec.strategy.pauseAfterHosts
                                                     (that releases a canary stop)
@@ -68,6 +70,7 @@ from pydantic import ValidationError
 from kapistrano.api.release import GROUP, KIND, PLURAL, RESTART_ANNOTATION, RETRY_ANNOTATION, VERSION
 from kapistrano.api.status import Condition, ReleaseStatus, format_time
 from kapistrano.cli.plugin_lock import add_lock_parser, cmd_lock
+from kapistrano.cli.plugin_roles import NoSuchRole, with_role
 from kapistrano.cli.tail_args import add_tail_args
 from kapistrano.cli.unlock import cmd_unlock
 
@@ -492,7 +495,10 @@ def warn(text: str) -> None:
 def cmd_status(args: argparse.Namespace, releases: Releases) -> int:
     """Print hosts and conditions; 0 when Ready=True for the current generation."""
     obj = releases.get(args.name)
-    say(format_status(obj))
+    try:
+        say(format_status(with_role(obj, args.role) if args.role else obj))
+    except NoSuchRole as exc:
+        raise PluginError(str(exc)) from None
     return 0 if verdict(obj).outcome == Outcome.DONE else 1
 
 
@@ -601,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lock_parser(sub, common)
     parsers["undo"].add_argument("--to-version", metavar="V", help="roll back to this version (from the history)")
     add_tail_args(parsers["logs"], follow=("-f", "--follow"), lines=("--tail",))  # as `kubectl logs`
+    parsers["status"].add_argument("--role", help="only the hosts with this role (status.hosts[].roles)")
     wait = parsers["wait"]
     wait.add_argument("--for", dest="goal", choices=("ready", "complete"), default="ready", help="default: ready")
     wait.add_argument("--timeout", type=parse_duration, default=300.0, help="e.g. 90s, 5m (default: 300s)")
