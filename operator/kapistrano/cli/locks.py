@@ -56,5 +56,6 @@ def lock_acquire(
 
     found = asyncio.run(each_host(spec, key, known, hosts, take, local=local))
     for name, outcome in found.items():
-        print(f"{name}: not locked: {outcome.message}" if isinstance(outcome, HostError) else f"{name}: locked")
+        done = f"not locked: {outcome.message}" if isinstance(outcome, HostError) else f"locked by {owner}"
+        print(f"{name}: {done}")
     return 1 if any(isinstance(v, HostError) for v in found.values()) else 0
