@@ -1,4 +1,4 @@
-"""Host locks and the operator: a deleted Release releases them; `kubectl kapistrano unlock` removes them by hand."""
+"""Host locks and the operator: a deleted Release releases them; `kubectl kapistrano lock/unlock` by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from kapistrano.lab import HostLab
 
 from .kube import Kube
 from .test_kubectl_plugin import BIN
-from .test_operator import Scene, running_scene, wait_until
+from .test_operator import Scene, condition, running_scene, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +61,25 @@ def test_kubectl_kapistrano_unlock_removes_a_stale_lock_after_confirmation(kube:
         assert done.returncode == 0, done.stderr
         assert "removed 1 lock(s)" in done.stdout
         assert not stale.exists()
+
+
+def test_kubectl_kapistrano_lock_keeps_the_operator_off_a_host_with_its_message_until_released(
+    kube: Kube, lab: HostLab
+) -> None:
+    with running_scene(kube, lab) as scene:
+        scene.secret()
+        scene.apply("v1", paused=True)
+        taken = kubectl_kapistrano(scene, "lock", "acquire", "app", "--hosts", "host2", "--message", "disk swap")
+        assert taken.returncode == 0, taken.stdout + taken.stderr
+        status = kubectl_kapistrano(scene, "lock", "status", "app")
+        assert status.returncode == 0, status.stderr
+        assert "host2: locked by manual:" in status.stdout
+        assert "until released, since " in status.stdout
+        assert status.stdout.rstrip().splitlines()[1].endswith(": disk swap"), status.stdout
+        scene.patch({"paused": False})
+        stalled = scene.wait_stalled("Conflict", timeout=60)
+        assert "disk swap" in (condition(stalled, "Stalled") or {}).get("message", ""), stalled["status"]
+        released = kubectl_kapistrano(scene, "lock", "release", "app", "--hosts", "host2", "--yes")
+        assert released.returncode == 0, released.stdout + released.stderr
+        assert "removed 1 lock(s)" in released.stdout
+        assert scene.wait_ready(timeout=120)["status"]["ready"] == "3/3"

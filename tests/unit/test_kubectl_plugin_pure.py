@@ -99,7 +99,7 @@ def test_parser_wires_every_command() -> None:
     )
     assert parser.parse_args(["undo", "billing", "--to-version", "v1"]).to_version == "v1"
     expected = {"status", "pause", "resume", "promote", "abort", "undo", "restart", "retry", "wait", "logs", "unlock"}
-    assert expected <= set(plugin_main.COMMANDS)
+    assert expected | {"lock"} <= set(plugin_main.COMMANDS)
     logs = parser.parse_args(["logs", "billing", "sidekiq", "-n", "deploy", "-f", "--tail", "5", "--hosts", "w1,w2"])
     assert (logs.service, logs.namespace, logs.follow, logs.lines, logs.hosts) == (
         "sidekiq",
@@ -110,6 +110,15 @@ def test_parser_wires_every_command() -> None:
     )
     unlock = parser.parse_args(["unlock", "billing", "--host", "web-1", "--yes"])
     assert (unlock.host, unlock.yes) == (["web-1"], True)
+    taken = parser.parse_args(["lock", "acquire", "release/billing", "--hosts", "w1", "-m", "pg upgrade"])
+    assert (taken.command, taken.lock_action, taken.name, taken.hosts, taken.message) == (
+        "lock",
+        "acquire",
+        "billing",
+        "w1",
+        "pg upgrade",
+    )
+    assert parser.parse_args(["lock", "release", "billing", "--yes"]).yes
 
 
 # ------------------------------------------------------------------------------------------------

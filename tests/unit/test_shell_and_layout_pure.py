@@ -125,6 +125,13 @@ def test_lock_outputs_are_parsed() -> None:
         lock.parse_acquire("", "me")
     assert lock.parse_lock_file("a\n12\nbox/1/2\n7\n") == lock.LockInfo("a", 12, "box/1/2", 7)
     assert lock.parse_lock_file("a\n12\n") == lock.LockInfo("a", 12, "")
+    assert lock.parse_lock_file("a\n12\n\n7\nupgrading pg\n5\n") == lock.LockInfo("a", 12, "", 7, "upgrading pg", 5)
+    manual = lock.parse_acquire("held\t99\tmanual:ann@box\t\tdb maintenance\n", "release-b")
+    assert (manual.holder, manual.message) == ("manual:ann@box", "db maintenance")
+    expected = "/d/.kapistrano.lock is held by manual:ann@box until it is released: db maintenance"
+    assert lock.conflict_message("/d", manual) == expected
+    with pytest.raises(ValueError, match="invalid lock message"):
+        lock.acquire_lock_command("/d", "a", 60, message="two\nlines")
     assert lock.parse_lock_file("") is None
     with pytest.raises(ValueError, match="invalid lock owner"):
         lock.acquire_lock_command("/d", "a\nb", 60)

@@ -78,9 +78,9 @@ class Workload:
         command += ["--ssh-key", str(self.lab.client_key), "--known-hosts", str(self.lab.known_hosts)]
         return [*command, "--state", str(self.root / f"state-{tag}.json")]
 
-    def apply_cli(self, document: dict[str, Any], timeout: float = 120) -> str:
-        """`kapistrano apply -f release.yaml` to the end; its output; fails unless it exits 0 (a process)."""
-        command = self._apply_command(document, "all")
+    def apply_cli(self, document: dict[str, Any], timeout: float = 120, extra: tuple[str, ...] = ()) -> str:
+        """`kapistrano apply -f release.yaml [extra]` to the end; its output; fails unless it exits 0 (a process)."""
+        command = [*self._apply_command(document, "all"), *extra]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         assert done.returncode == 0, f"kapistrano apply failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
         return done.stdout

@@ -26,14 +26,14 @@ APPLICATION = "web"
 PORT = 8080
 
 
-def web_service() -> dict[str, Any]:
+def web_service(application: str = APPLICATION) -> dict[str, Any]:
     """unicorn with a graceful reload and an httpGet readiness probe (pure)."""
-    config = f"/var/www/{APPLICATION}/current/config/unicorn.rb"
+    config = f"/var/www/{application}/current/config/unicorn.rb"
     graceful = {
         "pidFile": "tmp/pids/unicorn.pid",
         "reloadSignal": "USR2",
         "quitSignal": "QUIT",
-        "start": f"exec env DEPLOY_TO=/var/www/{APPLICATION} PORT={PORT} unicorn -D -c {config}",
+        "start": f"exec env DEPLOY_TO=/var/www/{application} PORT={PORT} unicorn -D -c {config}",
         "timeoutSeconds": 30,
     }
     probe = {"httpGet": {"path": "/", "port": PORT}, "periodSeconds": 0.1, "failureThreshold": 100}

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncssh
 
 from kapistrano.api.release import Release, ReleaseFileError, load_releases
+from kapistrano.api.spec import Hooks
 from kapistrano.hosts.ssh_options import LocalSsh
 
 
@@ -64,7 +65,9 @@ def _names(text: str | None) -> set[str]:
 def only_hosts(release: Release, hosts: str | None, roles: str | None) -> Release:
     """The Release narrowed to the hosts named and to those with one of the roles named (pure).
 
-    Raises CliError when a named host does not exist or nothing is left.
+    When the primary host is left out, so are the `once` hooks (migrations), as Capistrano's ROLES=
+    skips the tasks of the primary host: another host would otherwise run them. Raises CliError when a
+    named host does not exist or nothing is left.
     """
     names, wanted = _names(hosts), _names(roles)
     if not names and not wanted:
@@ -76,7 +79,15 @@ def only_hosts(release: Release, hosts: str | None, roles: str | None) -> Releas
     if not kept:
         raise CliError("no host of the Release matches --hosts/--roles")
     spec = release.spec.model_copy(update={"hosts": kept})
+    if release.spec.primary_host not in {h.name for h in kept}:
+        spec = spec.model_copy(update={"hooks": _without_once(spec.hooks)})
     return release.model_copy(update={"spec": spec})
+
+
+def _without_once(hooks: Hooks) -> Hooks:
+    """The hooks less the `once` ones (pure)."""
+    phases = ("after_update", "before_publish", "after_publish")
+    return hooks.model_copy(update={p: [h for h in getattr(hooks, p) if not h.once] for p in phases})
 
 
 def release_for(args: argparse.Namespace) -> Release:

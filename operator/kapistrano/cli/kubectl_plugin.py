@@ -5,7 +5,9 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
     kubectl kapistrano get     [RELEASE] [-w] [-o json|yaml] [-A]
                                                     the Release with a per-host tree; -w watches (one line per
                                                     host transition); without RELEASE, every Release
-    kubectl kapistrano status  RELEASE              hosts, conditions; exit 0 only when Ready=True for the current spec
+    kubectl kapistrano status  RELEASE [--role ROLE]
+                                                    hosts (only those with ROLE), conditions; exit 0 only when
+                                                    Ready=True for the current spec
     kubectl kapistrano pause   RELEASE [--reason R] request a hold (annotation kapistrano.dev/pause)
     kubectl kapistrano resume  RELEASE [--reason R] remove the hold; at a pauseAfterHosts stop, promote past it
     kubectl kapistrano promote RELEASE [--reason R] go on past the pauseAfterHosts stop (kapistrano.dev/promote)
@@ -24,6 +26,10 @@ Installed as the `kubectl-kapistrano` console script, so kubectl finds it on PAT
                                                     remove host locks left by a process that is gone, over SSH
                                                     with the Release's Secret (needs `get` on it); asks first
     kubectl kapistrano completion bash|zsh          shell completion script
+    kubectl kapistrano lock status|acquire|release RELEASE [--hosts h1,h2] [--roles r] [--message M] [--yes]
+                                                    who holds each host's lock, since when and why; take it by
+                                                    hand (rollouts get Conflict there) or release it, as
+                                                    `kamal lock` (over SSH with the Release's Secret)
 
 kubectl's global options work in any position: -n/--namespace (default: the kubeconfig context's namespace,
 else `default`), --kubeconfig (default: $KUBECONFIG, else ~/.kube/config; in a pod, the service account),
@@ -76,6 +82,7 @@ from kapistrano.api.release import (
 from kapistrano.api.status import Condition, HistoryEntry, ReleaseStatus, format_time
 from kapistrano.cli import plugin_requests as requests
 from kapistrano.cli.plugin_api import PluginError, Releases
+from kapistrano.cli.plugin_roles import NoSuchRole, with_role
 
 #: Markers of a GitOps tool owning the object: an undo made here would be reverted by its next sync.
 GITOPS_MARKERS = (
@@ -397,7 +404,10 @@ def warn(text: str) -> None:
 def cmd_status(args: argparse.Namespace, releases: Releases) -> int:
     """Print hosts and conditions; 0 when Ready=True for the current generation."""
     obj = releases.get(args.name)
-    say(format_status(obj))
+    try:
+        say(format_status(with_role(obj, args.role) if args.role else obj))
+    except NoSuchRole as exc:
+        raise PluginError(str(exc)) from None
     return 0 if verdict(obj).outcome == Outcome.DONE else 1
 
 

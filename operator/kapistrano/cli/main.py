@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 #: Subcommand name -> module under kapistrano.cli that defines `register(subparsers)`.
 #: A module's register() adds its parser and sets `func` (args -> exit code) as a default.
-SUBCOMMANDS = ("crd", "validate", "apply", "plan", "status", "logs", "unlock", "demo", "run")
+SUBCOMMANDS = ("crd", "validate", "apply", "plan", "status", "logs", "lock", "unlock", "demo", "run")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

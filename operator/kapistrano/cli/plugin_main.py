@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from kapistrano.cli import kubectl_plugin as kp
 from kapistrano.cli import plugin_get, plugin_requests, plugin_wait
 from kapistrano.cli.plugin_api import PluginError, Releases, connect
+from kapistrano.cli.plugin_lock import add_lock_parser, cmd_lock
 from kapistrano.cli.tail_args import add_tail_args
 from kapistrano.cli.unlock import cmd_unlock
 
@@ -27,11 +28,12 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "wait": (plugin_wait.cmd_wait, "wait until the Release is ready or complete; stops at Paused or Stalled"),
     "logs": (kp.cmd_logs, "tail a service's log on every host, lines prefixed by host"),
     "unlock": (cmd_unlock, "remove the Release's host locks over SSH, after a confirmation"),
+    "lock": (cmd_lock, "show, take or release the Release's host locks over SSH"),
 }
 #: Options that take a value (the next word), for completion.
 VALUE_FLAGS = frozenset(
     {"-n", "--namespace", "--kubeconfig", "--context", "--as", "--as-group", "--request-timeout", "-o", "--output"}
-    | {"--timeout", "--for", "--to-version", "--reason", "--tail", "--hosts"}
+    | {"--timeout", "--for", "--to-version", "--reason", "--tail", "--hosts", "--roles", "--role", "-m", "--message"}
 )
 
 
@@ -59,10 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     global_flags(shared, suppress=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parsers = {name: sub.add_parser(name, parents=[shared], help=text) for name, (_, text) in COMMANDS.items()}
+    plain = {name: text for name, (_, text) in COMMANDS.items() if name != "lock"}
+    parsers = {name: sub.add_parser(name, parents=[shared], help=text) for name, text in plain.items()}
     for name, found in parsers.items():
         if name != "get":
             found.add_argument("name", metavar="RELEASE", type=kp.release_name, help="Release name (or release/NAME)")
+    named = argparse.ArgumentParser(add_help=False, parents=[shared])
+    named.add_argument("name", metavar="RELEASE", type=kp.release_name, help="Release name (or release/NAME)")
+    add_lock_parser(sub, named)
+    parsers["status"].add_argument("--role", help="only the hosts with this role (status.hosts[].roles)")
     plugin_get.add_arguments(parsers["get"])
     for name in ("pause", "resume", "promote", "abort", "undo"):
         parsers[name].add_argument("--reason", help="why (recorded in status.history, the Event and revisions.log)")

@@ -19,35 +19,45 @@ from kapistrano.api.spec import Host, ReleaseSpec
 from kapistrano.hosts import lock
 from kapistrano.hosts.errors import HostError
 from kapistrano.hosts.ssh import SshConnection, target_for_host
+from kapistrano.hosts.ssh_options import LocalSsh
 
 #: What was found on each host: its lock, None when unlocked, or why it could not be read.
 Reading = lock.LockInfo | HostError | None
 
 
-def _describe(name: str, info: lock.LockInfo | HostError | None) -> str:
-    """One line about a host's lock (pure)."""
+def _time(epoch: int | None) -> str:
+    """An epoch as an ISO-8601 UTC time, "unknown" for None (pure)."""
+    return "unknown" if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def describe(name: str, info: lock.LockInfo | HostError | None) -> str:
+    """One line about a host's lock: holder, process, until and since when, message (pure)."""
     if isinstance(info, HostError):
         return f"{name}: cannot read the lock: {info.message}"
     if info is None:
         return f"{name}: not locked"
-    until = "unknown" if info.expires is None else datetime.fromtimestamp(info.expires, UTC).isoformat()
+    until = "released" if lock.is_manual(info.owner) else _time(info.expires)
     process = f" from {info.instance}" if info.instance else ""
-    return f"{name}: locked by {info.owner}{process} until {until}"
+    since = f", since {_time(info.since)}" if info.since is not None else ""
+    message = f": {info.message}" if info.message else ""
+    return f"{name}: locked by {info.owner}{process} until {until}{since}{message}"
 
 
-async def _each_host(
+async def each_host(
     spec: ReleaseSpec,
-    key: bytes | Path,
+    key: bytes | Path | None,
     known: bytes | None,
     hosts: list[Host],
     action: Callable[[SshConnection, str], Awaitable[object]],
+    *,
+    local: LocalSsh | None = None,
 ) -> dict[str, Reading]:
     """Run `action(conn, deploy_to)` on every host, at most 20 at once (network I/O)."""
     gate = asyncio.Semaphore(20)
 
     async def one(host: Host) -> lock.LockInfo | HostError | None:
         async with gate:
-            conn = SshConnection(target_for_host(spec, host, key, known))
+            conn = SshConnection(target_for_host(spec, host, key, known, local))
             try:
                 result = await action(conn, spec.deploy_path)
                 return result if isinstance(result, lock.LockInfo) else None
@@ -79,18 +89,26 @@ def selected(spec: ReleaseSpec, names: list[str] | None) -> list[Host]:
     return [h for h in spec.hosts if h.name in names]
 
 
-def unlock(spec: ReleaseSpec, key: bytes | Path, known: bytes | None, hosts: list[Host], yes: bool) -> int:
+def unlock(
+    spec: ReleaseSpec,
+    key: bytes | Path | None,
+    known: bytes | None,
+    hosts: list[Host],
+    yes: bool,
+    *,
+    local: LocalSsh | None = None,
+) -> int:
     """Show the host locks, ask, remove them; 0 when removed or none held (network I/O, reads stdin)."""
-    found = asyncio.run(_each_host(spec, key, known, hosts, lock.read_lock))
+    found = asyncio.run(each_host(spec, key, known, hosts, lock.read_lock, local=local))
     for name, info in found.items():
-        print(_describe(name, info))
+        print(describe(name, info))
     locked = [h for h in hosts if isinstance(found[h.name], lock.LockInfo)]
     if not locked:
         return 1 if any(isinstance(v, HostError) for v in found.values()) else 0
     if not confirmed(f"Remove {len(locked)} lock(s)? A deploy still running there would no longer be kept out.", yes):
         print("nothing removed", file=sys.stderr)
         return 1
-    removed = asyncio.run(_each_host(spec, key, known, locked, lock.remove_lock))
+    removed = asyncio.run(each_host(spec, key, known, locked, lock.remove_lock, local=local))
     failed = {name: exc for name, exc in removed.items() if isinstance(exc, HostError)}
     for name, exc in failed.items():
         print(f"{name}: not removed: {exc.message}", file=sys.stderr)

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the unlock subcommand (changes the parser)."""
     parser = subparsers.add_parser(
         "unlock",
-        help="remove host locks left by a process that is gone",
+        help="remove host locks left by a process that is gone (also `kapistrano lock release`)",
         description="Show who holds each host's lock (<deployTo>/.kapistrano.lock) and, once confirmed, remove "
         "them. Only for a lock whose holder is gone for good: a lock expires by itself.",
     )
@@ -32,7 +32,4 @@ def run(args: argparse.Namespace) -> int:
     except (CliError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    if creds.private_key is None:
-        print("unlock needs a key file: pass --ssh-key FILE", file=sys.stderr)
-        return 1
-    return unlock(release.spec, creds.private_key, creds.known_hosts, hosts, args.yes)
+    return unlock(release.spec, creds.private_key, creds.known_hosts, hosts, args.yes, local=creds.local)

@@ -1,12 +1,15 @@
 """The host lock `<deployTo>/.kapistrano.lock`: which Release is deploying there, from which process, until when.
 
-The file holds four lines: the owner (a Release uid), the expiry (Unix seconds, computed with the
-HOST's clock, so a caller's clock running late or early does not matter), the process instance that
-holds it and when that process last refreshed it (host clock). Another Release waits for the expiry
-(Conflict). The same Release run by another process (a second operator replica, a second
-`kapistrano apply`) waits too, unless that process is known to be gone: an instance on this very
-machine whose pid no longer runs (an operator restarted in place takes its lock back at once), or
-one that has not refreshed the lock for STALE_SECONDS (an operator pod replaced elsewhere).
+The file holds up to six lines: the owner (a Release uid, or `manual:<user>@<machine>` for a lock taken
+by hand with `kapistrano lock acquire`), the expiry (Unix seconds, computed with the HOST's clock, so a
+caller's clock running late or early does not matter), the process instance that holds it, when that
+process last refreshed it (host clock), a message ("maintenance") and since when the owner holds it
+(host clock). Locks written before the last two lines existed read as having no message and no start.
+Another Release waits for the expiry (Conflict). The same Release run by another process (a second
+operator replica, a second `kapistrano apply`) waits too, unless that process is known to be gone:
+an instance on this very machine whose pid no longer runs (an operator restarted in place takes its
+lock back at once), or one that has not refreshed the lock for STALE_SECONDS (an operator pod
+replaced elsewhere).
 
 Reading and rewriting happens under `flock` on the deployTo directory itself (a directory is never
 replaced, unlike a lock file), so two racing processes cannot both win; the file is replaced with a
@@ -41,30 +44,34 @@ FLOCK_WAIT_SECONDS = 10
 
 _ACQUIRE = r"""
 set -e
-lock=$1 owner=$2 instance=$3 ttl=$4 takeover=$5 stale=$6
+lock=$1 owner=$2 instance=$3 ttl=$4 takeover=$5 stale=$6 message=$7
 now=$(date +%s)
-prev_owner="" prev_expires="" prev_instance="" prev_refreshed=0
+prev_owner="" prev_expires="" prev_instance="" prev_refreshed=0 prev_message="" since=$now
 if [ -f "$lock" ]; then
   prev_owner=$(sed -n 1p -- "$lock")
   prev_expires=$(sed -n 2p -- "$lock")
   prev_instance=$(sed -n 3p -- "$lock")
   prev_refreshed=$(sed -n 4p -- "$lock")
+  prev_message=$(sed -n 5p -- "$lock")
+  prev_since=$(sed -n 6p -- "$lock")
   [ "$prev_refreshed" -ge 0 ] 2>/dev/null || prev_refreshed=0
   # A process that stopped refreshing its lock for `stale` seconds is gone: its Release may take it.
   [ $((now - prev_refreshed)) -gt "$stale" ] && takeover=$prev_instance
   if [ "$prev_expires" -gt "$now" ] 2>/dev/null; then
     if [ "$prev_owner" != "$owner" ]; then
-      printf 'held\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance"
+      printf 'held\t%s\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance" "$prev_message"
       exit 0
     fi
     if [ -n "$prev_instance" ] && [ "$prev_instance" != "$instance" ] && [ "$prev_instance" != "$takeover" ]; then
-      printf 'sibling\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance"
+      printf 'sibling\t%s\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance" "$prev_message"
       exit 0
     fi
+    # The same owner refreshing its unexpired lock has held it since it first took it.
+    [ "$prev_since" -ge 0 ] 2>/dev/null && since=$prev_since
   fi
 fi
 tmp="$lock.tmp.$$"
-printf '%s\n%s\n%s\n%s\n' "$owner" "$((now + ttl))" "$instance" "$now" > "$tmp"
+printf '%s\n%s\n%s\n%s\n%s\n%s\n' "$owner" "$((now + ttl))" "$instance" "$now" "$message" "$since" > "$tmp"
 mv -f -- "$tmp" "$lock"
 printf 'acquired\t%s\t%s\t%s\n' "$prev_expires" "$prev_owner" "$prev_instance"
 """
@@ -124,6 +131,8 @@ class LockOutcome:
     instance: str = ""
     #: Not acquired because the same owner holds it from another process.
     sibling: bool = False
+    #: The holder's message ("maintenance") when not acquired; "" when it gave none.
+    message: str = ""
 
     @property
     def taken_over(self) -> bool:
@@ -163,15 +172,19 @@ def acquire_lock_command(
     *,
     takeover: str = "",
     stale_seconds: int = STALE_SECONDS,
+    message: str = "",
 ) -> str:
     """Take, refresh or take over the lock unless another owner or process holds it unexpired (pure).
 
     The expiry is the host's `date +%s` plus ttl_seconds; `takeover` names a dead instance of the
     same owner whose lock may be taken, as is one of the same owner not refreshed for stale_seconds.
+    `message` says why the lock is held; others see it when they cannot take the lock.
     """
     _check_owner(owner)
     _check_line(instance, "instance")
-    args = (lock_path(deploy_to), owner, instance, max(1, ttl_seconds), takeover, max(1, stale_seconds))
+    _check_line(message, "message")
+    ttl, stale = max(1, ttl_seconds), max(1, stale_seconds)
+    args = (lock_path(deploy_to), owner, instance, ttl, takeover, stale, message)
     return _under_flock(deploy_to, _ACQUIRE, *args)
 
 
@@ -188,10 +201,12 @@ def parse_acquire(stdout: str, owner: str) -> LockOutcome:
     for line in stdout.splitlines():
         state, _, rest = line.partition("\t")
         expires_text, _, rest = rest.partition("\t")
-        who, _, instance = rest.partition("\t")
+        who, _, rest = rest.partition("\t")
+        instance, _, message = rest.partition("\t")
         expires = _int_or_none(expires_text)
         if state in ("held", "sibling"):
-            return LockOutcome(False, who, expires, who, expires, instance, sibling=state == "sibling")
+            sibling = state == "sibling"
+            return LockOutcome(False, who, expires, who, expires, instance, sibling=sibling, message=message)
         if state == "acquired":
             previous = who or None
             return LockOutcome(True, owner, None, previous, expires if previous else None, instance)
@@ -221,24 +236,41 @@ async def acquire_lock(
     *,
     instance: str = INSTANCE,
     stale_seconds: int = STALE_SECONDS,
+    message: str = "",
 ) -> LockOutcome:
     """Take or refresh the host lock for `owner` from this process; raises LockConflict (side effect: the lock file).
 
     A lock of the same owner left by a dead process of this machine is taken over at once, one not
-    refreshed for stale_seconds (its process is gone) too.
+    refreshed for stale_seconds (its process is gone) too. `message` is kept in the lock file.
     """
-    first = acquire_lock_command(deploy_to, owner, ttl_seconds, instance, stale_seconds=stale_seconds)
+    first = acquire_lock_command(deploy_to, owner, ttl_seconds, instance, stale_seconds=stale_seconds, message=message)
     outcome = await _try_acquire(runner, first, deploy_to, owner)
     if outcome.sibling and is_dead_here(outcome.instance):
         takeover = outcome.instance
         command = acquire_lock_command(
-            deploy_to, owner, ttl_seconds, instance, takeover=takeover, stale_seconds=stale_seconds
+            deploy_to, owner, ttl_seconds, instance, takeover=takeover, stale_seconds=stale_seconds, message=message
         )
         outcome = await _try_acquire(runner, command, deploy_to, owner)
     if outcome.acquired:
         return outcome
+    raise LockConflict(runner.name, conflict_message(deploy_to, outcome))
+
+
+def conflict_message(deploy_to: str, outcome: LockOutcome) -> str:
+    """Who holds the lock, until when and why, for a LockConflict (pure)."""
     who = f"this Release in another process ({outcome.instance})" if outcome.sibling else outcome.holder
-    raise LockConflict(runner.name, f"{lock_path(deploy_to)} is held by {who} until {_iso(outcome.expires)}")
+    until = "it is released" if is_manual(outcome.holder) else _iso(outcome.expires)
+    why = f": {outcome.message}" if outcome.message else ""
+    return f"{lock_path(deploy_to)} is held by {who} until {until}{why}"
+
+
+#: Owners of locks taken by hand (`kapistrano lock acquire`) start with this.
+MANUAL_PREFIX = "manual:"
+
+
+def is_manual(owner: str) -> bool:
+    """Whether a lock owner is a person who took the lock by hand (pure)."""
+    return owner.startswith(MANUAL_PREFIX)
 
 
 def release_lock_command(deploy_to: str, owner: str, instance: str = INSTANCE) -> str:
@@ -270,14 +302,19 @@ class LockInfo:
     instance: str = ""
     #: When its process last refreshed it (host clock); None in locks written before this was kept.
     refreshed: int | None = None
+    #: Why it is held ("maintenance"); "" when none was given or the lock predates messages.
+    message: str = ""
+    #: Since when its owner holds it (host clock); None in locks written before this was kept.
+    since: int | None = None
 
 
 def parse_lock_file(text: str) -> LockInfo | None:
-    """The lock file's owner, expiry and instance, None when empty (pure)."""
-    lines = [*text.splitlines(), "", "", "", ""]
+    """The lock file's owner, expiry, instance, refresh, message and start, None when empty (pure)."""
+    lines = [*text.splitlines(), "", "", "", "", "", ""]
     if not lines[0]:
         return None
-    return LockInfo(lines[0], _int_or_none(lines[1]), lines[2], _int_or_none(lines[3]))
+    numbers = _int_or_none(lines[1]), _int_or_none(lines[3]), _int_or_none(lines[5])
+    return LockInfo(lines[0], numbers[0], lines[2], numbers[1], lines[4], numbers[2])
 
 
 async def read_lock(runner: Runner, deploy_to: str) -> LockInfo | None:
