@@ -67,8 +67,9 @@ def test_kubectl_kapistrano_lock_keeps_the_operator_off_a_host_with_its_message_
     kube: Kube, lab: HostLab
 ) -> None:
     with running_scene(kube, lab) as scene:
+        scene.operator.stop()  # the operator would lock the hosts as soon as it reads them: take host2 first
         scene.secret()
-        scene.apply("v1", paused=True)
+        scene.apply("v1")
         taken = kubectl_kapistrano(scene, "lock", "acquire", "app", "--hosts", "host2", "--message", "disk swap")
         assert taken.returncode == 0, taken.stdout + taken.stderr
         status = kubectl_kapistrano(scene, "lock", "status", "app")
@@ -76,7 +77,7 @@ def test_kubectl_kapistrano_lock_keeps_the_operator_off_a_host_with_its_message_
         assert "host2: locked by manual:" in status.stdout
         assert "until released, since " in status.stdout
         assert status.stdout.rstrip().splitlines()[1].endswith(": disk swap"), status.stdout
-        scene.patch({"paused": False})
+        scene.operator.start()
         stalled = scene.wait_stalled("Conflict", timeout=60)
         assert "disk swap" in (condition(stalled, "Stalled") or {}).get("message", ""), stalled["status"]
         released = kubectl_kapistrano(scene, "lock", "release", "app", "--hosts", "host2", "--yes")
