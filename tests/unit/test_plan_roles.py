@@ -101,3 +101,8 @@ def test_no_role_ever_has_more_hosts_acted_on_than_its_budget(
         members = {n for n, r in ROLES.items() if role in r}
         if len(busy & members) <= max_unavailable(value, len(members)):
             assert len((acted | busy) & members) <= max_unavailable(value, len(members)), (role, acted, busy)
+
+
+def test_a_role_given_twice_is_refused_as_the_crd_refuses_it() -> None:
+    with pytest.raises(ValidationError, match="worker given more than once"):
+        role_spec(**{"job-1": {"roles": ["worker", "worker"]}})

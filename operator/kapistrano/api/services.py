@@ -19,6 +19,7 @@ from kapistrano.api.types import (
     DnsLabel,
     PidPath,
     Port,
+    Roles,
     ShellCommand,
     Signal,
 )
@@ -265,7 +266,7 @@ class Service(SpecModel):
         default=None,
         description="Liveness check of running processes (alive but stuck); readiness failures never restart anything.",
     )
-    roles: list[DnsLabel] = Field(
+    roles: Roles = Field(
         default_factory=list,
         max_length=20,
         description="Hosts it runs on: those with one of these roles; none means every host.",

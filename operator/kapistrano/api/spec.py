@@ -45,6 +45,7 @@ from kapistrano.api.types import (
     LabelValue,
     LinkedPath,
     Port,
+    Roles,
     Sha256,
     ShellCommand,
     Url,
@@ -146,7 +147,7 @@ class Host(SpecModel):
         description="Labels, e.g. zone; keys and values as Kubernetes labels allow.",
         json_schema_extra=rules.LABEL_KEYS,
     )
-    roles: list[DnsLabel] = Field(
+    roles: Roles = Field(
         default_factory=list,
         max_length=20,
         description="Roles of the host (web, worker, db...): services and hooks with roles run only on hosts "
@@ -215,7 +216,7 @@ class Hook(SpecModel):
         default=False,
         description="Run once per rollout, on the primary host, before any other host restarts (e.g. migrations).",
     )
-    roles: list[DnsLabel] = Field(
+    roles: Roles = Field(
         default_factory=list,
         max_length=20,
         description="Hosts it runs on: those with one of these roles; none means every host.",

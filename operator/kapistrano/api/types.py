@@ -151,3 +151,15 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 ShellCommand = Annotated[str, Field(min_length=1, max_length=8192, pattern=SHELL_COMMAND_PATTERN)]
 LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
 IntOrPercent = Annotated[int | str, AfterValidator(_int_or_percent)]
+
+
+def _no_repeats(items: list[str]) -> list[str]:
+    """Refuse a list that names something twice, as a CRD list of type set does (pure)."""
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} given more than once")
+    return items
+
+
+#: Role names: DNS labels, each at most once (x-kubernetes-list-type set in the CRD).
+Roles = Annotated[list[DnsLabel], AfterValidator(_no_repeats)]

@@ -7,6 +7,7 @@ its stdout open does not hold the SSH channel; on failure the log's tail is in t
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 
 from kapistrano.api.spec import CommandManager, Service
@@ -61,6 +62,23 @@ async def status(runner: Runner, ctx: ServiceContext, service: Service) -> Servi
     return ServiceState(service.name, (InstanceState(INSTANCE, None, result.ok),))
 
 
+#: How long status gets to pass after start: a daemon's launcher may return before it wrote its pid file.
+STATUS_SETTLE_SECONDS = 5.0
+#: How often status is run meanwhile.
+STATUS_POLL_SECONDS = 0.1
+
+
+async def _comes_up(runner: Runner, ctx: ServiceContext, service: Service) -> bool:
+    """Whether status passes within STATUS_SETTLE_SECONDS of the start, polled (runs the status command)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STATUS_SETTLE_SECONDS
+    while not (await status(runner, ctx, service)).running:
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(STATUS_POLL_SECONDS)
+    return True
+
+
 async def restart(
     runner: Runner,
     ctx: ServiceContext,
@@ -76,7 +94,7 @@ async def restart(
     on_event(ServiceEvent("exited", service.name, INSTANCE))
     on_event(ServiceEvent("starting", service.name, INSTANCE))
     await _run(runner, ctx, service.name, "start", settings.start)
-    if settings.status is not None and not (await status(runner, ctx, service)).running:
+    if settings.status is not None and not await _comes_up(runner, ctx, service):
         raise ServiceError(runner.name, service.name, "status command fails after start")
     on_event(ServiceEvent("started", service.name, INSTANCE))
     if check_ready is not None:
