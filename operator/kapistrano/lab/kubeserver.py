@@ -56,6 +56,8 @@ BINARY_ENV = "KAPISTRANO_KUBE_TEST_BINARY"
 #: The identity the operator runs as: the ServiceAccount that manifests/clusterrolebinding.yaml binds.
 OPERATOR_USER = "system:serviceaccount:kapistrano-system:kapistrano"
 OPERATOR_GROUPS = ("system:serviceaccounts", "system:serviceaccounts:kapistrano-system")
+#: Binaries of other sources kept besides the current one (other checkouts may still use them).
+KEEP_OTHER_BINARIES = 2
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 
@@ -111,7 +113,19 @@ def build(source: Path = SOURCE_DIR, log: bool = True) -> Path:
         partial.replace(target)
         if log:
             print(f"built {target} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        for old in stale_binaries(target):
+            old.unlink(missing_ok=True)  # a running server keeps its open image; only the name goes
     return target
+
+
+def stale_binaries(current: Path, keep: int = KEEP_OTHER_BINARIES) -> list[Path]:
+    """Cached binaries of other sources beyond the `keep` most recently built (reads the directory).
+
+    Each tests/kube change builds a new ~180 MB binary; without this the cache only grows.
+    """
+    others = [p for p in current.parent.glob("kube-test-*") if p != current and p.is_file()]
+    others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return others[keep:]
 
 
 def free_port() -> int:
