@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,3 +115,7 @@ def by_pid(events: list[dict[str, Any]]) -> Iterator[tuple[int, dict[str, dict[s
     for e in events:
         groups.setdefault(int(e["pid"]), {})[str(e["event"])] = e
     yield from groups.items()
+
+
+#: app_factory(lab or a host count, drain=..., boot=...) -> the sample app on those hosts (see conftest.py).
+AppFactory = Callable[..., App]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +15,15 @@ from kapistrano.hosts.errors import LockConflict
 from kapistrano.hosts.ssh import SshConnection
 from kapistrano.lab import HostLab
 
-from .appkit import App
+from .appkit import App, AppFactory
 from .hostkit import target_for, wait_until
 
 DEPLOY_TO = "/var/www/app"
 
 
 @pytest.fixture
-def app(lab: HostLab) -> Iterator[App]:
-    made = App(lab, drain=0.2, boot=0.1)
-    yield made
-    made.close()
+def app(lab: HostLab, app_factory: AppFactory) -> App:
+    return app_factory(lab, drain=0.2, boot=0.1)
 
 
 @pytest.fixture

@@ -7,28 +7,23 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kapistrano.api.release import parse_release
 from kapistrano.engine.rollout import Result
 from kapistrano.hosts import layout
-from kapistrano.lab import HostLab
 from kapistrano.lab.sample_app import worker_service
 
-from .appkit import App
+from .appkit import App, AppFactory
 from .safety import DEPLOY_TO, current_release, eventually, lives, pid_alive
 from .test_cli import kapistrano, ssh_args
 
 
 @pytest.fixture
-def app(lab_factory: Any) -> Iterator[App]:
+def app(app_factory: AppFactory) -> App:
     """The sample worker on two lab hosts; its directory is removed after the test."""
-    lab: HostLab = lab_factory(2)
-    made = App(lab, drain=0.3, boot=0.2)
-    yield made
-    made.close()
+    return app_factory(2, drain=0.3, boot=0.2)
 
 
 def mailer(app: App) -> dict[str, Any]:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from kapistrano.lab import HostLab
 from kapistrano.lab.sample_app import lab_release, worker_service
 
-from .appkit import App
+from .appkit import App, AppFactory
 from .safety import Monitor, current_release, release_version
 
 KAPISTRANO = Path(sys.executable).with_name("kapistrano")
@@ -28,14 +25,9 @@ ROLES = {"host1": ["web"], "host2": ["web"], "host3": ["worker"], "host4": ["wor
 
 
 @pytest.fixture
-def app(lab_factory: Any) -> Iterator[App]:
+def app(app_factory: AppFactory) -> App:
     """Five lab hosts; workers drain for 1 s and boot in 0.2 s."""
-    lab: HostLab = lab_factory(5)
-    made = App(lab, drain=1.0, boot=0.2)
-    try:
-        yield made
-    finally:
-        made.close()
+    return app_factory(5, drain=1.0, boot=0.2)
 
 
 def release_file(app: App, version: str) -> Path:

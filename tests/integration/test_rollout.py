@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
 
 import pytest
 from kapistrano.engine.rollout import Result
@@ -13,14 +12,12 @@ from kapistrano.hosts.errors import CommandTimeout
 from kapistrano.hosts.lock import LOCK_FILE
 from kapistrano.lab import HostLab
 
-from .appkit import App, by_pid
+from .appkit import App, AppFactory, by_pid
 
 
 @pytest.fixture
-def app(lab: HostLab) -> Any:
-    made = App(lab, drain=1.0, boot=0.3)
-    yield made
-    made.close()
+def app(lab: HostLab, app_factory: AppFactory) -> App:
+    return app_factory(lab, drain=1.0, boot=0.3)
 
 
 async def test_a_release_rolls_across_every_host_one_at_a_time(app: App) -> None:

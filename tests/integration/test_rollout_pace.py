@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterator
 
 import pytest
 from kapistrano.api.spec import Host, ReleaseSpec
@@ -19,16 +18,14 @@ from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab
 from kapistrano.plan import HostObservation
 
-from .appkit import App
+from .appkit import App, AppFactory
 
 READ_DELAY = 0.3
 
 
 @pytest.fixture
-def app(lab: HostLab) -> Iterator[App]:
-    made = App(lab, drain=1.5, boot=0.3)
-    yield made
-    made.close()
+def app(lab: HostLab, app_factory: AppFactory) -> App:
+    return app_factory(lab, drain=1.5, boot=0.3)
 
 
 class SlowHost:

@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kapistrano.api.release import parse_release
 from kapistrano.engine.rollout import Outcome, Result
-from kapistrano.lab import HostLab
 
-from .appkit import App
+from .appkit import App, AppFactory
 from .safety import SAMPLE_SECONDS, pid_alive
 
 INSTANCES = 2
@@ -83,14 +81,9 @@ class Capacity:
 
 
 @pytest.fixture
-def app(lab_factory: Any) -> Iterator[App]:
+def app(app_factory: AppFactory) -> App:
     """Three lab hosts; the sample worker drains for 1 s and boots in 0.3 s."""
-    lab: HostLab = lab_factory(3)
-    made = App(lab, drain=1.0, boot=0.3)
-    try:
-        yield made
-    finally:
-        made.close()
+    return app_factory(3, drain=1.0, boot=0.3)
 
 
 def start_first(app: App) -> dict[str, Any]:

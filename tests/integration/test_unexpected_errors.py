@@ -3,8 +3,6 @@ failed command printed reaches the status without its secrets."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from kapistrano.api.spec import HttpGetAction, ReleaseSpec
 from kapistrano.engine.events import HostEvent
@@ -12,7 +10,7 @@ from kapistrano.engine.rollout import Outcome, Result
 from kapistrano.hosts.records import SERVICES_RECORD
 from kapistrano.lab import HostLab
 
-from .appkit import App
+from .appkit import App, AppFactory
 from .safety import DEPLOY_TO
 
 #: Not encodable in an HTTP request line; the models refuse it, so it is set past them here, as a
@@ -21,10 +19,8 @@ BAD_PATH = "/health/\u2713"
 
 
 @pytest.fixture
-def app(lab: HostLab) -> Any:
-    made = App(lab, drain=0.2, boot=0.1)
-    yield made
-    made.close()
+def app(lab: HostLab, app_factory: AppFactory) -> App:
+    return app_factory(lab, drain=0.2, boot=0.1)
 
 
 def with_probe_path(spec: ReleaseSpec, path: str) -> ReleaseSpec:
