@@ -51,7 +51,7 @@ def test_once_hooks_hold_every_host_but_the_primary_until_it_is_on_the_version()
     spec = role_spec({"maxUnavailable": "100%"}, hooks=hooks)
     assert spec.primary_host == "job-3", "the first host with the hook's roles"
     assert [a.host for a in plan(make_input(spec, updated(list(ROLES)))).actions] == ["job-3"]
-    marked = role_spec({"maxUnavailable": "100%"}, hooks=hooks, **{"web-2": {"primary": True}})
+    marked = role_spec({"maxUnavailable": "100%"}, hooks=hooks, **{"web-2": {"primary": True, "roles": ["web", "db"]}})
     assert marked.primary_host == "web-2"
     assert [a.host for a in plan(make_input(marked, updated(list(ROLES)))).actions] == ["web-2"]
 

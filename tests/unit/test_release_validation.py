@@ -340,3 +340,20 @@ def test_linked_paths_that_only_share_a_prefix_are_accepted_by_the_models_and_th
     doc = mutated({"spec.linkedDirs": ["public", "public-assets", "tmp/pids"], "spec.linkedFiles": ["tmp/pid"]})
     assert model_problems(doc) == []
     assert crd_errors(doc) == {"openapi": [], "listmap": [], "cel": []}
+
+
+def test_a_once_hook_whose_roles_the_primary_host_lacks_is_refused_naming_the_hook() -> None:
+    # The example's primary worker-1 is the db host that migrates; worker-2 has role worker only.
+    marked = mutated({"spec.hosts[0].primary": DELETE, "spec.hosts[1].primary": True})
+    nowhere = mutated({"spec.hosts[0].primary": DELETE, "spec.hosts[0].roles": ["worker"]})
+    for doc in (marked, nowhere):
+        problems = model_problems(doc)
+        assert any("once hook 'migrate'" in line and "primary" in line for line in problems), problems
+    moved = {"spec.hosts[0].primary": DELETE, "spec.hosts[1].primary": True, "spec.hosts[1].roles": ["db"]}
+    assert model_problems(mutated(moved)) == []
+
+
+def test_a_once_hook_runs_on_the_marked_primary_else_on_the_first_host_with_its_roles() -> None:
+    moved = mutated({"spec.hosts[0].primary": DELETE, "spec.hosts[0].roles": ["worker"], "spec.hosts[1].roles": ["db"]})
+    assert parse_release(moved).spec.primary_host == "worker-2"
+    assert parse_release(example()).spec.primary_host == "worker-1"

@@ -398,6 +398,20 @@ class ReleaseSpec(SpecModel):
         return items
 
     @model_validator(mode="after")
+    def _once_hooks_on_their_roles(self) -> Self:
+        # `once` hooks run on the primary host alone: one without the hook's roles (a web host told to
+        # run the db migration) would run it where it does not belong, so that is refused here.
+        primary = self.host_named(self.primary_host)
+        have = set(primary.roles) if primary else set()
+        for hook in self.once_hooks:
+            if hook.roles and not have & set(hook.roles):
+                raise ValueError(
+                    f"once hook {hook.name!r} runs on hosts with role {' or '.join(hook.roles)}, but the primary host "
+                    f"{self.primary_host!r} has none of them: mark a host with one of them primary: true"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _linked_paths_apart(self) -> Self:
         pair = rules.overlapping_paths([*self.linked_dirs, *self.linked_files])
         if pair is not None:
