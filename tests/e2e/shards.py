@@ -85,8 +85,13 @@ def peers_of(kube: Kube, name: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def sharded_scene(kube: Kube, lab: HostLab, *replicas: tuple[int, str | None]) -> Iterator[tuple[Scene, list[Replica]]]:
-    """A Scene with replicas (ordinal, peering base) of a 2-shard operator, not started; all stopped afterwards."""
+def sharded_scene(
+    kube: Kube, lab: HostLab, *replicas: tuple[int, str | None], echo: bool = True
+) -> Iterator[tuple[Scene, list[Replica]]]:
+    """A Scene with replicas (ordinal, peering base) of a 2-shard operator, not started; all stopped afterwards.
+
+    With `echo`, the end of each replica's log is printed once it stopped (what pytest shows of a failure).
+    """
     app = App(lab, drain=1.5, boot=0.2)
     workdir = Path(tempfile.mkdtemp(prefix="kapshard-"))
     made = [replica(kube, workdir, ordinal, 2, base) for ordinal, base in replicas]
@@ -96,7 +101,8 @@ def sharded_scene(kube: Kube, lab: HostLab, *replicas: tuple[int, str | None]) -
     finally:
         for one in made:
             one.stop()
-            sys.stdout.write(f"--- {one.hostname}\n{one.output()[-3000:]}")
+            if echo:
+                sys.stdout.write(f"--- {one.hostname}\n{one.output()[-3000:]}")
         app.close()
         shutil.rmtree(workdir, ignore_errors=True)
 

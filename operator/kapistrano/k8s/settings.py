@@ -50,8 +50,6 @@ class RunOptions:
 
 OPTIONS = RunOptions()
 
-FINALIZER = f"{GROUP}/finalizer"
-
 
 def configure(settings: kopf.OperatorSettings) -> None:
     """Apply kapistrano's kopf settings (changes `settings`)."""
