@@ -13,6 +13,12 @@ replica) takes it over only when that instance is known gone:
   its own at its next refresh or confirmation and stops acting on that host (hosts/lock.heartbeat).
 - stale: not refreshed for STALE_SECONDS, whoever it is (lock.py, in the lock script itself).
 
+What this does not cover: a holder whose refreshes all fail or stall for longer than the grace while
+its action goes on (refreshes and action share one SSH connection, so this takes a host that still
+runs the action's commands but not the refresh in 10 s); the holder then learns of the loss at its
+next refresh. A holder could fence itself (stop when it has not refreshed for less than the grace);
+it does not, as a slow machine would then stop actions that nobody took over.
+
 Departures are recorded here by whoever learns them (the operator's peering watch); the host layer
 reads them without knowing where they come from.
 """
