@@ -32,7 +32,7 @@ from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.notes import note_requests
 from kapistrano.engine.store import StatusRecorder, StatusStore
-from kapistrano.hosts.errors import HostError, LockConflict, as_host_error
+from kapistrano.hosts.errors import HostError, as_host_error
 from kapistrano.hosts.lock import hold
 from kapistrano.hosts.takeover import ACTION_HEARTBEAT_SECONDS
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
@@ -381,9 +381,9 @@ class Rollout:
                     await self._locked(driver, ttl, act)
             else:
                 await self._locked(driver, ttl, act)
-        except LockConflict as lost:  # another process of this Release holds the host now: hands off
+        except HostError as lost:  # the lock is another's, or could not be confirmed: no action without it
             log.warning("not acting on %s: %s", action.host, lost.message)
-            self._locked_at.pop(action.host, None)  # the next reading tries the lock and says Conflict
+            self._locked_at.pop(action.host, None)  # the next reading tries the lock and says why
 
     async def _locked(self, driver: HostDriver, ttl: int, act: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `act` while the host lock is ours, refreshed every few seconds (network I/O)."""

@@ -353,9 +353,10 @@ async def hold(
 ) -> T:
     """Confirm the lock, then run `work` while refreshing it every `period` s (side effects: refresh's, work's).
 
-    Raises LockConflict, before `work` starts, when the lock is not ours; stops `work` and raises
-    LockLost when a refresh finds it taken over (a peer judged us gone). A refresh failing otherwise
-    is logged and tried again at the next beat: the action itself reports real trouble.
+    Raises the first refresh's error (LockConflict when the lock is not ours) before `work` starts;
+    stops `work` and raises LockLost when a later refresh finds it taken over (a peer judged us
+    gone). A later refresh failing otherwise is logged and tried again at the next beat: the action
+    itself reports real trouble.
     """
     await refresh()
     action = asyncio.create_task(work())
