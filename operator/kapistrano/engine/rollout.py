@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from kapistrano.api.spec import Host, ReleaseSpec
 from kapistrano.api.status import (
@@ -31,7 +33,8 @@ from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.notes import note_requests
 from kapistrano.engine.store import StatusRecorder, StatusStore
 from kapistrano.hosts.errors import HostError, as_host_error
-from kapistrano.hosts.lock import heartbeat
+from kapistrano.hosts.lock import hold
+from kapistrano.hosts.takeover import ACTION_HEARTBEAT_SECONDS
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
 from kapistrano.plan.conditions import first_sight
 from kapistrano.plan.requests import Requests, aborting, effective, settle, take
@@ -369,14 +372,22 @@ class Rollout:
             self._touched.add(action.host)
 
     async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
-        """One action with its host lock kept fresh; fetches run at most UPDATE_CONCURRENCY at once (network I/O)."""
+        """One action under its host lock, confirmed first and stopped once lost; fetches gated (network I/O)."""
         ttl = self.lock_ttl_seconds or lock_ttl(runner.spec)
-        async with heartbeat(lambda: driver.lock(self.owner, ttl), min(ttl / 3, LOCK_REFRESH_SECONDS)):
+        act = functools.partial(runner.run_one, action, driver, run_once_hooks=once)
+        try:
             if action.kind == ActionKind.UPDATE:
                 async with self._update_gate:
-                    await runner.run_one(action, driver)
+                    await self._locked(driver, ttl, act)
             else:
-                await runner.run_one(action, driver, run_once_hooks=once)
+                await self._locked(driver, ttl, act)
+        except HostError as lost:  # the lock is another's, or could not be confirmed: no action without it
+            log.warning("not acting on %s: %s", action.host, lost.message)
+            self._locked_at.pop(action.host, None)  # the next reading tries the lock and says why
+
+    async def _locked(self, driver: HostDriver, ttl: int, act: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `act` while the host lock is ours, refreshed every few seconds (network I/O)."""
+        await hold(lambda: driver.lock(self.owner, ttl), min(ttl / 3, ACTION_HEARTBEAT_SECONDS), act)
 
     async def _wait_running(self, *, every: bool, timeout: float | None = None) -> None:
         """Wait until a running action ends (all of them when `every` or while fetching), then learn from it."""

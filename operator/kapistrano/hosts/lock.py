@@ -9,31 +9,34 @@ Another Release waits for the expiry (Conflict). The same Release run by another
 operator replica, a second `kapistrano apply`) waits too, unless that process is known to be gone:
 an instance on this very machine whose pid no longer runs (an operator restarted in place takes its
 lock back at once), or one that has not refreshed the lock for STALE_SECONDS (an operator pod
-replaced elsewhere).
+replaced elsewhere). A peer named gone by the operator's peering is taken over once its lock has not
+been refreshed for a short grace (hosts/takeover.py says why that is safe).
 
 Reading and rewriting happens under `flock` on the deployTo directory itself (a directory is never
 replaced, unlike a lock file), so two racing processes cannot both win; the file is replaced with a
-rename, so a reader never sees half of it. `heartbeat()` keeps refreshing a lock while a long action
-runs.
+rename, so a reader never sees half of it. `hold()` runs an action while refreshing its lock, and
+stops the action when the lock turns out to be no longer its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import posixpath
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from kapistrano.hosts.errors import CommandFailed, HostError, LockConflict
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import cmd
+from kapistrano.hosts.takeover import DEPARTED, TAKEOVER_POLL_SECONDS, grace_wait_limit, takeover_grace
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOCK_FILE = ".kapistrano.lock"
 #: The same Release may take over a lock its other process has not refreshed for this long (an
@@ -44,7 +47,7 @@ FLOCK_WAIT_SECONDS = 10
 
 _ACQUIRE = r"""
 set -e
-lock=$1 owner=$2 instance=$3 ttl=$4 takeover=$5 stale=$6 message=$7
+lock=$1 owner=$2 instance=$3 ttl=$4 takeover=$5 stale=$6 message=$7 grace=${8:-0}
 now=$(date +%s)
 prev_owner="" prev_expires="" prev_instance="" prev_refreshed=0 prev_message="" since=$now
 if [ -f "$lock" ]; then
@@ -55,6 +58,8 @@ if [ -f "$lock" ]; then
   prev_message=$(sed -n 5p -- "$lock")
   prev_since=$(sed -n 6p -- "$lock")
   [ "$prev_refreshed" -ge 0 ] 2>/dev/null || prev_refreshed=0
+  # A named takeover waits until the lock is `grace` seconds old: its holder may still be acting.
+  [ "$prev_instance" = "$takeover" ] && [ $((now - prev_refreshed)) -lt "$grace" ] && takeover=""
   # A process that stopped refreshing its lock for `stale` seconds is gone: its Release may take it.
   [ $((now - prev_refreshed)) -gt "$stale" ] && takeover=$prev_instance
   if [ "$prev_expires" -gt "$now" ] 2>/dev/null; then
@@ -173,18 +178,20 @@ def acquire_lock_command(
     takeover: str = "",
     stale_seconds: int = STALE_SECONDS,
     message: str = "",
+    grace: int = 0,
 ) -> str:
     """Take, refresh or take over the lock unless another owner or process holds it unexpired (pure).
 
-    The expiry is the host's `date +%s` plus ttl_seconds; `takeover` names a dead instance of the
-    same owner whose lock may be taken, as is one of the same owner not refreshed for stale_seconds.
-    `message` says why the lock is held; others see it when they cannot take the lock.
+    The expiry is the host's `date +%s` plus ttl_seconds; `takeover` names a gone instance of the
+    same owner whose lock may be taken once not refreshed for `grace` seconds, as is one of the same
+    owner not refreshed for stale_seconds. `message` says why the lock is held; others see it when
+    they cannot take the lock.
     """
     _check_owner(owner)
     _check_line(instance, "instance")
     _check_line(message, "message")
     ttl, stale = max(1, ttl_seconds), max(1, stale_seconds)
-    args = (lock_path(deploy_to), owner, instance, ttl, takeover, stale, message)
+    args = (lock_path(deploy_to), owner, instance, ttl, takeover, stale, message, max(0, grace))
     return _under_flock(deploy_to, _ACQUIRE, *args)
 
 
@@ -240,20 +247,33 @@ async def acquire_lock(
 ) -> LockOutcome:
     """Take or refresh the host lock for `owner` from this process; raises LockConflict (side effect: the lock file).
 
-    A lock of the same owner left by a dead process of this machine is taken over at once, one not
-    refreshed for stale_seconds (its process is gone) too. `message` is kept in the lock file.
+    A lock of the same owner left by a dead process of this machine is taken over at once, one of a
+    process the peering names gone once its grace has run (waiting for it), one not refreshed for
+    stale_seconds too. `message` is kept in the lock file.
     """
     first = acquire_lock_command(deploy_to, owner, ttl_seconds, instance, stale_seconds=stale_seconds, message=message)
     outcome = await _try_acquire(runner, first, deploy_to, owner)
-    if outcome.sibling and is_dead_here(outcome.instance):
-        takeover = outcome.instance
+    grace = takeover_grace(dead_here=is_dead_here(outcome.instance), departed=outcome.instance in DEPARTED)
+    if outcome.sibling and grace is not None:
         command = acquire_lock_command(
-            deploy_to, owner, ttl_seconds, instance, takeover=takeover, stale_seconds=stale_seconds, message=message
-        )
-        outcome = await _try_acquire(runner, command, deploy_to, owner)
+            deploy_to, owner, ttl_seconds, instance, takeover=outcome.instance, stale_seconds=stale_seconds,
+            message=message, grace=grace,
+        )  # fmt: skip
+        outcome = await _take_over(runner, command, deploy_to, owner, grace=grace, gone=outcome.instance)
     if outcome.acquired:
         return outcome
     raise LockConflict(runner.name, conflict_message(deploy_to, outcome))
+
+
+async def _take_over(runner: Runner, command: str, deploy_to: str, owner: str, *, grace: int, gone: str) -> LockOutcome:
+    """Try a takeover of `gone`'s lock until its grace has run or it proves alive (side effect: the lock file)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_wait_limit(grace)
+    while True:
+        outcome = await _try_acquire(runner, command, deploy_to, owner)
+        if outcome.acquired or not outcome.sibling or outcome.instance != gone or loop.time() >= deadline:
+            return outcome
+        await asyncio.sleep(TAKEOVER_POLL_SECONDS)
 
 
 def conflict_message(deploy_to: str, outcome: LockOutcome) -> str:
@@ -324,26 +344,43 @@ async def read_lock(runner: Runner, deploy_to: str) -> LockInfo | None:
     return parse_lock_file(result.stdout)
 
 
-@contextlib.asynccontextmanager
-async def heartbeat(refresh: Callable[[], Awaitable[object]], period: float) -> AsyncIterator[None]:
-    """Call `refresh` every `period` seconds while the block runs (side effects: refresh's).
+class LockLost(LockConflict):
+    """The lock of a host we were acting on is no longer ours: the action was stopped."""
 
-    Used around an action on a host so that its lock outlives the longest hook or minReadySeconds. A
-    failed refresh is logged and tried again at the next beat; the action itself reports real trouble.
+
+async def hold(
+    refresh: Callable[[], Awaitable[object]], period: float, work: Callable[[], Coroutine[Any, Any, T]]
+) -> T:
+    """Confirm the lock, then run `work` while refreshing it every `period` s (side effects: refresh's, work's).
+
+    Raises the first refresh's error (LockConflict when the lock is not ours) before `work` starts;
+    stops `work` and raises LockLost when a later refresh finds it taken over (a peer judged us
+    gone). A later refresh failing otherwise is logged and tried again at the next beat: the action
+    itself reports real trouble.
     """
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await refresh()
-            except HostError as exc:
-                log.warning("refreshing a host lock failed: %s", exc)
-
-    task = asyncio.create_task(beat())
+    await refresh()
+    action = asyncio.create_task(work())
+    beat = asyncio.create_task(_beat(refresh, period))
     try:
-        yield
+        await asyncio.wait({action, beat}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        beat.cancel()
+        if not action.done():
+            action.cancel()
+        await asyncio.gather(action, beat, return_exceptions=True)
+    if not action.cancelled():
+        return action.result()  # done (or failed) before any loss was noticed
+    lost = beat.result()  # the beat ended first: the lock is someone else's now
+    raise LockLost(lost.host, f"stopped acting: {lost.message}") from lost
+
+
+async def _beat(refresh: Callable[[], Awaitable[object]], period: float) -> LockConflict:
+    """Refresh every `period` s until a refresh finds the lock not ours; returns that conflict (side effects)."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await refresh()
+        except LockConflict as conflict:
+            return conflict
+        except HostError as exc:
+            log.warning("refreshing a host lock failed: %s", exc)

@@ -1,4 +1,8 @@
-"""What a deleted Release leaves behind: its host locks are released (the hosts keep running as they are)."""
+"""What a deleted Release leaves behind: its host locks are released (the hosts keep running as they are).
+
+An operator handing a Release to another one (another shard, a peer of higher priority) releases
+the locks of its own process the same way, so that the other one need not wait for them.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ log = logging.getLogger(__name__)
 UNLOCK_TIMEOUT_SECONDS = 20.0
 
 
-async def release_host_locks(namespace: str, uid: str, release: Release) -> list[str]:
-    """Remove the locks `uid` holds, from any process, on every host; returns the hosts unlocked (network I/O)."""
+async def release_host_locks(namespace: str, uid: str, release: Release, *, instance: str = "") -> list[str]:
+    """Remove the locks `uid` holds from `instance` ("" = any) on every host; returns those hosts (network I/O)."""
     try:
         creds = await credentials.load(namespace, release.spec)
     except credentials.CredentialsProblem as problem:
@@ -31,7 +35,7 @@ async def release_host_locks(namespace: str, uid: str, release: Release) -> list
     async def one(host: Host) -> bool:
         conn = SshConnection(target_for_host(spec, host, creds.private_key, creds.known_hosts))
         try:
-            return await lock.release_lock(conn, spec.deploy_path, uid, instance="")
+            return await lock.release_lock(conn, spec.deploy_path, uid, instance=instance)
         except HostError as exc:
             log.warning("host lock on %s kept until it expires: %s", host.name, exc)
             return False

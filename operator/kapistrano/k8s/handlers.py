@@ -39,7 +39,8 @@ from kapistrano.api.status import ReleaseStatus
 from kapistrano.engine.events import fan_out
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
-from kapistrano.k8s import cleanup, credentials, events, logs, metrics
+from kapistrano.hosts import lock
+from kapistrano.k8s import cleanup, credentials, events, logs, metrics, peers
 from kapistrano.k8s.requests import requests_of, tokens_of
 from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.status import ReleaseGone, ReleaseStatusStore, stalled_status
@@ -71,13 +72,18 @@ def wake_event(memo: Any) -> asyncio.Event:
     return found
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+def in_shard(labels: Mapping[str, str], uid: str, **_: Any) -> bool:
+    """Whether a Release belongs to this replica's shard (pure given the options)."""
+    return OPTIONS.placement.serves(labels, uid)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, when=in_shard)
 async def on_release_event(memo: Any, **_: Any) -> None:
     """Wake the Release's daemon on every change of the object (side effect: an asyncio.Event)."""
     wake_event(memo).set()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", cancellation_backoff=25.0, cancellation_timeout=30.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", when=in_shard, cancellation_backoff=25.0, cancellation_timeout=30.0)
 async def rollout_daemon(
     *,
     body: kopf.Body,
@@ -102,9 +108,23 @@ async def rollout_daemon(
         for running in (work, stop):
             running.cancel()
         await asyncio.gather(work, stop, return_exceptions=True)
-        if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+        instance = unlock_instance(stopped.reason)
+        if instance is not None:
             with contextlib.suppress(SpecInvalid):
-                await cleanup.release_host_locks(task.namespace, uid, read_release(body))
+                await cleanup.release_host_locks(task.namespace, uid, read_release(body), instance=instance)
+
+
+#: A daemon stopped for these reasons hands its Release to another operator: its own locks go at once.
+HANDOVER = kopf.DaemonStoppingReason.FILTERS_MISMATCH | kopf.DaemonStoppingReason.OPERATOR_PAUSING
+
+
+def unlock_instance(reason: kopf.DaemonStoppingReason | None) -> str | None:
+    """Whose host locks a stopped daemon releases: any process's ("") when deleted, ours on a handover (pure)."""
+    if reason is None:
+        return None
+    if kopf.DaemonStoppingReason.RESOURCE_DELETED in reason:
+        return ""
+    return lock.INSTANCE if reason & HANDOVER else None
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,6 +231,7 @@ class ReleaseTask:
 
     async def run_engine(self, release: Release, creds: credentials.Credentials) -> Outcome:
         """One Rollout.run() with the latest spec read before every step (network I/O, writes status)."""
+        await peers.sync()  # a standby just resumed: its gone peer's host locks are then taken over
 
         async def desired() -> Desired:
             latest = read_release(self.body)

@@ -9,7 +9,11 @@
   one active operator by priority, so two operators never roll the same Release at once. The host
   lock (`<deployTo>/.kapistrano.lock`) is a second guard: its owner is the Release's uid and the
   process holding it, so a second process running the same Release is kept out too. A deleted
-  Release's daemon releases its host locks before it ends.
+  Release's daemon releases its host locks before it ends. The peering identity is the host-lock
+  instance and the keep-alive lifetime short (k8s/sharding.py), so a standby resumes a few seconds
+  after its active peer died and takes its host locks over (k8s/peers.py, hosts/takeover.py).
+- Shards: `--shards M` with `--shard N` or `--ordinal I` serves only the Releases of one shard, with
+  its own peering name and finalizer (k8s/sharding.py).
 - Posting: kopf's own log lines are posted as Events only from WARNING up; host transitions are
   posted by kapistrano.k8s.events.
 - Liveness: `--liveness URL` (e.g. http://0.0.0.0:8080/healthz) serves kopf's liveness endpoint.
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 import kopf
 
 from kapistrano.api.release import GROUP
+from kapistrano.k8s.sharding import PEERING_LIFETIME_SECONDS, Placement
 
 
 @dataclass
@@ -37,16 +42,18 @@ class RunOptions:
     namespaces: list[str] = field(default_factory=list)
     #: Refuse Releases with spec.ssh.insecureSkipHostKeyCheck (Stalled, InsecureHostKeysForbidden).
     forbid_insecure_host_keys: bool = False
+    #: The shard this replica serves and its rank there.
+    placement: Placement = field(default_factory=Placement)
+    #: Whether replicas peer (kopf peering): then the keep-alive lifetime is short.
+    peering: bool = False
 
 
 OPTIONS = RunOptions()
 
-FINALIZER = f"{GROUP}/finalizer"
-
 
 def configure(settings: kopf.OperatorSettings) -> None:
     """Apply kapistrano's kopf settings (changes `settings`)."""
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = OPTIONS.placement.finalizer
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
@@ -57,3 +64,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 60
     # A daemon is told to stop when its Release is deleted; give a running step time to finish.
     settings.process.ultimate_exiting_timeout = 30
+    if OPTIONS.peering:
+        settings.peering.lifetime = PEERING_LIFETIME_SECONDS
+        settings.peering.priority = OPTIONS.placement.priority
+        settings.peering.mandatory = True
+        settings.peering.stealth = True
