@@ -197,6 +197,9 @@ class SshConnection:
         self._connect_lock = asyncio.Lock()
         self._sessions = asyncio.Semaphore(max(1, target.max_sessions))
         self.connects = 0
+        #: Channels opened so far: exec sessions (one sshd session each) and direct-tcpip streams.
+        self.exec_channels = 0
+        self.tcp_channels = 0
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -321,6 +324,7 @@ class SshConnection:
         for attempt in (1, 2):
             conn = await self.connect()
             try:
+                self.exec_channels += 1
                 return await conn.create_process(command, input=stdin, encoding="utf-8", errors="replace")
             except (asyncssh.ChannelOpenError, asyncssh.DisconnectError, OSError) as exc:
                 if attempt == 2 or not conn.is_closed():
@@ -333,6 +337,7 @@ class SshConnection:
         for attempt in (1, 2):
             conn = await self.connect()
             try:
+                self.tcp_channels += 1
                 return await open_stream(conn, host, port)
             except asyncssh.ChannelOpenError as exc:
                 if conn.is_closed() and attempt == 1:
