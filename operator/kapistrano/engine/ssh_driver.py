@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -13,7 +13,7 @@ from kapistrano.api.spec import Hook, Host, Manager, Probe, ReleaseSpec, Service
 from kapistrano.api.status import HostPhase, Reason
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
-from kapistrano.hosts import fetch, hooks, layout, lock, orphans, probes, records, services
+from kapistrano.hosts import facts, fetch, hooks, layout, lock, orphans, probes, records, services
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
@@ -65,6 +65,8 @@ class SshHostDriver:
         self.user = user
         #: The last publish's bookkeeping (revisions.log, cleanup), finished off the critical path.
         self._bookkeeping: asyncio.Task[None] | None = None
+        #: The services records last read, by release: their pid files are read with the next look.
+        self._records_seen: dict[str, list[Service]] = {}
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -72,23 +74,23 @@ class SshHostDriver:
         """Where current points, whether the release for spec.version exists, whether services are ready.
 
         A host is judged by the services (status and readiness) its release was published with, so
-        a new probe applies to a host only once it runs the release that brought it (network I/O).
+        a new probe applies to a host only once it runs the release that brought it. One remote
+        script reads it all (a second one only when a record names pid files not read yet); probes
+        and the status commands of systemd/command services run on their own (network I/O).
         """
         await self.settle()
-        deploy_to = spec.deploy_path
-        current, desired, by_release = await asyncio.gather(
-            layout.read_current(self.conn, deploy_to),
-            layout.find_release_for_version(self.conn, deploy_to, spec.version),
-            self._records(deploy_to),
-        )
+        found = await self._read(spec)
+        current = found.current
+        desired = layout.pick_release_for_version(found.markers, spec.version)
         if current is None or not current.exists:
             return HostObservation(name=self.name, has_desired_release=desired is not None, ready=False)
+        by_release = self._parse_records(found.records)
         ctx = self._context(spec, current.release)
         recorded = by_release.get(current.release)
         judged_by = spec.services_for(self.name) if recorded is None else recorded
-        reading, left = await asyncio.gather(
-            self._services_ready(judged_by, ctx), orphans.find(self.conn, ctx, by_release, judged_by)
-        )
+        named = orphans.candidates(ctx, by_release, judged_by)
+        pids = await self._pids(ctx, found.pids, [*_pidfiles(ctx, judged_by), *(c.pidfile for c in named)])
+        reading = await self._services_ready(judged_by, ctx, known=(pids, found.current_dir))
         return HostObservation(
             name=self.name,
             version=current.version,
@@ -99,8 +101,27 @@ class SshHostDriver:
             services_on_current=reading.on_current,
             services_live=reading.live,
             probe=probe_note(judged_by, None if recorded is None else current.release),
-            orphans=tuple(str(o) for o in left),
+            orphans=tuple(str(o) for o in orphans.from_pids(named, pids)),
         )
+
+    async def _read(self, spec: ReleaseSpec) -> facts.HostFacts:
+        """Read the host in one script, with the pid files the spec and the records seen last name (network I/O)."""
+        ctx = ServiceContext(deploy_to=spec.deploy_path, command_timeout=float(spec.ssh.command_timeout_seconds))
+        seen = [s for found in self._records_seen.values() for s in found]
+        return await facts.read(self.conn, ctx, _pidfiles(ctx, [*spec.services_for(self.name), *seen]))
+
+    def _parse_records(self, raw: Mapping[str, str]) -> dict[str, list[Service]]:
+        """Each release's services record, unreadable ones left out; kept for the next read (changes a cache)."""
+        parsed = {name: records.parse_services_record(text) for name, text in raw.items()}
+        self._records_seen = {name: found for name, found in parsed.items() if found is not None}
+        return dict(self._records_seen)
+
+    async def _pids(
+        self, ctx: ServiceContext, known: Mapping[str, facts.PidFact], wanted: Sequence[str]
+    ) -> dict[str, facts.PidFact]:
+        """The pid files wanted: those already read, and the rest read in one more round trip (network I/O)."""
+        missing = [path for path in wanted if path not in known]
+        return {**known, **((await facts.read_pids(self.conn, ctx, missing))[0] if missing else {})}
 
     async def _record_services(self, spec: ReleaseSpec, release_dir: str) -> None:
         """Write with a release the services this host runs from it (network I/O)."""
@@ -109,30 +130,38 @@ class SshHostDriver:
 
     async def _records(self, deploy_to: str) -> dict[str, list[Service]]:
         """The services record of every release on the host; unreadable ones are left out (network I/O)."""
-        raw = await records.read_services_records(self.conn, deploy_to)
-        parsed = {name: records.parse_services_record(text) for name, text in raw.items()}
-        return {name: found for name, found in parsed.items() if found is not None}
+        return self._parse_records(await records.read_services_records(self.conn, deploy_to))
 
     async def _stop_orphans(self, spec: ReleaseSpec, release: str, emit: EventSink) -> tuple[str, ...]:
         """Stop what the release's services no longer name, with its starter's settings (network I/O)."""
-        by_release = await self._records(spec.deploy_path)
+        found = await self._read(spec)
+        by_release = self._parse_records(found.records)
         ctx = self._context(spec, release)
-        found = await orphans.find(self.conn, ctx, by_release, by_release.get(release, spec.services_for(self.name)))
-        if not found:
+        named = orphans.candidates(ctx, by_release, by_release.get(release, spec.services_for(self.name)))
+        left = orphans.from_pids(named, await self._pids(ctx, found.pids, [c.pidfile for c in named]))
+        if not left:
             return ()
-        names = tuple(str(o) for o in found)
+        names = tuple(str(o) for o in left)
         emit(HostEvent(self.name, f"stopping {', '.join(names)}: not in the spec", HostPhase.RESTARTING))
-        await orphans.stop(self.conn, ctx, found)
+        await orphans.stop(self.conn, ctx, left)
         emit(HostEvent(self.name, stopped_note(names), reason=Reason.ORPHANS_STOPPED, warning=True))
         return names
 
     async def _services_ready(
-        self, judged_by: Sequence[Service], ctx: ServiceContext, *, with_liveness: bool = True
+        self,
+        judged_by: Sequence[Service],
+        ctx: ServiceContext,
+        *,
+        with_liveness: bool = True,
+        known: tuple[Mapping[str, facts.PidFact], str | None] | None = None,
     ) -> Reading:
-        """Whether every process is alive, passes one readiness attempt, runs from current, is live (network I/O)."""
+        """Whether every process is alive, passes one readiness attempt, runs from current, is live (network I/O).
+
+        `known` holds pid files already read and current resolved; the rest is read in one script.
+        """
         if not judged_by:
             return Reading(None, True, None)
-        states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in judged_by))
+        states, on_current = await self._states(judged_by, ctx, known)
         if not all(state.running is not False for state in states):
             return Reading(False, False, None)
         attempts = [
@@ -142,14 +171,49 @@ class SshHostDriver:
             for where in _probe_contexts(ctx, s, state)
         ]
         ready = all(a.ok for a in await asyncio.gather(*attempts))
-        pids = [pid for state in states for pid in state.pids]
         running = True if all(state.running for state in states) else None
 
         async def live() -> bool | None:
             return await self._live(judged_by, states, ctx) if with_liveness else None
 
-        on_current, alive = await asyncio.gather(services.runs_from(self.conn, pids, ctx.current), live())
-        return Reading(running, ready, on_current, alive)
+        on, alive = await asyncio.gather(on_current(), live())
+        return Reading(running, ready, on, alive)
+
+    async def _states(
+        self,
+        judged_by: Sequence[Service],
+        ctx: ServiceContext,
+        known: tuple[Mapping[str, facts.PidFact], str | None] | None,
+    ) -> tuple[list[services.ServiceState], Callable[[], Awaitable[bool | None]]]:
+        """Each service's status, and how to tell whether its processes run from ctx.current (network I/O).
+
+        Services tracked by pid files are judged from one read of them; systemd and command services
+        ask their manager, and then where their processes run is read too.
+        """
+        pids, release_dir = known if known is not None else await self._read_pids(ctx, _pidfiles(ctx, judged_by))
+        quick = [services.status_from_pids(ctx, s, pids, release_dir) for s in judged_by]
+        slow = await asyncio.gather(
+            *(services.status(self.conn, ctx, s) for s, q in zip(judged_by, quick, strict=True) if q is None)
+        )
+        asked = iter(slow)
+        states = [q if q is not None else next(asked) for q in quick]
+        running = [pid for state in states for pid in state.pids]
+
+        async def on_current() -> bool | None:
+            if slow:
+                return await services.runs_from(self.conn, running, ctx.current)
+            cwds = {fact.pid: fact.cwd for fact in pids.values() if fact.alive}
+            return facts.judge_cwds(release_dir, [cwds.get(pid) for pid in running]) if running else None
+
+        return states, on_current
+
+    async def _read_pids(
+        self, ctx: ServiceContext, pidfiles: Sequence[str]
+    ) -> tuple[dict[str, facts.PidFact], str | None]:
+        """Pid files and ctx.current resolved, in one round trip; none without pid files (network I/O)."""
+        if not pidfiles:
+            return {}, None
+        return await facts.read_pids(self.conn, ctx, pidfiles)
 
     async def _live(
         self, judged_by: Sequence[Service], states: Sequence[services.ServiceState], ctx: ServiceContext
@@ -413,6 +477,11 @@ class SshHostDriver:
 def probe_note(judged_by: Sequence[Service], release: str | None) -> str:
     """Which probes judged a host and where they come from: a release's record, else the spec (pure)."""
     return f"{services.describe_probes(judged_by)} [{f'release {release}' if release else 'spec'}]"
+
+
+def _pidfiles(ctx: ServiceContext, judged_by: Sequence[Service]) -> list[str]:
+    """The pid files the services' status reads, without repeats (pure)."""
+    return list(dict.fromkeys(path for s in judged_by for path in services.pidfiles_of(ctx, s)))
 
 
 def _probe_contexts(ctx: ServiceContext, service: Service, state: services.ServiceState) -> list[ServiceContext]:
