@@ -13,7 +13,7 @@ from kapistrano.api.spec import Hook, Host, Manager, Probe, ReleaseSpec, Service
 from kapistrano.api.status import HostPhase, Reason
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
-from kapistrano.hosts import facts, fetch, hooks, layout, lock, orphans, probes, records, services
+from kapistrano.hosts import facts, fetch, hooks, layout, lock, orphans, probes, records, services, switch
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
@@ -287,16 +287,8 @@ class SshHostDriver:
         host published without that log line; the next publish cleans up (network I/O).
         """
         await self.settle()
-        deploy_to = spec.deploy_path
-        target = await layout.find_release_for_version(self.conn, deploy_to, spec.version)
-        if target is None:
-            raise SourceError(self.name, f"no release for version {spec.version} on the host")
-        release_dir = layout.Paths(deploy_to).release(target.name)
-        await self._hooks(spec, spec.hooks.before_publish, release_dir, emit, run_once=run_once_hooks)
-        # Recorded before the switch: from then on the host is judged by the probes it is published with.
-        await self._record_services(spec, release_dir)
-        emit(HostEvent(self.name, f"switching current to {target.name}", HostPhase.PUBLISHING))
-        await layout.publish(self.conn, deploy_to, target.name)
+        target = await self._switch(spec, emit, run_once_hooks=run_once_hooks)
+        release_dir = layout.Paths(spec.deploy_path).release(target.name)
         await self._restart_all(spec, target.name, emit, keep_current=True)
         stopped = await self._stop_orphans(spec, target.name, emit)
         await self._hold(spec, target.name, emit)
@@ -315,6 +307,28 @@ class SshHostDriver:
             probe=probe_note(spec.services_for(self.name), target.name),
             stopped=stopped,
         )
+
+    async def _switch(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> layout.ReleaseInfo:
+        """beforePublish hooks, then the services record and the switch of current in one script (network I/O).
+
+        The record is written before the switch: from then on the host is judged by the probes it is
+        published with. Without hooks to run here, finding the release takes no round trip of its own.
+        """
+        before = [h for h in spec.hooks.before_publish if self._runs(spec, h, run_once=run_once_hooks)]
+        name = None
+        if before:
+            found = await layout.find_release_for_version(self.conn, spec.deploy_path, spec.version)
+            if found is None:
+                raise SourceError(self.name, f"no release for version {spec.version} on the host")
+            name = found.name
+            release_dir = layout.Paths(spec.deploy_path).release(name)
+            await self._hooks(spec, before, release_dir, emit, run_once=run_once_hooks)
+        emit(HostEvent(self.name, f"switching current to {name or spec.version}", HostPhase.PUBLISHING))
+        record = records.services_record(spec.services_for(self.name))
+        target = await switch.switch(self.conn, spec.deploy_path, spec.version, release=name, record=record)
+        if target is None:
+            raise SourceError(self.name, f"no release for version {spec.version} on the host")
+        return target
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
         """Switch back to `release` (or the one before current), restart, prove ready (network I/O)."""
@@ -413,17 +427,17 @@ class SshHostDriver:
     # -- helpers ---------------------------------------------------------------------------------
 
     async def _keep_books(self, spec: ReleaseSpec, message: str, emit: EventSink) -> None:
-        """Append the revisions.log line and remove old releases; a failure is a warning (network I/O)."""
-        done = await asyncio.gather(
-            layout.append_revision_log(self.conn, spec.deploy_path, message),
-            layout.cleanup(self.conn, spec.deploy_path, spec.keep_releases),
-            return_exceptions=True,
-        )
-        for what, outcome in zip(("revisions.log", "cleanup"), done, strict=True):
-            if isinstance(outcome, HostError):
-                emit(HostEvent(self.name, f"{what} failed: {outcome.message}", warning=True))
-            elif isinstance(outcome, BaseException):
-                log.error("%s: %s failed", self.name, what, exc_info=outcome)
+        """Append the revisions.log line and remove old releases in one script; failures are warnings (network I/O)."""
+        try:
+            done = await layout.keep_books(self.conn, spec.deploy_path, spec.keep_releases, message)
+        except HostError as failed:
+            emit(HostEvent(self.name, f"cleanup failed: {failed.message}", warning=True))
+            return
+        except Exception:
+            log.exception("%s: revisions.log and cleanup failed", self.name)
+            return
+        if not done.logged:
+            emit(HostEvent(self.name, "revisions.log failed: the line could not be appended", warning=True))
 
     async def settle(self) -> None:
         """Wait for the last publish's bookkeeping; a cancelled caller does not cancel it (network I/O)."""
@@ -438,10 +452,14 @@ class SshHostDriver:
     ) -> None:
         """Run hooks in a directory, `once` hooks only when asked (network I/O)."""
         for hook in hooks:
-            if (hook.once and not run_once) or not spec.runs_hook(self.name, hook):
+            if not self._runs(spec, hook, run_once=run_once):
                 continue
             emit(HostEvent(self.name, f"hook {hook.name}"))
             await self._run_hook(spec, hook, directory, emit)
+
+    def _runs(self, spec: ReleaseSpec, hook: Hook, *, run_once: bool) -> bool:
+        """Whether a hook runs on this host now: `once` hooks only when asked (pure)."""
+        return (run_once or not hook.once) and spec.runs_hook(self.name, hook)
 
     async def _run_hook(self, spec: ReleaseSpec, hook: Hook, directory: str, emit: EventSink) -> None:
         """Run one hook, each line of its output emitted as it comes (network I/O)."""

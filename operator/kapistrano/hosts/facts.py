@@ -24,10 +24,7 @@ from kapistrano.hosts.layout import (
 from kapistrano.hosts.managers.base import ServiceContext, remote_script, run_script
 from kapistrano.hosts.records import _RECORDS, parse_services_records
 from kapistrano.hosts.runner import Runner
-from kapistrano.hosts.shell import quote
-
-#: The line that opens a section of the script's output.
-SECTION = "=="
+from kapistrano.hosts.shell import SECTION, quote, section, split_sections
 
 
 @dataclass(frozen=True)
@@ -55,11 +52,6 @@ class HostFacts:
         return all(path in self.pids for path in pidfiles)
 
 
-def _section(name: str, body: str, *args: str) -> list[str]:
-    """Script lines that print a section header, then run `body` with `args` as $1.. in a subshell (pure)."""
-    return [f"echo {SECTION} {name}", f"( set -- {' '.join(quote(a) for a in args)}", body.strip("\n"), ")"]
-
-
 def pid_lines(pidfiles: Sequence[str]) -> list[str]:
     """Script lines printing `pid\\t<n>\\t<pid|->\\t<alive 1|0>\\t<cwd|->` per pid file (pure)."""
     lines = [f"echo {SECTION} pids"]
@@ -74,10 +66,10 @@ def read_lines(deploy_to: str, pidfiles: Sequence[str]) -> list[str]:
     """Script lines reading current, the release markers, the services records and the pid files (pure)."""
     paths = Paths(deploy_to)
     return [
-        *_section("current", _CURRENT, paths.current),
+        *section("current", _CURRENT, paths.current),
         f"echo {SECTION} resolved; readlink -e {quote(paths.current)} 2>/dev/null",
-        *_section("markers", _MARKERS, paths.releases),
-        *_section("records", _RECORDS, paths.releases),
+        *section("markers", _MARKERS, paths.releases),
+        *section("records", _RECORDS, paths.releases),
         *pid_lines(pidfiles),
         "true",
     ]
@@ -86,19 +78,6 @@ def read_lines(deploy_to: str, pidfiles: Sequence[str]) -> list[str]:
 def read_command(ctx: ServiceContext, pidfiles: Sequence[str]) -> str:
     """The one command line that reads a host (pure)."""
     return remote_script(ctx, read_lines(ctx.deploy_to, pidfiles))
-
-
-def split_sections(output: str) -> dict[str, str]:
-    """Section name -> its text, from output whose sections start with `== <name>` lines (pure)."""
-    found: dict[str, list[str]] = {}
-    lines: list[str] | None = None
-    for line in output.splitlines():
-        head, _, name = line.partition(" ")
-        if head == SECTION and name:
-            lines = found.setdefault(name, [])
-        elif lines is not None:
-            lines.append(line)
-    return {name: "".join(line + "\n" for line in body) for name, body in found.items()}
 
 
 def parse_pids(text: str, pidfiles: Sequence[str]) -> dict[str, PidFact]:
