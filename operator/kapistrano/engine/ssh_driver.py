@@ -15,6 +15,7 @@ from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
 from kapistrano.hosts import facts, fetch, hooks, layout, lock, orphans, probes, records, services, switch
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
+from kapistrano.hosts.hub import SshHub
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
@@ -43,13 +44,22 @@ class Reading(NamedTuple):
 
 
 def driver_factory(
-    private_key: bytes | Path | None, known_hosts: bytes | str | Path | None, local: LocalSsh | None = None
+    private_key: bytes | Path | None,
+    known_hosts: bytes | str | Path | None,
+    local: LocalSsh | None = None,
+    *,
+    hub: SshHub | None = None,
+    key: str = "",
 ) -> DriverFactory:
-    """A factory of SSH drivers that share one set of credentials (and the CLI user's SSH set-up) (pure)."""
+    """A factory of SSH drivers that share one set of credentials (and the CLI user's SSH set-up) (pure).
+
+    With a hub, their connections count against the process's bound and their work is admitted
+    fairly under `key` (the Release) beside every other Release of the process.
+    """
 
     def make(spec: ReleaseSpec, host: Host) -> SshHostDriver:
         target = target_for_host(spec, host, private_key, known_hosts, local)
-        return SshHostDriver(SshConnection(target), spec.deploy_path, target.user)
+        return SshHostDriver(SshConnection(target, hub=hub, key=key), spec.deploy_path, target.user)
 
     return make
 
