@@ -13,6 +13,7 @@ import logging
 
 import kopf
 
+from kapistrano.cli.common import add_ssh_bounds
 from kapistrano.k8s import metrics
 from kapistrano.k8s.settings import OPTIONS
 
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="refuse every Release with spec.ssh.insecureSkipHostKeyCheck (Stalled, InsecureHostKeysForbidden)",
     )
+    add_ssh_bounds(parser)
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument(
         "--peering", metavar="NAME", help="use kopf peering NAME so that only one of several replicas is active"
@@ -48,6 +50,8 @@ async def operate(args: argparse.Namespace, stop: asyncio.Event | None = None) -
     OPTIONS.metrics_port = args.metrics_port
     OPTIONS.namespaces = list(args.namespace)
     OPTIONS.forbid_insecure_host_keys = args.forbid_insecure_host_keys
+    OPTIONS.max_ssh_connections = args.max_ssh_connections
+    OPTIONS.ssh_concurrency = args.ssh_concurrency
     await kopf.operator(
         standalone=args.peering is None,
         peering_name=args.peering,

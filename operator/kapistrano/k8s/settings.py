@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import kopf
 
 from kapistrano.api.release import GROUP
+from kapistrano.hosts.hub import DEFAULT_MAX_CONNECTIONS, DEFAULT_SLOTS
 
 
 @dataclass
@@ -37,6 +38,10 @@ class RunOptions:
     namespaces: list[str] = field(default_factory=list)
     #: Refuse Releases with spec.ssh.insecureSkipHostKeyCheck (Stalled, InsecureHostKeysForbidden).
     forbid_insecure_host_keys: bool = False
+    #: SSH connections open at once, all Releases together (kapistrano.hosts.hub).
+    max_ssh_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: SSH connects and commands admitted at once, shared round-robin by the Releases.
+    ssh_concurrency: int = DEFAULT_SLOTS
 
 
 OPTIONS = RunOptions()
