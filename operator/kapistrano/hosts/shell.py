@@ -54,7 +54,7 @@ def split_sections(output: str) -> dict[str, str]:
     """Section name -> its text, from output whose sections start with `== <name>` lines (pure)."""
     found: dict[str, list[str]] = {}
     lines: list[str] | None = None
-    for line in output.splitlines():
+    for line in output.removesuffix("\n").split("\n") if output else []:
         head, _, name = line.partition(" ")
         if head == SECTION and name:
             lines = found.setdefault(name, [])
