@@ -183,3 +183,43 @@ async def test_a_failed_connect_gives_its_place_back_and_goes_to_the_suspect_lan
 async def _connect(hub: SshHub, conn: FakeConnection) -> None:
     async with hub.connecting(conn):
         conn.open = True
+
+
+class SlowClose(FakeConnection):
+    """A connection whose close waits until let go."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.let_go = asyncio.Event()
+        self.closing = False
+
+    async def close(self) -> None:
+        self.closing = True
+        await self.let_go.wait()
+        await super().close()
+
+
+async def test_a_connection_used_again_while_the_hub_closes_it_waits_for_a_place_anew() -> None:
+    hub = SshHub(1, 4, min_idle=0.0)
+    old = SlowClose("old")
+    await _connect(hub, old)
+    old.busy = 0
+    hub.touch(old)
+    newcomer = FakeConnection("new")
+    taking = asyncio.create_task(_connect(hub, newcomer))  # closes `old` to take its place
+    await _until(lambda: old.closing)
+    old.busy = 1
+    again = asyncio.create_task(_connect(hub, old))  # its owner runs a command meanwhile
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not again.done(), "reconnected on the place being taken away"
+    old.let_go.set()
+    await taking
+    assert not again.done()
+    assert hub.open_count == 1  # the newcomer holds the only place
+    newcomer.busy = 0
+    hub.touch(newcomer)
+    await again
+    assert hub.open_count == 1
+    assert hub.peak == 1
+    await hub.close()

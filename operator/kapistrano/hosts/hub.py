@@ -123,8 +123,8 @@ class SshHub:
     async def _place(self, conn: Pooled) -> None:
         """Wait for a place for `conn`, closing the least recently used idle connection when all are taken."""
         self._start_reaper()
-        while conn not in self._places:
-            if len(self._places) < self.max_connections:
+        while conn not in self._places or conn in self._closing:  # one being closed gets a place anew
+            if conn not in self._places and len(self._places) < self.max_connections:
                 self._places[conn] = None
                 self.peak = max(self.peak, len(self._places))
                 return
