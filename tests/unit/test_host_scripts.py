@@ -85,13 +85,18 @@ def test_the_switch_finds_the_newest_release_of_a_version_and_records_it(version
         release(deploy, "20260101000000", version, "old")
         release(deploy, "20260102000000", version, "new")
         release(deploy, "20260103000000", version + "x")
-        out = sh(switch.switch_command(str(deploy), version, record=record, suffix="t"))
+        ctx = ServiceContext(deploy_to=str(deploy))
+        pid = str(deploy / "shared" / "w.pid")
+        out = sh(switch.switch_command(ctx, version, record=record, pidfiles=[pid], suffix="t"))
         found = switch.parse_switch(out, version)
+        sections = split_sections(out)
+        assert sections["records"] == f"20260102000000\t{record}\n"
+        assert facts.parse_pids(sections["pids"], [pid]) == {pid: facts.PidFact(None, False)}
         assert found == layout.ReleaseInfo("20260102000000", version, "new")
         assert os.readlink(deploy / "current") == str(deploy / "releases" / "20260102000000")
         written = (deploy / "releases" / "20260102000000" / records.SERVICES_RECORD).read_text()
         assert written == record + "\n"
-        assert switch.parse_switch(sh(switch.switch_command(str(deploy), "absent", suffix="t")), "absent") is None
+        assert switch.parse_switch(sh(switch.switch_command(ctx, "absent", suffix="t")), "absent") is None
 
 
 def test_the_cleanup_listing_appends_the_log_line_and_lists_in_one_go(tmp_path: Path) -> None:

@@ -116,9 +116,17 @@ class SshHostDriver:
 
     async def _read(self, spec: ReleaseSpec) -> facts.HostFacts:
         """Read the host in one script, with the pid files the spec and the records seen last name (network I/O)."""
-        ctx = ServiceContext(deploy_to=spec.deploy_path, command_timeout=float(spec.ssh.command_timeout_seconds))
+        ctx = self._base(spec)
+        return await facts.read(self.conn, ctx, self._watched(spec, ctx))
+
+    def _watched(self, spec: ReleaseSpec, ctx: ServiceContext) -> list[str]:
+        """The pid files a look at the host reads: those the spec and the records seen last name (pure)."""
         seen = [s for found in self._records_seen.values() for s in found]
-        return await facts.read(self.conn, ctx, _pidfiles(ctx, [*spec.services_for(self.name), *seen]))
+        return _pidfiles(ctx, [*spec.services_for(self.name), *seen])
+
+    def _base(self, spec: ReleaseSpec) -> ServiceContext:
+        """The service context of the host without a release (pure)."""
+        return ServiceContext(deploy_to=spec.deploy_path, command_timeout=float(spec.ssh.command_timeout_seconds))
 
     def _parse_records(self, raw: Mapping[str, str]) -> dict[str, list[Service]]:
         """Each release's services record, unreadable ones left out; kept for the next read (changes a cache)."""
@@ -142,9 +150,14 @@ class SshHostDriver:
         """The services record of every release on the host; unreadable ones are left out (network I/O)."""
         return self._parse_records(await records.read_services_records(self.conn, deploy_to))
 
-    async def _stop_orphans(self, spec: ReleaseSpec, release: str, emit: EventSink) -> tuple[str, ...]:
-        """Stop what the release's services no longer name, with its starter's settings (network I/O)."""
-        found = await self._read(spec)
+    async def _stop_orphans(
+        self, spec: ReleaseSpec, release: str, emit: EventSink, found: facts.HostFacts | None = None
+    ) -> tuple[str, ...]:
+        """Stop what the release's services no longer name, with its starter's settings (network I/O).
+
+        `found` is a reading of the records and pid files already made (by the switch), else one is made.
+        """
+        found = found or await self._read(spec)
         by_release = self._parse_records(found.records)
         ctx = self._context(spec, release)
         named = orphans.candidates(ctx, by_release, by_release.get(release, spec.services_for(self.name)))
@@ -297,10 +310,10 @@ class SshHostDriver:
         host published without that log line; the next publish cleans up (network I/O).
         """
         await self.settle()
-        target = await self._switch(spec, emit, run_once_hooks=run_once_hooks)
+        target, seen = await self._switch(spec, emit, run_once_hooks=run_once_hooks)
         release_dir = layout.Paths(spec.deploy_path).release(target.name)
         await self._restart_all(spec, target.name, emit, keep_current=True)
-        stopped = await self._stop_orphans(spec, target.name, emit)
+        stopped = await self._stop_orphans(spec, target.name, emit, seen)
         await self._hold(spec, target.name, emit)
         await self._hooks(spec, spec.hooks.after_publish, release_dir, emit, run_once=run_once_hooks)
         branch = spec.git_ref or spec.version
@@ -318,11 +331,14 @@ class SshHostDriver:
             stopped=stopped,
         )
 
-    async def _switch(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> layout.ReleaseInfo:
+    async def _switch(
+        self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool
+    ) -> tuple[layout.ReleaseInfo, facts.HostFacts]:
         """beforePublish hooks, then the services record and the switch of current in one script (network I/O).
 
         The record is written before the switch: from then on the host is judged by the probes it is
         published with. Without hooks to run here, finding the release takes no round trip of its own.
+        The same script reads the records and pid files, for the orphans to stop after the restart.
         """
         before = [h for h in spec.hooks.before_publish if self._runs(spec, h, run_once=run_once_hooks)]
         name = None
@@ -335,10 +351,13 @@ class SshHostDriver:
             await self._hooks(spec, before, release_dir, emit, run_once=run_once_hooks)
         emit(HostEvent(self.name, f"switching current to {name or spec.version}", HostPhase.PUBLISHING))
         record = records.services_record(spec.services_for(self.name))
-        target = await switch.switch(self.conn, spec.deploy_path, spec.version, release=name, record=record)
+        ctx = self._base(spec)
+        target, seen = await switch.switch(
+            self.conn, ctx, spec.version, release=name, record=record, pidfiles=self._watched(spec, ctx)
+        )
         if target is None:
             raise SourceError(self.name, f"no release for version {spec.version} on the host")
-        return target
+        return target, seen
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
         """Switch back to `release` (or the one before current), restart, prove ready (network I/O)."""
