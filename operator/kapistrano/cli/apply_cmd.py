@@ -10,7 +10,16 @@ from pathlib import Path
 from rich.console import Console
 
 from kapistrano.api.release import Release
-from kapistrano.cli.common import CliError, add_release_args, load_credentials, owner_of, release_for, state_path
+from kapistrano.cli.common import (
+    CliError,
+    add_release_args,
+    add_ssh_bounds,
+    load_credentials,
+    owner_of,
+    release_for,
+    ssh_hub_of,
+    state_path,
+)
 from kapistrano.cli.display import ProgressView, status_table
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
@@ -25,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--retry", action="store_true", help="try a version that failed again (status failedVersion), same version"
     )
+    add_ssh_bounds(parser)
     parser.set_defaults(func=run)
 
 
@@ -36,9 +46,10 @@ async def apply_release(release: Release, args: argparse.Namespace, console: Con
     async def desired() -> Desired:
         return Desired(release.spec, generation=release.metadata.generation or 1, retry_token=retry)
 
+    hub = ssh_hub_of(args)
     rollout = Rollout(
         source=desired,
-        drivers=driver_factory(credentials.private_key, credentials.known_hosts, credentials.local),
+        drivers=driver_factory(credentials.private_key, credentials.known_hosts, credentials.local, hub=hub),
         store=FileStatusStore(state_path(args, release)),
         owner=owner_of(release),
     )
@@ -50,6 +61,7 @@ async def apply_release(release: Release, args: argparse.Namespace, console: Con
             return await rollout.run()
     finally:
         await rollout.close()
+        await hub.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ import asyncssh
 
 from kapistrano.api.release import Release, ReleaseFileError, load_releases
 from kapistrano.api.spec import Hooks
+from kapistrano.hosts.hub import DEFAULT_MAX_CONNECTIONS, DEFAULT_SLOTS, SshHub
+from kapistrano.hosts.scheduler import SLOT_LEASE_SECONDS
 from kapistrano.hosts.ssh_options import LocalSsh
 
 
@@ -40,6 +42,39 @@ def add_release_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--roles", help="only hosts with one of these roles, comma-separated (as ROLES=)")
     parser.add_argument("--ssh-config", help="ssh_config file (default: ~/.ssh/config; `none` reads none)")
     parser.add_argument("--ssh-key-passphrase-file", type=Path, help="file whose first line is the key's passphrase")
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1 (pure)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_ssh_bounds(parser: argparse.ArgumentParser) -> None:
+    """Add the process-wide SSH bounds, --max-ssh-connections and --ssh-concurrency (changes the parser)."""
+    parser.add_argument(
+        "--max-ssh-connections",
+        type=positive,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="SSH connections open at once for all Releases together; the least recently used idle one is "
+        f"closed for a new one, and reopened when needed (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--ssh-concurrency",
+        type=positive,
+        default=DEFAULT_SLOTS,
+        help="SSH connects and commands admitted at once, shared round-robin by the Releases; a command that "
+        f"waits on the host gives its place back after {SLOT_LEASE_SECONDS:g}s (default {DEFAULT_SLOTS})",
+    )
+
+
+def ssh_hub_of(args: argparse.Namespace) -> SshHub:
+    """The hub for this process from the command line's bounds (made in the running loop)."""
+    return SshHub(
+        getattr(args, "max_ssh_connections", DEFAULT_MAX_CONNECTIONS), getattr(args, "ssh_concurrency", DEFAULT_SLOTS)
+    )
 
 
 def pick_release(path: Path, name: str | None) -> Release:

@@ -12,7 +12,16 @@ from rich.console import Console
 
 from kapistrano.api.release import Release
 from kapistrano.api.status import ReleaseStatus
-from kapistrano.cli.common import CliError, add_release_args, load_credentials, owner_of, release_for, state_path
+from kapistrano.cli.common import (
+    CliError,
+    add_release_args,
+    add_ssh_bounds,
+    load_credentials,
+    owner_of,
+    release_for,
+    ssh_hub_of,
+    state_path,
+)
 from kapistrano.engine.rollout import Desired, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
@@ -28,6 +37,7 @@ def register_reader(
     parser = subparsers.add_parser(name, help=help_text)
     add_release_args(parser)
     parser.add_argument("--state", type=Path, help="status file (default: next to the Release file)")
+    add_ssh_bounds(parser)
 
     def run(args: argparse.Namespace) -> int:
         console = Console()
@@ -50,9 +60,10 @@ async def observe(release: Release, args: argparse.Namespace) -> tuple[dict[str,
     async def desired() -> Desired:
         return Desired(release.spec)
 
+    hub = ssh_hub_of(args)
     rollout = Rollout(
         source=desired,
-        drivers=driver_factory(credentials.private_key, credentials.known_hosts, credentials.local),
+        drivers=driver_factory(credentials.private_key, credentials.known_hosts, credentials.local, hub=hub),
         store=store,
         owner=owner_of(release),
     )
@@ -60,6 +71,7 @@ async def observe(release: Release, args: argparse.Namespace) -> tuple[dict[str,
         observed = await rollout.observe_all(release.spec, lock=False)
     finally:
         await rollout.close()
+        await hub.close()
     return observed, (await store.load()) or ReleaseStatus()
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 
+from kapistrano.cli.common import add_ssh_bounds
 from kapistrano.hosts import lock
 from kapistrano.k8s import metrics, peers
 from kapistrano.k8s.settings import OPTIONS, configure
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="refuse every Release with spec.ssh.insecureSkipHostKeyCheck (Stalled, InsecureHostKeysForbidden)",
     )
+    add_ssh_bounds(parser)
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument(
         "--peering", metavar="NAME", help="use kopf peering NAME so that only one of several replicas is active"
@@ -88,6 +90,8 @@ async def operate(args: argparse.Namespace, stop: asyncio.Event | None = None) -
     OPTIONS.forbid_insecure_host_keys = args.forbid_insecure_host_keys
     OPTIONS.placement = placement_from(args)
     OPTIONS.peering = args.peering is not None
+    OPTIONS.max_ssh_connections = args.max_ssh_connections
+    OPTIONS.ssh_concurrency = args.ssh_concurrency
     settings = kopf.OperatorSettings()
     configure(settings)
     peering = OPTIONS.placement.peering_name(args.peering) if args.peering else None

@@ -135,6 +135,8 @@ class Rollout:
         self._reading: dict[str, tuple[ReleaseSpec, asyncio.Task[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._read_gate = asyncio.Semaphore(20)
+        #: Background reads of unreachable hosts: few at once, so they never hold the reads of live ones.
+        self._retry_gate = asyncio.Semaphore(4)
         #: Actions running now: host -> (task, its runner, its kind), all for _running_spec.
         self._running: dict[str, tuple[asyncio.Task[None], ActionRunner, ActionKind]] = {}
         self._running_spec: ReleaseSpec | None = None
@@ -191,24 +193,24 @@ class Rollout:
         """Re-read the hosts whose last observation may be stale; reuse the rest (network I/O).
 
         Every host is read on the first step, after a spec change and at least every
-        FULL_OBSERVE_SECONDS; a host we acted on is read again at every step, one we could not read
-        every RETRY_OBSERVE_SECONDS. The background reader re-reads idle hosts shortly before they
-        are due, so a step waits only for a read still running when the reading is already stale
-        (a slow or dead host): no plan uses an older reading than before. This keeps "hosts are the
-        source of truth" while a step between two hosts costs one host's reads, not all of them.
+        FULL_OBSERVE_SECONDS; a host we acted on is read again at every step. The background reader
+        re-reads idle hosts shortly before they are due, so a step waits only for a read still
+        running when the reading is already stale (a slow host), and never for an unreachable host:
+        it stays unavailable to the plan until a background read (every RETRY_OBSERVE_SECONDS)
+        reaches it. Hosts stay the source of truth while a step costs one host's reads, not all.
         """
         now = asyncio.get_running_loop().time()
         if spec != self._seen_spec:
             self._seen.clear()
             self._seen_spec = spec
         due = [h for h in spec.hosts if self._must_read(h.name, now)]
-        late = [task for name, (of, task) in self._reading.items() if of == spec and self._is_due(name, now)]
+        late = [t for name, (of, t) in self._reading.items() if of == spec and self._must_wait(name, now)]
         for name, found in (await self.observe_all(spec, hosts=due)).items():
             self._remember(spec, name, now, found)
         if late:
             await asyncio.wait(late)  # they ran alongside the reads above
             # A read that failed unexpectedly left its host stale: read it here.
-            again = [h for h in spec.hosts if self._is_due(h.name, now)]
+            again = [h for h in spec.hosts if self._must_wait(h.name, now)]
             for name, found in (await self.observe_all(spec, hosts=again)).items():
                 self._remember(spec, name, now, found)
         self._touched = set()
@@ -218,6 +220,8 @@ class Rollout:
         """Whether a step has to read a host itself before planning (pure)."""
         if name in self._touched or name not in self._seen:
             return True
+        if not self._up(name):
+            return False  # the background reader retries it: a dead host's connect timeout holds no step
         reading = self._reading.get(name)
         return (reading is None or reading[0] != self._seen_spec) and self._is_due(name, now)
 
@@ -226,6 +230,14 @@ class Rollout:
         seen = self._seen.get(name)
         if spec == self._seen_spec and (seen is None or started >= seen[0]):
             self._seen[name] = (started, found)
+
+    def _up(self, name: str) -> bool:
+        """Whether a host's last reading reached it (pure)."""
+        return (seen := self._seen.get(name)) is None or seen[1].reachable
+
+    def _must_wait(self, name: str, now: float) -> bool:
+        """Whether a step waits for a stale reading of a host; never for an unreachable one (pure)."""
+        return self._up(name) and self._is_due(name, now)
 
     def _is_due(self, name: str, now: float) -> bool:
         """Whether a host's last reading is too old at `now` (pure)."""
@@ -436,19 +448,19 @@ class Rollout:
             await asyncio.sleep(REFRESH_TICK_SECONDS)
 
     def _read_in_background(self, name: str, horizon: float) -> bool:
-        """Whether a host last read fine, idle and not being read, would be stale at `horizon` (pure).
-
-        A host whose last read failed is left to the steps, every RETRY_OBSERVE_SECONDS as before.
-        """
+        """Whether an idle host not being read is read now in the background: a fine one when stale at
+        `horizon`, an unreachable one every RETRY_OBSERVE_SECONDS; other failed reads are the steps' (pure)."""
         seen = self._seen.get(name)
-        if seen is None or not seen[1].reachable or seen[1].error_reason is not None:
+        if seen is None or name in self._acting or name in self._reading:
             return False
-        return name not in self._acting and name not in self._reading and self._is_due(name, horizon)
+        if not seen[1].reachable:
+            return self._is_due(name, horizon - REFRESH_AHEAD_SECONDS)
+        return seen[1].error_reason is None and self._is_due(name, horizon)
 
     async def _read_one(self, spec: ReleaseSpec, host: Host) -> None:
         """Read one host and keep the reading; an unexpected error is logged, the step reads again (network I/O)."""
         try:
-            async with self._read_gate:
+            async with self._read_gate if self._up(host.name) else self._retry_gate:
                 started = asyncio.get_running_loop().time()
                 self._remember(spec, host.name, started, await self.observe(spec, host))
         except Exception:

@@ -7,16 +7,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
 
-from kapistrano.api.spec import Hook, Host, Manager, Probe, ReleaseSpec, Service
+from kapistrano.api.spec import Hook, Host, ReleaseSpec, Service
 from kapistrano.api.status import HostPhase, Reason
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
-from kapistrano.hosts import fetch, hooks, layout, lock, orphans, probes, records, services
+from kapistrano.engine.ssh_reading import HostReader, judged_pidfiles, probe_note
+from kapistrano.hosts import facts, fetch, hooks, layout, lock, orphans, probes, records, services, switch
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
-from kapistrano.hosts.managers import pidfile
-from kapistrano.hosts.managers.base import instance_env
+from kapistrano.hosts.hub import SshHub
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
 from kapistrano.hosts.ssh import SshConnection, target_for_host
 from kapistrano.hosts.ssh_options import LocalSsh
@@ -29,32 +28,30 @@ log = logging.getLogger(__name__)
 NO_GRACE_SECONDS = 0.02
 #: Readiness is re-checked this often while a host holds minReadySeconds.
 HOLD_CHECK_SECONDS = 1.0
-#: A liveness check is judged from now: alive at the first pass, stuck after failureThreshold failures.
-_CONFIRM_FAILURE = {"initial_delay_seconds": 0, "success_threshold": 1}
-
-
-class Reading(NamedTuple):
-    """What one reading of a host's services found."""
-
-    running: bool | None
-    ready: bool
-    on_current: bool | None
-    live: bool | None = None
 
 
 def driver_factory(
-    private_key: bytes | Path | None, known_hosts: bytes | str | Path | None, local: LocalSsh | None = None
+    private_key: bytes | Path | None,
+    known_hosts: bytes | str | Path | None,
+    local: LocalSsh | None = None,
+    *,
+    hub: SshHub | None = None,
+    key: str = "",
 ) -> DriverFactory:
-    """A factory of SSH drivers that share one set of credentials (and the CLI user's SSH set-up) (pure)."""
+    """A factory of SSH drivers that share one set of credentials (and the CLI user's SSH set-up) (pure).
+
+    With a hub, their connections count against the process's bound and their work is admitted
+    fairly under `key` (the Release) beside every other Release of the process.
+    """
 
     def make(spec: ReleaseSpec, host: Host) -> SshHostDriver:
         target = target_for_host(spec, host, private_key, known_hosts, local)
-        return SshHostDriver(SshConnection(target), spec.deploy_path, target.user)
+        return SshHostDriver(SshConnection(target, hub=hub, key=key), spec.deploy_path, target.user)
 
     return make
 
 
-class SshHostDriver:
+class SshHostDriver(HostReader):
     """Carries out plan actions on one host over one multiplexed SSH connection."""
 
     def __init__(self, connection: SshConnection, deploy_to: str, user: str) -> None:
@@ -65,6 +62,7 @@ class SshHostDriver:
         self.user = user
         #: The last publish's bookkeeping (revisions.log, cleanup), finished off the critical path.
         self._bookkeeping: asyncio.Task[None] | None = None
+        self._records_seen = {}
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -72,23 +70,23 @@ class SshHostDriver:
         """Where current points, whether the release for spec.version exists, whether services are ready.
 
         A host is judged by the services (status and readiness) its release was published with, so
-        a new probe applies to a host only once it runs the release that brought it (network I/O).
+        a new probe applies to a host only once it runs the release that brought it. One remote
+        script reads it all (a second one only when a record names pid files not read yet); probes
+        and the status commands of systemd/command services run on their own (network I/O).
         """
         await self.settle()
-        deploy_to = spec.deploy_path
-        current, desired, by_release = await asyncio.gather(
-            layout.read_current(self.conn, deploy_to),
-            layout.find_release_for_version(self.conn, deploy_to, spec.version),
-            self._records(deploy_to),
-        )
+        found = await self._read(spec)
+        current = found.current
+        desired = layout.pick_release_for_version(found.markers, spec.version)
         if current is None or not current.exists:
             return HostObservation(name=self.name, has_desired_release=desired is not None, ready=False)
+        by_release = self._parse_records(found.records)
         ctx = self._context(spec, current.release)
         recorded = by_release.get(current.release)
         judged_by = spec.services_for(self.name) if recorded is None else recorded
-        reading, left = await asyncio.gather(
-            self._services_ready(judged_by, ctx), orphans.find(self.conn, ctx, by_release, judged_by)
-        )
+        named = orphans.candidates(ctx, by_release, judged_by)
+        pids = await self._pids(ctx, found.pids, [*judged_pidfiles(ctx, judged_by), *(c.pidfile for c in named)])
+        reading = await self._services_ready(judged_by, ctx, known=(pids, found.current_dir))
         return HostObservation(
             name=self.name,
             version=current.version,
@@ -99,7 +97,7 @@ class SshHostDriver:
             services_on_current=reading.on_current,
             services_live=reading.live,
             probe=probe_note(judged_by, None if recorded is None else current.release),
-            orphans=tuple(str(o) for o in left),
+            orphans=tuple(str(o) for o in orphans.from_pids(named, pids)),
         )
 
     async def _record_services(self, spec: ReleaseSpec, release_dir: str) -> None:
@@ -107,74 +105,25 @@ class SshHostDriver:
         record = records.services_record(spec.services_for(self.name))
         await records.write_services_record(self.conn, release_dir, record)
 
-    async def _records(self, deploy_to: str) -> dict[str, list[Service]]:
-        """The services record of every release on the host; unreadable ones are left out (network I/O)."""
-        raw = await records.read_services_records(self.conn, deploy_to)
-        parsed = {name: records.parse_services_record(text) for name, text in raw.items()}
-        return {name: found for name, found in parsed.items() if found is not None}
+    async def _stop_orphans(
+        self, spec: ReleaseSpec, release: str, emit: EventSink, found: facts.HostFacts | None = None
+    ) -> tuple[str, ...]:
+        """Stop what the release's services no longer name, with its starter's settings (network I/O).
 
-    async def _stop_orphans(self, spec: ReleaseSpec, release: str, emit: EventSink) -> tuple[str, ...]:
-        """Stop what the release's services no longer name, with its starter's settings (network I/O)."""
-        by_release = await self._records(spec.deploy_path)
+        `found` is a reading of the records and pid files already made (by the switch), else one is made.
+        """
+        found = found or await self._read(spec)
+        by_release = self._parse_records(found.records)
         ctx = self._context(spec, release)
-        found = await orphans.find(self.conn, ctx, by_release, by_release.get(release, spec.services_for(self.name)))
-        if not found:
+        named = orphans.candidates(ctx, by_release, by_release.get(release, spec.services_for(self.name)))
+        left = orphans.from_pids(named, await self._pids(ctx, found.pids, [c.pidfile for c in named]))
+        if not left:
             return ()
-        names = tuple(str(o) for o in found)
+        names = tuple(str(o) for o in left)
         emit(HostEvent(self.name, f"stopping {', '.join(names)}: not in the spec", HostPhase.RESTARTING))
-        await orphans.stop(self.conn, ctx, found)
+        await orphans.stop(self.conn, ctx, left)
         emit(HostEvent(self.name, stopped_note(names), reason=Reason.ORPHANS_STOPPED, warning=True))
         return names
-
-    async def _services_ready(
-        self, judged_by: Sequence[Service], ctx: ServiceContext, *, with_liveness: bool = True
-    ) -> Reading:
-        """Whether every process is alive, passes one readiness attempt, runs from current, is live (network I/O)."""
-        if not judged_by:
-            return Reading(None, True, None)
-        states = await asyncio.gather(*(services.status(self.conn, ctx, s) for s in judged_by))
-        if not all(state.running is not False for state in states):
-            return Reading(False, False, None)
-        attempts = [
-            probes.attempt(self.conn, where, s.readiness)
-            for s, state in zip(judged_by, states, strict=True)
-            if s.readiness is not None
-            for where in _probe_contexts(ctx, s, state)
-        ]
-        ready = all(a.ok for a in await asyncio.gather(*attempts))
-        pids = [pid for state in states for pid in state.pids]
-        running = True if all(state.running for state in states) else None
-
-        async def live() -> bool | None:
-            return await self._live(judged_by, states, ctx) if with_liveness else None
-
-        on_current, alive = await asyncio.gather(services.runs_from(self.conn, pids, ctx.current), live())
-        return Reading(running, ready, on_current, alive)
-
-    async def _live(
-        self, judged_by: Sequence[Service], states: Sequence[services.ServiceState], ctx: ServiceContext
-    ) -> bool | None:
-        """False when a liveness check fails failureThreshold times in a row; None without one (network I/O).
-
-        One attempt when it passes: the confirming attempts are paid only by a failing host.
-        """
-        checks = [
-            (where, s.liveness)
-            for s, state in zip(judged_by, states, strict=True)
-            if s.liveness is not None
-            for where in _probe_contexts(ctx, s, state)
-        ]
-        if not checks:
-            return None
-
-        async def one(where: ServiceContext, check: Probe) -> bool:
-            try:
-                await probes.wait_ready(self.conn, where, check.model_copy(update=_CONFIRM_FAILURE))
-            except NotReady:
-                return False
-            return True
-
-        return all(await asyncio.gather(*(one(where, check) for where, check in checks)))
 
     # -- locking ---------------------------------------------------------------------------------
 
@@ -223,18 +172,10 @@ class SshHostDriver:
         host published without that log line; the next publish cleans up (network I/O).
         """
         await self.settle()
-        deploy_to = spec.deploy_path
-        target = await layout.find_release_for_version(self.conn, deploy_to, spec.version)
-        if target is None:
-            raise SourceError(self.name, f"no release for version {spec.version} on the host")
-        release_dir = layout.Paths(deploy_to).release(target.name)
-        await self._hooks(spec, spec.hooks.before_publish, release_dir, emit, run_once=run_once_hooks)
-        # Recorded before the switch: from then on the host is judged by the probes it is published with.
-        await self._record_services(spec, release_dir)
-        emit(HostEvent(self.name, f"switching current to {target.name}", HostPhase.PUBLISHING))
-        await layout.publish(self.conn, deploy_to, target.name)
+        target, seen = await self._switch(spec, emit, run_once_hooks=run_once_hooks)
+        release_dir = layout.Paths(spec.deploy_path).release(target.name)
         await self._restart_all(spec, target.name, emit, keep_current=True)
-        stopped = await self._stop_orphans(spec, target.name, emit)
+        stopped = await self._stop_orphans(spec, target.name, emit, seen)
         await self._hold(spec, target.name, emit)
         await self._hooks(spec, spec.hooks.after_publish, release_dir, emit, run_once=run_once_hooks)
         branch = spec.git_ref or spec.version
@@ -251,6 +192,34 @@ class SshHostDriver:
             probe=probe_note(spec.services_for(self.name), target.name),
             stopped=stopped,
         )
+
+    async def _switch(
+        self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool
+    ) -> tuple[layout.ReleaseInfo, facts.HostFacts]:
+        """beforePublish hooks, then the services record and the switch of current in one script (network I/O).
+
+        The record is written before the switch: from then on the host is judged by the probes it is
+        published with. Without hooks to run here, finding the release takes no round trip of its own.
+        The same script reads the records and pid files, for the orphans to stop after the restart.
+        """
+        before = [h for h in spec.hooks.before_publish if self._runs(spec, h, run_once=run_once_hooks)]
+        name = None
+        if before:
+            found = await layout.find_release_for_version(self.conn, spec.deploy_path, spec.version)
+            if found is None:
+                raise SourceError(self.name, f"no release for version {spec.version} on the host")
+            name = found.name
+            release_dir = layout.Paths(spec.deploy_path).release(name)
+            await self._hooks(spec, before, release_dir, emit, run_once=run_once_hooks)
+        emit(HostEvent(self.name, f"switching current to {name or spec.version}", HostPhase.PUBLISHING))
+        record = records.services_record(spec.services_for(self.name))
+        ctx = self._base(spec)
+        target, seen = await switch.switch(
+            self.conn, ctx, spec.version, release=name, record=record, pidfiles=self._watched(spec, ctx)
+        )
+        if target is None:
+            raise SourceError(self.name, f"no release for version {spec.version} on the host")
+        return target, seen
 
     async def rollback(self, spec: ReleaseSpec, emit: EventSink, *, release: str | None) -> str:
         """Switch back to `release` (or the one before current), restart, prove ready (network I/O)."""
@@ -349,17 +318,17 @@ class SshHostDriver:
     # -- helpers ---------------------------------------------------------------------------------
 
     async def _keep_books(self, spec: ReleaseSpec, message: str, emit: EventSink) -> None:
-        """Append the revisions.log line and remove old releases; a failure is a warning (network I/O)."""
-        done = await asyncio.gather(
-            layout.append_revision_log(self.conn, spec.deploy_path, message),
-            layout.cleanup(self.conn, spec.deploy_path, spec.keep_releases),
-            return_exceptions=True,
-        )
-        for what, outcome in zip(("revisions.log", "cleanup"), done, strict=True):
-            if isinstance(outcome, HostError):
-                emit(HostEvent(self.name, f"{what} failed: {outcome.message}", warning=True))
-            elif isinstance(outcome, BaseException):
-                log.error("%s: %s failed", self.name, what, exc_info=outcome)
+        """Append the revisions.log line and remove old releases in one script; failures are warnings (network I/O)."""
+        try:
+            done = await layout.keep_books(self.conn, spec.deploy_path, spec.keep_releases, message)
+        except HostError as failed:
+            emit(HostEvent(self.name, f"cleanup failed: {failed.message}", warning=True))
+            return
+        except Exception:
+            log.exception("%s: revisions.log and cleanup failed", self.name)
+            return
+        if not done.logged:
+            emit(HostEvent(self.name, "revisions.log failed: the line could not be appended", warning=True))
 
     async def settle(self) -> None:
         """Wait for the last publish's bookkeeping; a cancelled caller does not cancel it (network I/O)."""
@@ -374,10 +343,14 @@ class SshHostDriver:
     ) -> None:
         """Run hooks in a directory, `once` hooks only when asked (network I/O)."""
         for hook in hooks:
-            if (hook.once and not run_once) or not spec.runs_hook(self.name, hook):
+            if not self._runs(spec, hook, run_once=run_once):
                 continue
             emit(HostEvent(self.name, f"hook {hook.name}"))
             await self._run_hook(spec, hook, directory, emit)
+
+    def _runs(self, spec: ReleaseSpec, hook: Hook, *, run_once: bool) -> bool:
+        """Whether a hook runs on this host now: `once` hooks only when asked (pure)."""
+        return (run_once or not hook.once) and spec.runs_hook(self.name, hook)
 
     async def _run_hook(self, spec: ReleaseSpec, hook: Hook, directory: str, emit: EventSink) -> None:
         """Run one hook, each line of its output emitted as it comes (network I/O)."""
@@ -395,33 +368,7 @@ class SshHostDriver:
             timeout=spec.ssh.command_timeout_seconds,
         )
 
-    def _context(self, spec: ReleaseSpec, release: str) -> ServiceContext:
-        """The service context for a release of this host (pure)."""
-        paths = layout.Paths(spec.deploy_path)
-        return ServiceContext(
-            deploy_to=spec.deploy_path,
-            current_dir=paths.release(release),
-            command_timeout=float(spec.ssh.command_timeout_seconds),
-        )
-
     async def close(self) -> None:
         """Finish the bookkeeping, then close the SSH connection (network I/O)."""
         await self.settle()
         await self.conn.close()
-
-
-def probe_note(judged_by: Sequence[Service], release: str | None) -> str:
-    """Which probes judged a host and where they come from: a release's record, else the spec (pure)."""
-    return f"{services.describe_probes(judged_by)} [{f'release {release}' if release else 'spec'}]"
-
-
-def _probe_contexts(ctx: ServiceContext, service: Service, state: services.ServiceState) -> list[ServiceContext]:
-    """Where a service's readiness is probed: once per live pidfile instance (named in the env), else once (pure)."""
-    if service.manager != Manager.PIDFILE or not state.instances:
-        return [ctx]
-    files = pidfile.pidfiles(ctx, service)
-    return [
-        replace(ctx, env={**ctx.env, **instance_env(n, files[n], i.pid)})
-        for n, i in enumerate(state.instances)
-        if i.pid is not None and n < len(files)
-    ] or [ctx]

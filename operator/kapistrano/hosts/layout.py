@@ -12,23 +12,37 @@ import posixpath
 import re
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 
-from kapistrano.hosts.errors import CommandFailed, HostError, LinkedFileMissing, NotWritable, UnsafeLinkedPath
+from kapistrano.hosts.errors import CommandFailed, HostError, UnsafeLinkedPath
 from kapistrano.hosts.lock import LockOutcome, acquire_lock, release_lock
+from kapistrano.hosts.prepare import (
+    EXIT_LINKED_FILE_MISSING,
+    EXIT_NOT_WRITABLE,
+    parse_prepare_failure,
+    prepare,
+    prepare_command,
+)
 from kapistrano.hosts.runner import Runner
-from kapistrano.hosts.shell import cmd, quote
+from kapistrano.hosts.shell import cmd, quote, section, split_sections
 
-__all__ = ["LockOutcome", "acquire_lock", "release_lock"]
+__all__ = [
+    "EXIT_LINKED_FILE_MISSING",
+    "EXIT_NOT_WRITABLE",
+    "LockOutcome",
+    "acquire_lock",
+    "parse_prepare_failure",
+    "prepare",
+    "prepare_command",
+    "release_lock",
+]
 
 RELEASE_FORMAT = "%Y%m%d%H%M%S"
 RELEASE_NAME = re.compile(r"^\d{14}$")
 VERSION_MARKER = ".kapistrano-version"
 REVISION_FILE = "REVISION"
-EXIT_NOT_WRITABLE = 73
-EXIT_LINKED_FILE_MISSING = 74
 EXIT_NO_SUCH_RELEASE = 75
 EXIT_UNSAFE_LINK = 76
 #: rm -rf takes this many release directories per command line, as Capistrano does.
@@ -83,63 +97,6 @@ def _fail(result_status: int, stderr: str, host: str, command: str) -> CommandFa
     return CommandFailed(host, command, result_status, stderr)
 
 
-# -- prepare -----------------------------------------------------------------------------------------
-
-_PREPARE = r"""
-nw() { printf 'not-writable\t%s\t%s\n' "$1" "$2" >&2; exit 73; }
-for d in "$@"; do
-  case $d in
-    --files) break ;;
-  esac
-  err=$(mkdir -p -- "$d" 2>&1) || nw "$d" "$err"
-done
-for d in "$DEPLOY" "$DEPLOY/releases" "$DEPLOY/shared"; do
-  t="$d/.kapistrano-write-check.$$"
-  err=$( { true > "$t"; } 2>&1) || nw "$d" "$err"
-  rm -f -- "$t"
-done
-files=no
-for f in "$@"; do
-  if [ "$files" = yes ] && [ ! -e "$f" ]; then printf 'missing\t%s\n' "$f" >&2; exit 74; fi
-  [ "$f" = --files ] && files=yes
-done
-exit 0
-"""
-
-
-def prepare_command(deploy_to: str, linked_dirs: Sequence[str], linked_files: Sequence[str]) -> str:
-    """Create releases/, shared/, linked dirs and parents of linked files; check writability (pure)."""
-    paths = Paths(deploy_to)
-    dirs = [deploy_to, paths.releases, paths.shared]
-    dirs += [posixpath.join(paths.shared, d) for d in linked_dirs]
-    dirs += [posixpath.dirname(posixpath.join(paths.shared, f)) for f in linked_files]
-    files = [posixpath.join(paths.shared, f) for f in linked_files]
-    unique = list(dict.fromkeys(dirs))
-    return cmd("env", f"DEPLOY={deploy_to}", "sh", "-c", _PREPARE, "sh", *unique, "--files", *files)
-
-
-def parse_prepare_failure(host: str, exit_status: int, stderr: str) -> HostError | None:
-    """The error a failed prepare reported, None for an unrecognised failure (pure)."""
-    for line in stderr.splitlines():
-        kind, _, rest = line.partition("\t")
-        if kind == "not-writable" and exit_status == EXIT_NOT_WRITABLE:
-            path, _, detail = rest.partition("\t")
-            return NotWritable(host, path, detail.strip())
-        if kind == "missing" and exit_status == EXIT_LINKED_FILE_MISSING:
-            return LinkedFileMissing(host, f"linked file {rest} does not exist (create it in shared/ first)")
-    return None
-
-
-async def prepare(runner: Runner, deploy_to: str, linked_dirs: Sequence[str], linked_files: Sequence[str]) -> None:
-    """Create the layout and check deployTo is writable (side effects: directories on the host)."""
-    command = prepare_command(deploy_to, linked_dirs, linked_files)
-    result = await runner.run(command, check=False)
-    if result.ok:
-        return
-    error = parse_prepare_failure(runner.name, result.exit_status, result.stderr)
-    raise error or _fail(result.exit_status, result.stderr, runner.name, "prepare " + deploy_to)
-
-
 # -- release names and directories -------------------------------------------------------------------
 
 
@@ -157,10 +114,12 @@ def new_release_name(now: datetime, existing: Iterable[str]) -> str:
     return moment.strftime(RELEASE_FORMAT)
 
 
+_LIST = 'cd -- "$1" 2>/dev/null || exit 0\nfor d in */; do [ -d "$d" ] && printf "%s\\n" "${d%/}"; done; exit 0'
+
+
 def list_releases_command(deploy_to: str) -> str:
     """List release directory names, one a line (pure)."""
-    body = 'cd -- "$1" 2>/dev/null || exit 0\nfor d in */; do [ -d "$d" ] && printf "%s\\n" "${d%/}"; done; exit 0'
-    return _sh(body, Paths(deploy_to).releases)
+    return _sh(_LIST, Paths(deploy_to).releases)
 
 
 def parse_releases(stdout: str) -> list[str]:
@@ -474,15 +433,41 @@ exit 0
 """
 
 
-def releases_in_use_command(deploy_to: str) -> str:
-    """Print the release directories some live process has as its working directory (pure)."""
-    return _sh(_IN_USE, Paths(deploy_to).releases)
+def cleanup_listing_command(deploy_to: str, log_line: str | None = None) -> str:
+    """List releases, current and the releases in use in ONE command; `log_line` is appended to revisions.log (pure).
+
+    The append reports `logged` in its own section, so a failed append does not stop the listing.
+    """
+    paths = Paths(deploy_to)
+    lines = []
+    if log_line is not None:
+        append = cmd("printf", "%s\\n", _one_line(log_line)) + " >> " + quote(paths.revisions_log)
+        lines += ["echo == log", f"{append} 2>/dev/null && echo logged"]
+    lines += [*section("releases", _LIST, paths.releases), *section("current", _CURRENT, paths.current)]
+    lines += [*section("in-use", _IN_USE, paths.releases), "true"]
+    return cmd("sh", "-c", "\n".join(lines))
 
 
-async def releases_in_use(runner: Runner, deploy_to: str) -> set[str]:
-    """Releases a live process runs from (/proc/*/cwd); a failed reading raises, so nothing is removed (reads)."""
-    result = await runner.run(releases_in_use_command(deploy_to))
-    return {line for line in result.stdout.splitlines() if RELEASE_NAME.fullmatch(line)}
+@dataclass(frozen=True)
+class Listing:
+    """What cleanup_listing_command found."""
+
+    releases: list[str]
+    current: CurrentRelease | None
+    in_use: set[str]
+    logged: bool
+
+
+def parse_cleanup_listing(stdout: str) -> Listing:
+    """The Listing cleanup_listing_command's output describes (pure)."""
+    sections = split_sections(stdout)
+    in_use = {line for line in sections.get("in-use", "").splitlines() if RELEASE_NAME.fullmatch(line)}
+    return Listing(
+        parse_releases(sections.get("releases", "")),
+        parse_current(sections.get("current", "")),
+        in_use,
+        sections.get("log", "").strip() == "logged",
+    )
 
 
 async def cleanup(runner: Runner, deploy_to: str, keep: int) -> list[str]:
@@ -490,14 +475,20 @@ async def cleanup(runner: Runner, deploy_to: str, keep: int) -> list[str]:
 
     Side effect: removes directories and files.
     """
-    releases = await list_releases(runner, deploy_to)
-    current = await read_current(runner, deploy_to)
-    in_use = await releases_in_use(runner, deploy_to)
-    doomed = select_for_cleanup(releases, keep, current.release if current else None, in_use)
+    return (await keep_books(runner, deploy_to, keep, None)).releases
+
+
+async def keep_books(runner: Runner, deploy_to: str, keep: int, log_line: str | None) -> Listing:
+    """Append `log_line` to revisions.log and clean up, in one round trip (two when releases go).
+
+    The Listing's releases are those removed. Side effect: removes directories and files, appends to the log.
+    """
+    found = parse_cleanup_listing((await runner.run(cleanup_listing_command(deploy_to, log_line))).stdout)
+    doomed = select_for_cleanup(found.releases, keep, found.current.release if found.current else None, found.in_use)
     paths = Paths(deploy_to)
     for start in range(0, len(doomed), REMOVE_BATCH):
         batch = doomed[start : start + REMOVE_BATCH]
         # shared/log/hooks/<release>-<hook>.log: the quoted name, then an unquoted glob.
         logs = " ".join(quote(posixpath.join(paths.shared, "log", "hooks", n)) + "-*.log" for n in batch)
         await runner.run(cmd("rm", "-rf", "--", *(paths.release(n) for n in batch)) + " && rm -f -- " + logs)
-    return doomed
+    return replace(found, releases=doomed)

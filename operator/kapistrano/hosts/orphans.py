@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kapistrano.api.spec import Manager, PidfileManager, Service
+from kapistrano.hosts.facts import PidFact
 from kapistrano.hosts.managers.base import ServiceContext, settings_of
 from kapistrano.hosts.managers.pidfile import StopOutcome, pidfile_path, pidfiles, read_pids, stop_pid
 from kapistrano.hosts.runner import Runner
@@ -57,6 +58,12 @@ def candidates(
                 if path not in named:
                     found[path] = Candidate(service, index, path, release)
     return list(found.values())
+
+
+def from_pids(candidates_: Sequence[Candidate], pids: Mapping[str, PidFact]) -> list[Orphan]:
+    """The live orphans among candidates whose pid files were already read (pure)."""
+    found = [(c, pids[c.pidfile]) for c in candidates_]
+    return [Orphan(c, fact.pid) for c, fact in found if fact.alive and fact.pid is not None]
 
 
 async def find(

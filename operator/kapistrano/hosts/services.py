@@ -11,11 +11,11 @@ is retired, so a new master that never gets ready leaves the old one serving.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
 from kapistrano.api.spec import Manager, Probe, Service
+from kapistrano.hosts.facts import PidFact, judge_cwds
 from kapistrano.hosts.managers import command, graceful, pidfile, pidfile_restart, systemd
 from kapistrano.hosts.managers.base import (
     EventSink,
@@ -42,9 +42,11 @@ __all__ = [
     "ServiceEvent",
     "ServiceState",
     "describe_probes",
+    "pidfiles_of",
     "readiness",
     "restart",
     "status",
+    "status_from_pids",
 ]
 
 Restarter = Callable[..., Awaitable[RestartResult]]
@@ -105,20 +107,47 @@ async def runs_from(runner: Runner, pids: Sequence[int], release_dir: str) -> bo
     command += cmd("readlink", "-e", "--", *(f"/proc/{pid}/cwd" for pid in pids))
     result = await runner.run(command, check=False)
     head, _, tail = result.stdout.partition("---\n")
-    target, cwds = head.strip(), {line for line in tail.splitlines() if line}
-    if not target or not cwds:
-        return None
-    if cwds == {target}:
-        return True
-    releases_dir = posixpath.dirname(target)
-    if any(posixpath.dirname(c) == releases_dir and c != target for c in cwds):
-        return False
-    return None
+    return judge_cwds(head.strip() or None, tail.splitlines())
 
 
 async def status(runner: Runner, ctx: ServiceContext, service: Service) -> ServiceState:
     """Which of a service's processes are alive, per instance (side effects: none, or a status command's)."""
     return await _STATUS[service.manager](runner, ctx, service)
+
+
+def pidfiles_of(ctx: ServiceContext, service: Service) -> list[str]:
+    """The pid files a service's status reads: its instances and their successors, or its master (pure)."""
+    if service.manager == Manager.PIDFILE:
+        files = pidfile.pidfiles(ctx, service)
+        return [*files, *(pidfile.surge_pidfile(f) for f in files)]
+    if service.manager == Manager.GRACEFUL:
+        return [graceful.master_pidfile(ctx, service)]
+    return []
+
+
+def status_from_pids(
+    ctx: ServiceContext, service: Service, pids: Mapping[str, PidFact], release_dir: str | None = None
+) -> ServiceState | None:
+    """A service's status from pid files already read, as its manager's status() reads it; None if not read (pure).
+
+    `release_dir` is ctx.current resolved: an instance runs from it when its working directory is it.
+    """
+    files = pidfiles_of(ctx, service)
+    if not files or not all(f in pids for f in files):
+        return None
+    if service.manager == Manager.GRACEFUL:
+        master = pids[files[0]]
+        return ServiceState(service.name, (InstanceState(graceful.MASTER, master.pid, master.alive),))
+    count = len(files) // 2
+    states = [
+        InstanceState(
+            str(n), pids[f].pid, pids[f].alive, pids[f].alive and release_dir is not None and pids[f].cwd == release_dir
+        )
+        for n, f in enumerate(files)
+    ]
+    return ServiceState(
+        service.name, tuple(states[count + n] if states[count + n].alive else states[n] for n in range(count))
+    )
 
 
 def readiness(

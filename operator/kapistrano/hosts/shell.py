@@ -38,6 +38,31 @@ def user_command(directory: str, command: str, env: Mapping[str, str] | None = N
     return chain(cmd("cd", directory), inner)
 
 
+#: The line that opens a section of a script's output: `== <name>`.
+SECTION = "=="
+
+
+def section(name: str, body: str, *args: str) -> list[str]:
+    """Script lines that print a `== name` header, then run `body` with `args` as $1.. in a subshell (pure).
+
+    The subshell keeps the body's `exit` and variables to itself, so many bodies share one script.
+    """
+    return [f"echo {SECTION} {name}", f"( set -- {cmd(*args)}", body.strip("\n"), ")"]
+
+
+def split_sections(output: str) -> dict[str, str]:
+    """Section name -> its text, from output whose sections start with `== <name>` lines (pure)."""
+    found: dict[str, list[str]] = {}
+    lines: list[str] | None = None
+    for line in output.removesuffix("\n").split("\n") if output else []:
+        head, _, name = line.partition(" ")
+        if head == SECTION and name:
+            lines = found.setdefault(name, [])
+        elif lines is not None:
+            lines.append(line)
+    return {name: "".join(line + "\n" for line in body) for name, body in found.items()}
+
+
 def script(lines: Iterable[str]) -> str:
     """A multi-line shell script that stops at the first failing line (pure)."""
     return "set -e\n" + "\n".join(lines) + "\n"

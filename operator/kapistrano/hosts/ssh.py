@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from kapistrano.hosts.errors import (
     TcpConnectFailed,
     Unreachable,
 )
+from kapistrano.hosts.hub import SshHub
 from kapistrano.hosts.runner import CommandResult
 from kapistrano.hosts.ssh_options import LocalSsh, connect_options
 from kapistrano.hosts.tcp import open_stream
@@ -188,15 +189,30 @@ def _text(data: object) -> str:
 
 
 class SshConnection:
-    """A Runner over one asyncssh connection, opened lazily and reopened once if it died idle."""
+    """A Runner over one asyncssh connection, opened lazily and reopened once if it died idle.
 
-    def __init__(self, target: SshTarget) -> None:
+    With a hub (hosts/hub.py), the connection counts against the process's bound and its connects
+    and commands are admitted fairly under `key` (its Release); the hub may close it while idle,
+    and the next command reconnects.
+    """
+
+    def __init__(self, target: SshTarget, *, hub: SshHub | None = None, key: str = "") -> None:
         self.target = target
+        self.hub = hub
+        self.key = key
+        #: Commands and stream opens in flight or waiting; an idle connection (0) may be closed by the hub.
+        self.busy = 0
+        self.last_used = 0.0
+        #: Connect attempts that failed in a row.
+        self.failed_connects = 0
         self._conn: asyncssh.SSHClientConnection | None = None
         self._jump: SshConnection | None = None
         self._connect_lock = asyncio.Lock()
         self._sessions = asyncio.Semaphore(max(1, target.max_sessions))
         self.connects = 0
+        #: Channels opened so far: exec sessions (one sshd session each) and direct-tcpip streams.
+        self.exec_channels = 0
+        self.tcp_channels = 0
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -224,15 +240,42 @@ class SshConnection:
                 return self._conn
             self._conn = None
             try:
-                async with asyncio.timeout(self.target.connect_timeout):
+                async with self._admitted(), asyncio.timeout(self.target.connect_timeout):
                     self._conn = await self._open()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.failed_connects += 1
                 raise classify(exc, self.target) from None
+            self.failed_connects = 0
             self.connects += 1
             log.debug("connected to %s (%s)", self.target.name, self.target.endpoint)
             return self._conn
+
+    def _admitted(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The hub's place and connect slot for a connect, or nothing without a hub (side effects: none)."""
+        return self.hub.connecting(self) if self.hub is not None else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def _working(self, what: str) -> AsyncIterator[None]:
+        """Count one piece of work on the connection; connect first, then hold the hub's slot (network I/O).
+
+        The connect happens before the slot is taken, so a command never waits for a slot its own
+        connect would need.
+        """
+        self.busy += 1
+        try:
+            await self.connect()
+            if self.hub is None:
+                yield
+                return
+            self.hub.touch(self)
+            async with self.hub.command(self, what):
+                yield
+        finally:
+            self.busy -= 1
+            if self.hub is not None:
+                self.hub.touch(self)
 
     async def _open(self) -> asyncssh.SSHClientConnection:
         """Open the SSH connection, through the jump host if any (side effect: network)."""
@@ -302,7 +345,7 @@ class SshConnection:
     ) -> asyncssh.SSHCompletedProcess:
         """Start a command and await `until_done` within the timeout; errors classified (side effect: the command)."""
         limit = self.target.command_timeout if timeout is None else timeout
-        async with self._sessions:
+        async with self._sessions, self._working("run"):
             process = await self._start(command, stdin)
             try:
                 async with asyncio.timeout(limit if math.isfinite(limit) else None):
@@ -321,6 +364,7 @@ class SshConnection:
         for attempt in (1, 2):
             conn = await self.connect()
             try:
+                self.exec_channels += 1
                 return await conn.create_process(command, input=stdin, encoding="utf-8", errors="replace")
             except (asyncssh.ChannelOpenError, asyncssh.DisconnectError, OSError) as exc:
                 if attempt == 2 or not conn.is_closed():
@@ -330,9 +374,15 @@ class SshConnection:
 
     async def open_tcp(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a TCP stream to host:port as seen from the host, over direct-tcpip (side effect: network)."""
+        async with self._working("tcp"):
+            return await self._open_tcp(host, port)
+
+    async def _open_tcp(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """open_tcp without the bookkeeping, reconnecting once if the connection died (side effect: network)."""
         for attempt in (1, 2):
             conn = await self.connect()
             try:
+                self.tcp_channels += 1
                 return await open_stream(conn, host, port)
             except asyncssh.ChannelOpenError as exc:
                 if conn.is_closed() and attempt == 1:
@@ -349,11 +399,15 @@ class SshConnection:
     async def close(self) -> None:
         """Close the connection and the jump host's (side effect: network)."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-            await conn.wait_closed()
-        if self._jump is not None:
-            await self._jump.close()
+        try:
+            if conn is not None:
+                conn.close()
+                await conn.wait_closed()
+            if self._jump is not None:
+                await self._jump.close()
+        finally:
+            if self.hub is not None:
+                self.hub.release(self)
 
 
 def _abandon(process: asyncssh.SSHClientProcess[str]) -> None:

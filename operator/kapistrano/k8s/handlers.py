@@ -40,6 +40,7 @@ from kapistrano.engine.events import fan_out
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.hosts import lock
+from kapistrano.hosts.hub import SshHub, process_hub
 from kapistrano.k8s import cleanup, credentials, events, logs, metrics, peers
 from kapistrano.k8s.requests import requests_of, tokens_of
 from kapistrano.k8s.settings import OPTIONS, configure
@@ -241,7 +242,7 @@ class ReleaseTask:
 
         rollout = Rollout(
             source=desired,
-            drivers=driver_factory(creds.private_key, creds.known_hosts),
+            drivers=driver_factory(creds.private_key, creds.known_hosts, hub=ssh_hub(), key=self.uid),
             store=_MeteredStore(self.store),
             owner=self.uid,
             emit=fan_out(
@@ -322,6 +323,11 @@ class ReleaseTask:
         if ref is None:
             return False
         return await asyncio.to_thread(credentials.current_fingerprint, self.namespace, ref.name) != fingerprint
+
+
+def ssh_hub() -> SshHub:
+    """The SSH bound and fair gate every Release of this operator shares (made on first use)."""
+    return process_hub(OPTIONS.max_ssh_connections, OPTIONS.ssh_concurrency)
 
 
 class _MeteredStore:

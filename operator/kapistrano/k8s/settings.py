@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import kopf
 
 from kapistrano.api.release import GROUP
+from kapistrano.hosts.hub import DEFAULT_MAX_CONNECTIONS, DEFAULT_SLOTS
 from kapistrano.k8s.sharding import PEERING_LIFETIME_SECONDS, Placement
 
 
@@ -46,6 +47,10 @@ class RunOptions:
     placement: Placement = field(default_factory=Placement)
     #: Whether replicas peer (kopf peering): then the keep-alive lifetime is short.
     peering: bool = False
+    #: SSH connections open at once, all Releases together (kapistrano.hosts.hub).
+    max_ssh_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: SSH connects and commands admitted at once, shared round-robin by the Releases.
+    ssh_concurrency: int = DEFAULT_SLOTS
 
 
 OPTIONS = RunOptions()

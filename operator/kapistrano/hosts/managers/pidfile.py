@@ -361,9 +361,3 @@ def wait_handoffs_lines(files: list[str], budget: float) -> list[str]:
         lines.append(f'h=; [ -f {marker} ] && read -r h < {marker}; while [ -n "$h" ] && alive "$h"; do')
         lines.append('  [ "$(now)" -ge "$d" ] && break; sleep "$GROUP_POLL"; done')
     return [*lines, "true"]
-
-
-async def wait_handoffs(runner: Runner, ctx: ServiceContext, service: Service) -> None:
-    """Wait until the handoffs of a service's instances ended, so no instance is retired twice (reads the host)."""
-    budget = stop_budget(settings_of(service, PidfileManager))
-    await run_script(runner, ctx, service.name, wait_handoffs_lines(pidfiles(ctx, service), budget), wait=budget)

@@ -45,12 +45,14 @@ from kapistrano.hosts.managers.pidfile import (
     StopOutcome,
     hand_off,
     launch,
+    parse_states,
     pidfiles,
-    read_pids,
+    read_lines,
     start_command,
+    stop_budget,
     stop_pid,
     surge_pidfile,
-    wait_handoffs,
+    wait_handoffs_lines,
 )
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import quote
@@ -245,9 +247,17 @@ def _result(slot: Slot, step: Step, started: dict[int, int], stop: StopOutcome |
 
 
 async def read_slots(runner: Runner, ctx: ServiceContext, service: Service) -> list[Slot]:
-    """Every instance's pid file and successor pid file as they are now, in one round trip (reads)."""
+    """Every instance's pid file and successor pid file as they are now, once no handoff of them runs.
+
+    One round trip: the wait for running handoffs (so no draining process is signalled twice) and
+    the reading share one script (reads the host).
+    """
     files = pidfiles(ctx, service)
-    states = await read_pids(runner, ctx, service.name, [*files, *(surge_pidfile(f) for f in files)])
+    budget = stop_budget(settings_of(service, PidfileManager))
+    waits = wait_handoffs_lines(files, budget)
+    lines = [*waits, *read_lines([*files, *(surge_pidfile(f) for f in files)], ctx.current)]
+    result = await run_script(runner, ctx, service.name, lines, wait=budget)
+    states = parse_states(result.stdout, 2 * len(files))
     count = len(files)
     return [Slot(n, files[n], states[n], states[count + n]) for n in range(count)]
 
@@ -268,7 +278,6 @@ async def restart(
     """
     settings = settings_of(service, PidfileManager)
     run = _Run(runner, ctx, service, settings, on_event, check_ready)
-    await wait_handoffs(runner, ctx, service)
     slots = await read_slots(runner, ctx, service)
     start_first = settings.replace == ReplacePolicy.START_FIRST
     steps = {s.index: decide(s, start_first=start_first, keep_current=keep_current) for s in slots}

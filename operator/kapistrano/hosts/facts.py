@@ -1,0 +1,140 @@
+"""What one look at a host finds, in ONE remote script: current, release markers, services records, pid files.
+
+Reading a host used to take a round trip (an sshd session) per fact; here a pure `read_command()`
+builds one script that prints every fact in its own section, and a pure `parse_facts()` reads its
+output. The pid files to read are given by the caller (those its spec and the records it saw last
+name); a record naming others is answered by the caller with one more read of just those.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from kapistrano.hosts.layout import (
+    _CURRENT,
+    _MARKERS,
+    CurrentRelease,
+    Paths,
+    ReleaseInfo,
+    parse_current,
+    parse_release_markers,
+)
+from kapistrano.hosts.managers.base import ServiceContext, remote_script, run_script
+from kapistrano.hosts.records import _RECORDS, parse_services_records
+from kapistrano.hosts.runner import Runner
+from kapistrano.hosts.shell import SECTION, quote, section, split_sections
+
+
+@dataclass(frozen=True)
+class PidFact:
+    """One pid file: the pid it names (None: none), whether that process runs, its working directory."""
+
+    pid: int | None
+    alive: bool
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What one read of a host found; `pids` holds only the pid files asked for."""
+
+    current: CurrentRelease | None = None
+    #: `current` resolved to a directory (readlink -e), None when it does not resolve.
+    current_dir: str | None = None
+    markers: tuple[ReleaseInfo, ...] = ()
+    records: Mapping[str, str] = field(default_factory=dict)
+    pids: Mapping[str, PidFact] = field(default_factory=dict)
+
+    def covers(self, pidfiles: Iterable[str]) -> bool:
+        """True when every pid file given was read (pure)."""
+        return all(path in self.pids for path in pidfiles)
+
+
+def pid_lines(pidfiles: Sequence[str]) -> list[str]:
+    """Script lines printing `pid\\t<n>\\t<pid|->\\t<alive 1|0>\\t<cwd|->` per pid file (pure)."""
+    lines = [f"echo {SECTION} pids"]
+    for n, path in enumerate(pidfiles):
+        lines.append(f'p=$(readpid {quote(path)}); a=0; w=; [ -n "$p" ] && running {quote(path)} "$p" && a=1')
+        lines.append('[ "$a" = 1 ] && w=$(readlink -e "/proc/$p/cwd" 2>/dev/null)')
+        lines.append(f'printf \'pid\\t%s\\t%s\\t%s\\t%s\\n\' {n} "${{p:--}}" "$a" "${{w:--}}"')
+    return lines
+
+
+def read_lines(deploy_to: str, pidfiles: Sequence[str]) -> list[str]:
+    """Script lines reading current, the release markers, the services records and the pid files (pure)."""
+    paths = Paths(deploy_to)
+    return [
+        *section("current", _CURRENT, paths.current),
+        f"echo {SECTION} resolved; readlink -e {quote(paths.current)} 2>/dev/null",
+        *section("markers", _MARKERS, paths.releases),
+        *section("records", _RECORDS, paths.releases),
+        *pid_lines(pidfiles),
+        "true",
+    ]
+
+
+def read_command(ctx: ServiceContext, pidfiles: Sequence[str]) -> str:
+    """The one command line that reads a host (pure)."""
+    return remote_script(ctx, read_lines(ctx.deploy_to, pidfiles))
+
+
+def parse_pids(text: str, pidfiles: Sequence[str]) -> dict[str, PidFact]:
+    """Pid file -> PidFact from pid_lines output; a pid file without a line names no pid (pure)."""
+    found = {path: PidFact(None, False) for path in pidfiles}
+    for line in text.splitlines():
+        row = line.split("\t", 4)
+        if len(row) != 5 or row[0] != "pid" or not row[1].isdigit() or int(row[1]) >= len(pidfiles):
+            continue
+        pid = int(row[2]) if row[2].isdigit() else None
+        alive = pid is not None and row[3] == "1"
+        cwd = row[4] if alive and row[4] not in ("", "-") else None
+        found[pidfiles[int(row[1])]] = PidFact(pid, alive, cwd)
+    return found
+
+
+def parse_facts(output: str, pidfiles: Sequence[str]) -> HostFacts:
+    """The HostFacts read_command's output describes (pure)."""
+    sections = split_sections(output)
+    resolved = sections.get("resolved", "").strip()
+    return HostFacts(
+        current=parse_current(sections.get("current", "")),
+        current_dir=resolved or None,
+        markers=tuple(parse_release_markers(sections.get("markers", ""))),
+        records=parse_services_records(sections.get("records", "")),
+        pids=parse_pids(sections.get("pids", ""), pidfiles),
+    )
+
+
+async def read(runner: Runner, ctx: ServiceContext, pidfiles: Iterable[str]) -> HostFacts:
+    """Read a host in one round trip (side effects: none on the host)."""
+    wanted = list(dict.fromkeys(pidfiles))
+    result = await run_script(runner, ctx, "host", read_lines(ctx.deploy_to, wanted))
+    return parse_facts(result.stdout, wanted)
+
+
+async def read_pids(
+    runner: Runner, ctx: ServiceContext, pidfiles: Iterable[str]
+) -> tuple[dict[str, PidFact], str | None]:
+    """Only the given pid files, and ctx.current resolved, in one round trip (side effects: none on the host)."""
+    wanted = list(dict.fromkeys(pidfiles))
+    lines = [f"echo {SECTION} resolved; readlink -e {quote(ctx.current)} 2>/dev/null", *pid_lines(wanted), "true"]
+    sections = split_sections((await run_script(runner, ctx, "pids", lines)).stdout)
+    return parse_pids(sections.get("pids", ""), wanted), sections.get("resolved", "").strip() or None
+
+
+def judge_cwds(release_dir: str | None, cwds: Iterable[str | None]) -> bool | None:
+    """Whether processes run from a release dir: True, False (one runs from another release), None (unknowable) (pure).
+
+    `release_dir` is resolved (readlink -e); None when it does not resolve.
+    """
+    seen = {c for c in cwds if c}
+    if not release_dir or not seen:
+        return None
+    if seen == {release_dir}:
+        return True
+    releases_dir = posixpath.dirname(release_dir)
+    if any(posixpath.dirname(c) == releases_dir and c != release_dir for c in seen):
+        return False
+    return None
