@@ -67,7 +67,7 @@ async def test_a_lock_of_an_instance_the_peering_names_gone_is_taken_at_once(
     outcome = await lock.acquire_lock(conn, DEPLOY_TO, OWNER, 600, instance=NEW)
     assert outcome.acquired
     assert outcome.instance == OLD
-    assert loop.time() - began < takeover.TAKEOVER_POLL_SECONDS, "the takeover waited for nothing"
+    assert loop.time() - began < takeover.TAKEOVER_GRACE_SECONDS, "the takeover waited for a grace already run"
     assert await holder(conn) == NEW
 
 
@@ -97,9 +97,15 @@ async def test_a_lock_refreshed_by_a_live_acting_instance_is_never_taken(
         await lock.acquire_lock(conn, DEPLOY_TO, OWNER, 600, instance=OLD)
         refreshes += 1
 
-    finished = asyncio.Event()
-    acting = asyncio.create_task(lock.hold(refresh, takeover.ACTION_HEARTBEAT_SECONDS, finished.wait))
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def act() -> None:
+        started.set()  # the holder confirmed its lock: only now may the other instance try
+        await finished.wait()
+
+    acting = asyncio.create_task(lock.hold(refresh, takeover.ACTION_HEARTBEAT_SECONDS, act))
     try:
+        await started.wait()
         with pytest.raises(LockConflict, match=OLD):
             await lock.acquire_lock(conn, DEPLOY_TO, OWNER, 600, instance=NEW)
         assert not acting.done(), "the acting holder was stopped"
