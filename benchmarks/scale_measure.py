@@ -106,6 +106,7 @@ class Rolled:
     hosts_restarted: int  # hosts where a `new` worker started after an `old` one drained
     last_ready: float  # epoch of the last `new` worker's ready line
     most_down: int  # most hosts at once between an old worker's TERM and its successor's ready
+    mean_down: float  # hosts down on average from the first TERM to the last ready (time-weighted)
     drain_measured: float  # mean seconds from TERM to exit
     ready_measured: float  # mean seconds from start to ready
 
@@ -121,16 +122,19 @@ def rolled(events: Iterable[Event], old: str, new: str, hosts: set[str]) -> Roll
     done = [h for h in hosts if (h, "term") in first and (h, "ready") in first]
     changes = sorted([(first[(h, "term")], 1) for h in done] + [(first[(h, "ready")], -1) for h in done])
     level = most = 0
-    for _, change in changes:
-        level += change
+    area, previous = 0.0, changes[0][0] if changes else 0.0
+    for when, change in changes:
+        area += level * (when - previous)
+        level, previous = level + change, when
         most = max(most, level)
+    mean_down = area / (changes[-1][0] - changes[0][0]) if len(changes) > 1 else 0.0
 
     def mean_between(a: str, b: str) -> float:
         pairs = [(first[(h, a)], first[(h, b)]) for h in done if (h, a) in first and (h, b) in first]
         return sum(y - x for x, y in pairs) / len(pairs) if pairs else 0.0
 
     last = max((first[(h, "ready")] for h in done), default=0.0)
-    return Rolled(len(done), last, most, mean_between("term", "exit"), mean_between("start", "ready"))
+    return Rolled(len(done), last, most, mean_down, mean_between("term", "exit"), mean_between("start", "ready"))
 
 
 _SAMPLE = re.compile(r"^(\w+)\{([^}]*)\}\s+([0-9.eE+-]+)$")
