@@ -295,7 +295,8 @@ def first_deploy(stage: Stage, groups: list[list[dict[str, Any]]]) -> dict[str, 
 def measured_rollout(stage: Stage) -> dict[str, Any]:
     """Patch every Release to v2 at once and measure until all are Ready again (network I/O)."""
     server, operator, args = stage.server, stage.operator, stage.args
-    before = measure.request_counts(server.metrics())
+    text = server.metrics()
+    before, busy = measure.request_counts(text), measure.request_seconds(text)
     cpu = measure.cpu_seconds(operator.pid)
     patched: dict[str, float] = {}
     epoch, load = time.time(), os.getloadavg()[0]
@@ -305,8 +306,11 @@ def measured_rollout(stage: Stage) -> dict[str, Any]:
             stage.cluster.patch_release(name, "v2", stage.sources["v2"])
         seen = wait_ready(stage, "v2")
         cpu = measure.cpu_seconds(operator.pid) - cpu
-    requests = measure.request_counts(server.metrics())
+    text = server.metrics()
+    requests = measure.request_counts(text)
     requests.subtract(before)
+    served = {k: v - busy.get(k, 0.0) for k, v in measure.request_seconds(text).items()}
+    latency = {k: 1000 * served[k] / n for k, n in requests.items() if n > 0 and k in served}
     span = max(seen.values()) - min(patched.values())
     worker = measure.rolled(measure.read_events(stage.events), "v1", "v2", {h.name for h in stage.lab.hosts})
     return {
@@ -324,6 +328,7 @@ def measured_rollout(stage: Stage) -> dict[str, Any]:
         "operator_rss_mib": measure.status_kib(operator.pid, "VmRSS") / MIB,
         "status_writes": requests["PATCH releases/status"],
         "requests": dict(Counter({k: v for k, v in requests.items() if v > 0}).most_common(8)),
+        "latency_ms": {k: latency[k] for k in ("PATCH releases/status", "POST events") if k in latency},
         "profile": str(profile) if profile else None,
     }
 
@@ -410,6 +415,8 @@ def report(row: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"| {figure} | {value} | {target} | {met} |")
     print("\nAPI requests over the rollout (all clients, API server's counter): "
           + ", ".join(f"{k} {v}" for k, v in row["v2"]["requests"].items()))  # fmt: skip
+    print("mean time the API server took to serve (its request duration metric): "
+          + ", ".join(f"{k} {v:.0f} ms" for k, v in row["v2"].get("latency_ms", {}).items()))  # fmt: skip
     if row["v2"]["profile"]:
         print_profile(Path(row["v2"]["profile"]))
     sys.stdout.flush()

@@ -141,19 +141,28 @@ _SAMPLE = re.compile(r"^(\w+)\{([^}]*)\}\s+([0-9.eE+-]+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
-def request_counts(metrics: str) -> Counter[str]:
-    """apiserver_request_total summed as 'VERB resource[/subresource]' (pure, from /metrics text)."""
-    counts: Counter[str] = Counter()
+def _request_samples(metrics: str, name: str) -> dict[str, float]:
+    """The samples of one apiserver request metric summed as 'VERB resource[/subresource]' (pure)."""
+    found: dict[str, float] = {}
     for line in metrics.splitlines():
         match = _SAMPLE.match(line)
-        if match is None or match.group(1) != "apiserver_request_total":
+        if match is None or match.group(1) != name:
             continue
         labels = dict(_LABEL.findall(match.group(2)))
         sub = labels.get("subresource", "")
-        counts[f"{labels.get('verb', '?')} {labels.get('resource', '?')}{'/' + sub if sub else ''}"] += int(
-            float(match.group(3))
-        )
-    return counts
+        key = f"{labels.get('verb', '?')} {labels.get('resource', '?')}{'/' + sub if sub else ''}"
+        found[key] = found.get(key, 0.0) + float(match.group(3))
+    return found
+
+
+def request_counts(metrics: str) -> Counter[str]:
+    """apiserver_request_total summed as 'VERB resource[/subresource]' (pure, from /metrics text)."""
+    return Counter({k: int(v) for k, v in _request_samples(metrics, "apiserver_request_total").items()})
+
+
+def request_seconds(metrics: str) -> dict[str, float]:
+    """Seconds the API server spent serving each 'VERB resource[/subresource]' (pure, from /metrics text)."""
+    return _request_samples(metrics, "apiserver_request_duration_seconds_sum")
 
 
 def cpu_seconds(pid: int) -> float:
