@@ -261,6 +261,8 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
         sources = write_sources(root / "src", drains)
         events = root / "events.log"
         events.touch()
+        if args.keep:
+            stack.callback(keep_logs, root, args.keep, f"{scenario.releases}x{scenario.hosts}")
         cluster = Cluster(server.kubeconfig)
         stack.callback(cluster.close)
         cluster.prepare(lab)
@@ -275,11 +277,15 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
         row["v1"] = first_deploy(stage, groups)
         row["with_worker"] = host_cost(lab)
         row["v2"] = measured_rollout(stage)
-        if args.keep:
-            args.keep.mkdir(parents=True, exist_ok=True)
-            for name in ("events.log", "operator.log"):
-                shutil.copy(root / name, args.keep / f"{scenario.releases}x{scenario.hosts}-{name}")
     return row
+
+
+def keep_logs(root: Path, keep: Path, prefix: str) -> None:
+    """Copy the workers' events and the operator's log out of `root`, also after a failed run (writes files)."""
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in ("events.log", "operator.log"):
+        if (root / name).exists():
+            shutil.copy(root / name, keep / f"{prefix}-{name}")
 
 
 def first_deploy(stage: Stage, groups: list[list[dict[str, Any]]]) -> dict[str, float]:
