@@ -11,10 +11,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from kapistrano.lab import HostLab, LabCommandError, LabError, LabHost, procs
+from kapistrano.lab import HostLab, LabCommandError, LabError, LabHost, procs, registry
 from kapistrano.lab import hosts as hosts_module
 
 pytestmark = pytest.mark.hosts
@@ -299,3 +300,38 @@ def test_five_hosts_start_quickly(lab_factory: LabFactory) -> None:
     started = time.monotonic()
     lab_factory(5)
     assert time.monotonic() - started < 5.0  # typically ~0.1 s; generous for loaded CI machines
+
+
+#: A lab ten times the usual size (the benchmarks start 500; the suite stays quick).
+LARGE = 80
+
+
+def test_a_large_lab_gives_every_host_its_own_address_and_namespaces_and_leaves_nothing_behind() -> None:
+    lab = HostLab(LARGE)
+    try:
+        lab.start(timeout=120)
+        for host in lab.hosts:
+            host.path("/var/www").joinpath("marker").write_text(host.name + "\n")
+        command = "hostname; hostname -I; readlink /proc/self/ns/mnt /proc/self/ns/net; cat /var/www/marker"
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda host: ssh(lab, host, command, timeout=60), lab.hosts))
+        seen = []
+        for host, result in zip(lab.hosts, results, strict=True):
+            assert result.returncode == 0, f"{host.name}: {result.stderr}"
+            name, address, mnt, net, marker = result.stdout.split()
+            assert (name, address, marker) == (host.name, host.address, host.name)
+            assert {mnt, net} <= host.namespace_ids
+            seen += [mnt, net]
+        assert len(set(seen)) == 2 * LARGE  # no two hosts share a mount or network namespace
+        started = [pid for host in lab.hosts for pid in (host.sshd_pid, host.holder_pid) if pid is not None]
+        ids = set().union(*(host.namespace_ids for host in lab.hosts))
+        ours = {name for host in lab.hosts for name in (host.netns, host.link)}
+        assert len(started) == 2 * LARGE
+        assert ours <= names_in_root()
+    finally:
+        lab.close()
+    assert not ours & names_in_root()
+    assert [pid for pid in started if procs.is_alive(pid)] == []
+    assert procs.pids_in(ids) == []
+    assert not lab.workdir.exists()
+    assert not (registry.REGISTRY_DIR / f"{lab.prefix}.json").exists()

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from . import keys, network, procs, registry
+from . import keys, limits, network, procs, registry
 from .machine import DEFAULT_PRIVATE, START_TIMEOUT, LabHost, wait_holders_ready, wait_until_accepting
 from .network import LabError, Slot
 from .sshd import SSHD, holder_script, sshd_config
@@ -109,6 +109,9 @@ class HostLab:
         self.known_hosts = self.workdir / "known_hosts"
         self.authorized_keys = self.workdir / "authorized_keys"
         self.hosts: list[LabHost] = []
+        #: Seconds each step of start() took (allocate, files, holders, sshd), and the limits it raised.
+        self.timings: dict[str, float] = {}
+        self.raised_limits: dict[str, int] = {}
         self._owner = os.getpid()
         self._started = False
         self._closed = False
@@ -133,24 +136,38 @@ class HostLab:
 
     def _start(self, deadline: float) -> None:
         """The steps of start() (side effects)."""
+        mark = time.monotonic()
+
+        def step(name: str) -> None:
+            nonlocal mark
+            now = time.monotonic()
+            self.timings[name] = now - mark
+            mark = now
+
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=not self._owns_workdir)
         client = keys.write_keypair(self.client_key, "kapistrano-lab-client")
         self.authorized_keys.write_text(client.public + "\n")
         self._allocate()
+        step("allocate")
         self._write_host_files()
+        step("files")
         for host in self.hosts:
             binds = {target: host.root / local for target, local in host.private.items()}
             host.spawn_holder(holder_script(binds, host.root / "net.batch", host.name))
         wait_holders_ready(self.hosts, deadline)
+        step("holders")
         for host in self.hosts:
             host.spawn_sshd()
         wait_until_accepting(self.hosts, deadline)
+        step("sshd")
 
     def _allocate(self) -> None:
         """Pick a prefix and free /30s, record them, create namespaces and veths (side effects, under the lock)."""
         block = network.lab_block()
         with network.allocation_lock():
             registry.reap_stale()
+            running = sum(len(record.namespaces) for record in registry.load_all())
+            self.raised_limits = limits.raise_limits(running + self.count)
             self.prefix = network.choose_prefix(network.taken_names(), self.prefix, self.count)
             used = network.used_networks(network.root_addresses(), block)
             slots = network.free_slots(block, used, self.count)
