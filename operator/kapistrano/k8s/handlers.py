@@ -41,7 +41,7 @@ from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.hosts import lock
 from kapistrano.hosts.hub import SshHub, process_hub
-from kapistrano.k8s import cleanup, credentials, events, logs, metrics, peers
+from kapistrano.k8s import cleanup, credentials, events, kubeapi, logs, metrics, peers
 from kapistrano.k8s.requests import requests_of, tokens_of
 from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.status import ReleaseGone, ReleaseStatusStore, stalled_status
@@ -60,8 +60,9 @@ class SpecInvalid(Exception):
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Apply kapistrano's kopf settings (changes settings)."""
+    """Apply kapistrano's kopf settings and give API calls their threads (changes settings, the loop)."""
     configure(settings)
+    kubeapi.use_api_threads()
 
 
 def wake_event(memo: Any) -> asyncio.Event:
