@@ -18,6 +18,7 @@ from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab
 from kapistrano.plan import HostObservation
+from kapistrano.plan.model import Underway
 
 from .appkit import App
 
@@ -51,6 +52,12 @@ class SlowHost:
 
     async def unlock(self, owner: str) -> None:
         await self.inner.unlock(owner)
+
+    async def begin_action(self, owner: str, underway: Underway) -> None:
+        await self.inner.begin_action(owner, underway)
+
+    async def end_action(self, owner: str) -> None:
+        await self.inner.end_action(owner)
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:
         return await self.inner.update(spec, emit)

@@ -12,6 +12,7 @@ from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder
 from kapistrano.hosts.errors import HostError, as_host_error
 from kapistrano.plan import Action, ActionKind, HostObservation
+from kapistrano.plan.model import Underway
 from kapistrano.plan.outcomes import (
     INTENT_PHASE,
     ActionFailed,
@@ -31,9 +32,17 @@ class ActionRunner:
     """Runs the actions of one plan and records each host's outcome."""
 
     def __init__(
-        self, desired: Desired, recorder: StatusRecorder, emit: EventSink, clock: Callable[[], datetime]
+        self,
+        desired: Desired,
+        recorder: StatusRecorder,
+        emit: EventSink,
+        clock: Callable[[], datetime],
+        *,
+        owner: str = "",
     ) -> None:
         self.desired = desired
+        #: Who the actions' markers on the hosts name (the Release uid).
+        self.owner = owner
         self.spec = desired.spec
         self.recorder = recorder
         self.emit = emit
@@ -78,7 +87,20 @@ class ActionRunner:
             self._failed(action, as_host_error(action.host, exc))
 
     async def _dispatch(self, action: Action, driver: HostDriver, run_once_hooks: bool) -> None:
-        """Call the driver method for an action and record success."""
+        """Mark the action on its host, call the driver method for it, clear the mark and record success."""
+        marked = action.kind in INTENT_PHASE
+        if marked:
+            await driver.begin_action(self.owner, self.underway(action))
+        await self._act(action, driver, run_once_hooks)
+        if marked:
+            await driver.end_action(self.owner)
+
+    def underway(self, action: Action) -> Underway:
+        """What the host's marker says of an action about to start (pure)."""
+        return Underway(action.kind, self.spec.version, self.host(action.host).previous_release)
+
+    async def _act(self, action: Action, driver: HostDriver, run_once_hooks: bool) -> None:
+        """Call the driver method for an action and record success (network I/O)."""
         name, spec = action.host, self.spec
         if action.kind == ActionKind.UPDATE:
             self.emit(HostEvent(name, f"fetching {spec.version}", HostPhase.UPDATING))

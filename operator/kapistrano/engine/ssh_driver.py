@@ -13,14 +13,15 @@ from kapistrano.api.spec import Hook, Host, Manager, Probe, ReleaseSpec, Service
 from kapistrano.api.status import HostPhase, Reason
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
-from kapistrano.hosts import fetch, hooks, layout, lock, orphans, probes, records, services
+from kapistrano.hosts import fetch, hooks, intent, layout, lock, orphans, probes, records, services
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.managers import pidfile
 from kapistrano.hosts.managers.base import instance_env
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
 from kapistrano.hosts.ssh import SshConnection, target_for_host
 from kapistrano.hosts.ssh_options import LocalSsh
-from kapistrano.plan import HostObservation
+from kapistrano.plan import ActionKind, HostObservation
+from kapistrano.plan.model import Underway
 from kapistrano.plan.outcomes import stopped_note
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,16 @@ class SshHostDriver:
         """
         await self.settle()
         deploy_to = spec.deploy_path
-        current, desired, by_release = await asyncio.gather(
+        current, desired, by_release, underway = await asyncio.gather(
             layout.read_current(self.conn, deploy_to),
             layout.find_release_for_version(self.conn, deploy_to, spec.version),
             self._records(deploy_to),
+            self._underway(deploy_to),
         )
         if current is None or not current.exists:
-            return HostObservation(name=self.name, has_desired_release=desired is not None, ready=False)
+            return HostObservation(
+                name=self.name, has_desired_release=desired is not None, ready=False, underway=underway
+            )
         ctx = self._context(spec, current.release)
         recorded = by_release.get(current.release)
         judged_by = spec.services_for(self.name) if recorded is None else recorded
@@ -100,6 +104,7 @@ class SshHostDriver:
             services_live=reading.live,
             probe=probe_note(judged_by, None if recorded is None else current.release),
             orphans=tuple(str(o) for o in left),
+            underway=underway,
         )
 
     async def _record_services(self, spec: ReleaseSpec, release_dir: str) -> None:
@@ -192,6 +197,35 @@ class SshHostDriver:
         """Append a line to revisions.log, once the bookkeeping is done (network I/O)."""
         await self.settle()
         await layout.append_revision_log(self.conn, spec.deploy_path, message)
+
+    # -- action marker ---------------------------------------------------------------------------
+
+    async def begin_action(self, owner: str, underway: Underway) -> None:
+        """Write the action marker, once the last bookkeeping is done (network I/O)."""
+        await self.settle()
+        mark = intent.ActionMark(owner, underway.kind.value, underway.version, underway.previous_release)
+        await intent.write_mark(self.conn, self.deploy_to, mark)
+
+    async def end_action(self, owner: str) -> None:
+        """Clear the marker in the background, after the bookkeeping; every later call waits for it (no I/O here)."""
+        before = self._bookkeeping
+
+        async def clear() -> None:
+            if before is not None:
+                await asyncio.shield(before)
+            try:
+                await intent.clear_mark(self.conn, self.deploy_to, owner)
+            except HostError as exc:  # a marker left behind costs a resume that finds the host done
+                log.warning("%s: clearing the action marker failed: %s", self.name, exc)
+
+        self._bookkeeping = asyncio.create_task(clear())
+
+    async def _underway(self, deploy_to: str) -> Underway | None:
+        """The action the host's marker says is under way, if any (network I/O)."""
+        mark = await intent.read_mark(self.conn, deploy_to)
+        if mark is None or mark.kind not in set(ActionKind):
+            return None
+        return Underway(ActionKind(mark.kind), mark.version, mark.previous_release)
 
     # -- updating --------------------------------------------------------------------------------
 
