@@ -53,11 +53,11 @@ class SlowHost:
     async def unlock(self, owner: str) -> None:
         await self.inner.unlock(owner)
 
-    async def begin_action(self, owner: str, underway: Underway) -> None:
-        await self.inner.begin_action(owner, underway)
+    async def begin_action(self, owner: str, underway: Underway) -> str:
+        return await self.inner.begin_action(owner, underway)
 
-    async def end_action(self, owner: str) -> None:
-        await self.inner.end_action(owner)
+    def end_action(self, owner: str, token: str) -> None:
+        self.inner.end_action(owner, token)
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:
         return await self.inner.update(spec, emit)

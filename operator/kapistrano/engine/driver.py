@@ -27,12 +27,12 @@ class HostDriver(Protocol):
         """Release the host lock if we hold it."""
         ...
 
-    async def begin_action(self, owner: str, underway: Underway) -> None:
-        """Write on the host that an action is under way, before it touches anything (its marker)."""
+    async def begin_action(self, owner: str, underway: Underway) -> str:
+        """Write on the host that an action is under way, before it touches anything; returns its token."""
         ...
 
-    async def end_action(self, owner: str) -> None:
-        """Clear `owner`'s marker once its action ended well; may finish in the background, never raises."""
+    def end_action(self, owner: str, token: str) -> None:
+        """Clear the marker of action `token` in the background (once the status says it ended); never raises."""
         ...
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -200,13 +201,15 @@ class SshHostDriver:
 
     # -- action marker ---------------------------------------------------------------------------
 
-    async def begin_action(self, owner: str, underway: Underway) -> None:
-        """Write the action marker, once the last bookkeeping is done (network I/O)."""
+    async def begin_action(self, owner: str, underway: Underway) -> str:
+        """Write the action marker, once the last bookkeeping is done; returns its token (network I/O)."""
         await self.settle()
-        mark = intent.ActionMark(owner, underway.kind.value, underway.version, underway.previous_release)
+        token = secrets.token_hex(8)
+        mark = intent.ActionMark(owner, underway.kind.value, underway.version, underway.previous_release, token)
         await intent.write_mark(self.conn, self.deploy_to, mark)
+        return token
 
-    async def end_action(self, owner: str) -> None:
+    def end_action(self, owner: str, token: str) -> None:
         """Clear the marker in the background, after the bookkeeping; every later call waits for it (no I/O here)."""
         before = self._bookkeeping
 
@@ -214,7 +217,7 @@ class SshHostDriver:
             if before is not None:
                 await asyncio.shield(before)
             try:
-                await intent.clear_mark(self.conn, self.deploy_to, owner)
+                await intent.clear_mark(self.conn, self.deploy_to, owner, token)
             except HostError as exc:  # a marker left behind costs a resume that finds the host done
                 log.warning("%s: clearing the action marker failed: %s", self.name, exc)
 

@@ -84,6 +84,7 @@ class StatusRecorder:
         self.min_interval = min_interval
         self._sleep = sleep
         self._changed = asyncio.Event()
+        self._after_save: list[Callable[[], None]] = []
         self._last_save: datetime | None = None
         self._dirty = False
         self._saved: dict[str, object] | None = None
@@ -162,12 +163,30 @@ class StatusRecorder:
                     await asyncio.shield(self._inflight)
             wire = self.status.wire()
             self._dirty = False  # before the await: an event applied meanwhile marks it dirty again
+            covered, self._after_save = self._after_save, []
             if wire == self._saved:
                 self.skipped += 1
+                self._run(covered)  # what was saved last is this very status
                 return
-            self._inflight = asyncio.ensure_future(self.store.save(self.status.model_copy(deep=True)))
-            await asyncio.shield(self._inflight)
+            try:
+                self._inflight = asyncio.ensure_future(self.store.save(self.status.model_copy(deep=True)))
+                await asyncio.shield(self._inflight)
+            except BaseException:
+                self._after_save[:0] = covered  # not known to have landed: the next save covers them
+                raise
             self._inflight = None
             self._saved = wire
             self.saves += 1
             self._last_save = self.clock()
+            self._run(covered)
+
+    def after_next_save(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once a save of the status as it is now (or newer) has landed (changes recorder state)."""
+        self._after_save.append(callback)
+        self._changed.set()
+
+    @staticmethod
+    def _run(callbacks: list[Callable[[], None]]) -> None:
+        """Call each callback (side effects: theirs)."""
+        for callback in callbacks:
+            callback()

@@ -11,8 +11,8 @@ from kapistrano.plan.budget import surges
 from kapistrano.plan.model import ActionKind, HostObservation, Underway
 from kapistrano.plan.outcomes import INTENT_PHASE, ActionStarted, apply_outcome, apply_progress, stopped_note
 
-#: Actions the engine records on a host before acting; seeing one on a fresh start means the action
-#: was interrupted and the host must be published again (Rule 2: intent is recorded before acting).
+#: Actions the engine records before acting (in the status, and on the host as its action marker);
+#: seeing one on a fresh start means the action was interrupted and the host must be published again.
 RESUMABLE_ACTIONS = frozenset({ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL, ActionKind.REVIVE})
 FAILED_PHASES = frozenset({HostPhase.FAILED, HostPhase.ROLLED_BACK})
 #: Host errors that retrying will not fix; they stall the Release.
