@@ -297,12 +297,14 @@ class Rollout:
         host holds up its own slot only, as in a Deployment's rolling update. Updates (fetches)
         are the exception: every one ends before anything else starts.
         """
+        assert self.recorder is not None
         while True:
             if self._running and desired.spec != self._running_spec:
                 await self._wait_running(every=True)  # a changed spec is planned once the old actions ended
             result = await self.step(desired)
             outcome = self._finished(desired, result)
             if outcome is not None and not self._running:
+                await self.recorder.flush()  # the run's final save, before the wait for reads and unlocks
                 if outcome.result == Result.READY:
                     await self._stop_reading()  # a read may refresh a lock: none after the unlock
                     await self._unlock_all(desired.spec)
