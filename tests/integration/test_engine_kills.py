@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kapistrano.hosts.intent import MARKER_FILE
 from kapistrano.lab import HostLab
 
 from .appkit import App
-from .safety import Monitor, current_release, overlaps, read_state, release_version, starts_of
+from .safety import DEPLOY_TO, Monitor, current_release, overlaps, read_state, release_version, starts_of
 
 KAPISTRANO = Path(sys.executable).with_name("kapistrano")
 SEED = 20261128
@@ -118,7 +119,7 @@ def roll_killed_once(cli: Cli, version: str, delay: float) -> bool:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
-        interrupted = acting_on(cli.state, version)
+        interrupted = acting_on(cli.state, version) | marked(app)
     status = cli.apply(release)
     assert status == 0, f"{version}: rerun exited {status}: {cli.log.read_text()[-3000:]}"
     assert on_version(app, version) == ["host1", "host2", "host3"], version
@@ -134,10 +135,16 @@ def acting_on(state: Path, version: str) -> set[str]:
     return {str(h["name"]) for h in saved.get("hosts", []) if h.get("action")}
 
 
+def marked(app: App) -> set[str]:
+    """Hosts whose action marker says an action was begun there and not known to have ended (reads the hosts' files)."""
+    return {h.name for h in app.lab.hosts if h.path(f"{DEPLOY_TO}/{MARKER_FILE}").exists()}
+
+
 def check_restarts(version: str, events: list[dict[str, Any]], interrupted: set[str]) -> None:
     """Each host started `version` once, except one interrupted mid-restart, which may start it twice (pure).
 
-    `interrupted` holds the hosts whose intent (an action under way) was saved when the run was killed.
+    `interrupted` holds the hosts whose intent (an action under way) was saved in the status or written
+    on the host when the run was killed.
     """
     starts = starts_of(events, version)
     assert sorted(starts) == ["host1", "host2", "host3"], f"{version}: started on {starts}"

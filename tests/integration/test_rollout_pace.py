@@ -17,6 +17,7 @@ from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab
 from kapistrano.plan import HostObservation
+from kapistrano.plan.model import Underway
 
 from .appkit import App, AppFactory
 
@@ -48,6 +49,12 @@ class SlowHost:
 
     async def unlock(self, owner: str) -> None:
         await self.inner.unlock(owner)
+
+    async def begin_action(self, owner: str, underway: Underway) -> str:
+        return await self.inner.begin_action(owner, underway)
+
+    def end_action(self, owner: str, token: str) -> None:
+        self.inner.end_action(owner, token)
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:
         return await self.inner.update(spec, emit)

@@ -12,6 +12,7 @@ from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.store import StatusRecorder
 from kapistrano.hosts.errors import HostError, as_host_error
 from kapistrano.plan import Action, ActionKind, HostObservation
+from kapistrano.plan.model import Underway
 from kapistrano.plan.outcomes import (
     INTENT_PHASE,
     ActionFailed,
@@ -31,9 +32,17 @@ class ActionRunner:
     """Runs the actions of one plan and records each host's outcome."""
 
     def __init__(
-        self, desired: Desired, recorder: StatusRecorder, emit: EventSink, clock: Callable[[], datetime]
+        self,
+        desired: Desired,
+        recorder: StatusRecorder,
+        emit: EventSink,
+        clock: Callable[[], datetime],
+        *,
+        owner: str = "",
     ) -> None:
         self.desired = desired
+        #: Who the actions' markers on the hosts name (the Release uid).
+        self.owner = owner
         self.spec = desired.spec
         self.recorder = recorder
         self.emit = emit
@@ -42,6 +51,8 @@ class ActionRunner:
         self.verified: dict[str, HostObservation] = {}
         #: Hosts whose release for spec.version was fetched (nothing else on them changed).
         self.updated: set[str] = set()
+        #: Hosts whose restart (a restart request) was cut short and is resumed now.
+        self.finishing_restart: set[str] = set()
 
     def host(self, name: str) -> HostStatus:
         """The status entry of a host (the planner wrote one for every host)."""
@@ -54,6 +65,8 @@ class ActionRunner:
         for action in actions:
             if action.kind not in INTENT_PHASE:
                 continue
+            if self.host(action.host).action == ActionKind.RESTART.value:
+                self.finishing_restart.add(action.host)  # resumed: it completes the restart request
             started = ActionStarted(action.kind, self.spec.version)
             message = f"{action.kind.value.lower()} starting"
             self.recorder.apply(HostEvent(action.host, message, outcome_phase(started), outcome=started))
@@ -78,7 +91,22 @@ class ActionRunner:
             self._failed(action, as_host_error(action.host, exc))
 
     async def _dispatch(self, action: Action, driver: HostDriver, run_once_hooks: bool) -> None:
-        """Call the driver method for an action and record success."""
+        """Mark the action on its host, call the driver method for it and record success (network I/O)."""
+        if action.kind not in INTENT_PHASE:
+            await self._act(action, driver, run_once_hooks)
+            return
+        token = await driver.begin_action(self.owner, self.underway(action))
+        await self._act(action, driver, run_once_hooks)
+        # The host's marker goes once the status recording this success is saved: in between, a run
+        # started after a kill resumes the action, which finds the host done, rather than redo it.
+        self.recorder.after_next_save(lambda: driver.end_action(self.owner, token))
+
+    def underway(self, action: Action) -> Underway:
+        """What the host's marker says of an action about to start (pure)."""
+        return Underway(action.kind, self.spec.version, self.host(action.host).previous_release)
+
+    async def _act(self, action: Action, driver: HostDriver, run_once_hooks: bool) -> None:
+        """Call the driver method for an action and record success (network I/O)."""
         name, spec = action.host, self.spec
         if action.kind == ActionKind.UPDATE:
             self.emit(HostEvent(name, f"fetching {spec.version}", HostPhase.UPDATING))
@@ -87,7 +115,9 @@ class ActionRunner:
             self.updated.add(name)
         elif action.kind == ActionKind.PUBLISH:
             found = self.verified[name] = await driver.publish(spec, self.emit, run_once_hooks=run_once_hooks)
-            self._ready(name, f"ready on {spec.version}", action.kind, version=spec.version, stopped=found.stopped)
+            token = self.desired.restart_token if name in self.finishing_restart else None
+            done = f"ready on {spec.version}"
+            self._ready(name, done, action.kind, version=spec.version, restarted_for=token, stopped=found.stopped)
         elif action.kind == ActionKind.ROLLBACK:
             release = await driver.rollback(spec, self.emit, release=self.host(name).previous_release)
             # The release rolled back to may hold any earlier version: the next reading says which.

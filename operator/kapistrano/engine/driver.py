@@ -7,6 +7,7 @@ from typing import Protocol
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.engine.events import EventSink
 from kapistrano.plan import HostObservation
+from kapistrano.plan.model import Underway
 
 
 class HostDriver(Protocol):
@@ -24,6 +25,14 @@ class HostDriver(Protocol):
 
     async def unlock(self, owner: str) -> None:
         """Release the host lock if we hold it."""
+        ...
+
+    async def begin_action(self, owner: str, underway: Underway) -> str:
+        """Write on the host that an action is under way, before it touches anything; returns its token."""
+        ...
+
+    def end_action(self, owner: str, token: str) -> None:
+        """Clear the marker of action `token` in the background (once the status says it ended); never raises."""
         ...
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:

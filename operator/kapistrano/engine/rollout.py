@@ -131,6 +131,8 @@ class Rollout:
         self._seen_spec: ReleaseSpec | None = None
         self._touched: set[str] = set()
         self._acting: set[str] = set()
+        #: Hosts this run began an action on: their status entry is newer than their action marker.
+        self._acted: set[str] = set()
         #: Background reads in flight: host -> (the spec it is read for, the task).
         self._reading: dict[str, tuple[ReleaseSpec, asyncio.Task[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -142,15 +144,13 @@ class Rollout:
         self._running_spec: ReleaseSpec | None = None
         self._update_gate = asyncio.Semaphore(UPDATE_CONCURRENCY)
         self._locked_at: dict[str, float] = {}
-        self._flush = asyncio.Event()
         #: How long a host lock lasts without a refresh; None: lock_ttl(spec).
         self.lock_ttl_seconds: int | None = None
 
     def emit(self, event: HostEvent) -> None:
         """Record a host event in the status and pass it on (side effects: status, display)."""
         assert self.recorder is not None
-        if self.recorder.apply(event):
-            self._flush.set()
+        self.recorder.apply(event)
         if self.user_emit is not None:
             self.user_emit(event)
 
@@ -248,9 +248,9 @@ class Rollout:
         return now - seen[0] >= (RETRY_OBSERVE_SECONDS if failed else FULL_OBSERVE_SECONDS)
 
     async def step(self, desired: Desired) -> Plan:
-        """Observe, plan and save the planned status (network I/O, writes status)."""
+        """Observe, plan and take the planned status; the saver writes it (network I/O, changes status)."""
         assert self.recorder is not None
-        observations = await self.observe_due(desired.spec)
+        observations = self._own_actions_known(await self.observe_due(desired.spec))
         result = plan(
             PlanInput(
                 spec=desired.spec,
@@ -265,9 +265,16 @@ class Rollout:
         )
         result = self._settled(desired, result)
         before = self.recorder.status
-        await self.recorder.replace(result.status)
+        self.recorder.replace(result.status)
         self._announce_unreachable(before, result.status)
         return result
+
+    def _own_actions_known(self, observations: dict[str, HostObservation]) -> dict[str, HostObservation]:
+        """The observations without the action markers of this run's own actions, which the status records (pure)."""
+        return {
+            name: replace(found, underway=None) if name in self._acted and found.underway else found
+            for name, found in observations.items()
+        }
 
     def _announce_unreachable(self, before: ReleaseStatus, after: ReleaseStatus) -> None:
         """Say when a reading finds a host unreachable, with what that holds: an output line, an Event (emits)."""
@@ -285,7 +292,7 @@ class Rollout:
         self.recorder = StatusRecorder(self.store, status, self.clock)
         if saved is None:
             await self.recorder.flush()
-        flusher = asyncio.create_task(self._flush_loop())
+        flusher = asyncio.create_task(self.recorder.keep_saving())
         self._reader = asyncio.create_task(self._read_loop())
         try:
             return await self._loop(await self._requested(desired))
@@ -305,12 +312,14 @@ class Rollout:
         host holds up its own slot only, as in a Deployment's rolling update. Updates (fetches)
         are the exception: every one ends before anything else starts.
         """
+        assert self.recorder is not None
         while True:
             if self._running and desired.spec != self._running_spec:
                 await self._wait_running(every=True)  # a changed spec is planned once the old actions ended
             result = await self.step(desired)
             outcome = self._finished(desired, result)
             if outcome is not None and not self._running:
+                await self.recorder.flush()  # the run's final save, before the wait for reads and unlocks
                 if outcome.result == Result.READY:
                     await self._stop_reading()  # a read may refresh a lock: none after the unlock
                     await self._unlock_all(desired.spec)
@@ -327,7 +336,8 @@ class Rollout:
         assert self.recorder is not None
         status, entries = take(desired.spec, self.recorder.status, desired.requests, self.clock())
         if status is not self.recorder.status:
-            await self.recorder.replace(status)
+            self.recorder.replace(status)
+            await self.recorder.flush()  # a request is acted on once: saved before it is acted on
         for entry in entries:
             log.info("request %s by %s: %s", entry.request, entry.requested_by or "unknown", entry.message)
             if self.announce is not None:
@@ -361,9 +371,13 @@ class Rollout:
         return None
 
     async def _start(self, desired: Desired, actions: list[Action]) -> None:
-        """Record intent for the plan's actions, then start each as a task (writes status)."""
+        """Record intent for the plan's actions in the status, then start each as a task (changes status).
+
+        No save is waited for: each action first writes its intent on its host (the action marker),
+        which is what a run resumed after a kill reads (Rule 1); the status follows within a second.
+        """
         assert self.recorder is not None
-        runner = ActionRunner(desired, self.recorder, self.emit, self.clock)
+        runner = ActionRunner(desired, self.recorder, self.emit, self.clock, owner=self.owner)
         actions = [a for a in actions if a.host not in self._running]
         once = runner.once_first(actions)
         if once is not None:
@@ -373,7 +387,6 @@ class Rollout:
         if not actions:
             return
         runner.record_intent(actions)
-        await self.recorder.flush()
         self._running_spec = desired.spec
         hosts = {h.name: h for h in desired.spec.hosts}
         for action in actions:
@@ -381,6 +394,7 @@ class Rollout:
             task = asyncio.create_task(self._run_action(runner, action, driver, once=action is once))
             self._running[action.host] = (task, runner, action.kind)
             self._acting.add(action.host)
+            self._acted.add(action.host)
             self._touched.add(action.host)
 
     async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
@@ -415,8 +429,7 @@ class Rollout:
                 self._acting.discard(name)
                 task.result()  # a bug surfaces here; host errors were recorded in the status
                 self._learn(spec, runner, name)
-        # No save here: the phase change that ended the action was saved at once by the flush loop,
-        # and the next step saves the rest.
+        # No save here: the saver writes what the action changed, with the next step's plan.
 
     def _learn(self, spec: ReleaseSpec, runner: ActionRunner, name: str) -> None:
         """Take what a finished action proved about its host, so the next step need not re-read it."""
@@ -485,17 +498,6 @@ class Rollout:
                 await self.driver(spec, host).unlock(self.owner)
 
         await asyncio.gather(*(one(h) for h in spec.hosts))
-
-    async def _flush_loop(self) -> None:
-        """Save coalesced status changes about once per second, at once on phase changes (writes)."""
-        assert self.recorder is not None
-        while True:
-            try:
-                await asyncio.wait_for(self._flush.wait(), timeout=self.recorder.min_interval)
-                self._flush.clear()
-                await self.recorder.flush()
-            except TimeoutError:
-                await self.recorder.maybe_flush()
 
     async def close(self) -> None:
         """Close every host connection; one failing to close does not keep the others open (network I/O)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -13,13 +14,14 @@ from kapistrano.api.status import HostPhase, Reason
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
 from kapistrano.engine.ssh_reading import HostReader, judged_pidfiles, probe_note
-from kapistrano.hosts import facts, fetch, hooks, layout, lock, orphans, probes, records, services, switch
+from kapistrano.hosts import facts, fetch, hooks, intent, layout, lock, orphans, probes, records, services, switch
 from kapistrano.hosts.errors import HostError, NotReady, SourceError
 from kapistrano.hosts.hub import SshHub
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
 from kapistrano.hosts.ssh import SshConnection, target_for_host
 from kapistrano.hosts.ssh_options import LocalSsh
-from kapistrano.plan import HostObservation
+from kapistrano.plan import ActionKind, HostObservation
+from kapistrano.plan.model import Underway
 from kapistrano.plan.outcomes import stopped_note
 
 log = logging.getLogger(__name__)
@@ -78,8 +80,11 @@ class SshHostDriver(HostReader):
         found = await self._read(spec)
         current = found.current
         desired = layout.pick_release_for_version(found.markers, spec.version)
+        underway = underway_of(found.action)
         if current is None or not current.exists:
-            return HostObservation(name=self.name, has_desired_release=desired is not None, ready=False)
+            return HostObservation(
+                name=self.name, has_desired_release=desired is not None, ready=False, underway=underway
+            )
         by_release = self._parse_records(found.records)
         ctx = self._context(spec, current.release)
         recorded = by_release.get(current.release)
@@ -98,6 +103,7 @@ class SshHostDriver(HostReader):
             services_live=reading.live,
             probe=probe_note(judged_by, None if recorded is None else current.release),
             orphans=tuple(str(o) for o in orphans.from_pids(named, pids)),
+            underway=underway,
         )
 
     async def _record_services(self, spec: ReleaseSpec, release_dir: str) -> None:
@@ -141,6 +147,30 @@ class SshHostDriver(HostReader):
         """Append a line to revisions.log, once the bookkeeping is done (network I/O)."""
         await self.settle()
         await layout.append_revision_log(self.conn, spec.deploy_path, message)
+
+    # -- action marker ---------------------------------------------------------------------------
+
+    async def begin_action(self, owner: str, underway: Underway) -> str:
+        """Write the action marker, once the last bookkeeping is done; returns its token (network I/O)."""
+        await self.settle()
+        token = secrets.token_hex(8)
+        mark = intent.ActionMark(owner, underway.kind.value, underway.version, underway.previous_release, token)
+        await intent.write_mark(self.conn, self.deploy_to, mark)
+        return token
+
+    def end_action(self, owner: str, token: str) -> None:
+        """Clear the marker in the background, after the bookkeeping; every later call waits for it (no I/O here)."""
+        before = self._bookkeeping
+
+        async def clear() -> None:
+            if before is not None:
+                await asyncio.shield(before)
+            try:
+                await intent.clear_mark(self.conn, self.deploy_to, owner, token)
+            except HostError as exc:  # a marker left behind costs a resume that finds the host done
+                log.warning("%s: clearing the action marker failed: %s", self.name, exc)
+
+        self._bookkeeping = asyncio.create_task(clear())
 
     # -- updating --------------------------------------------------------------------------------
 
@@ -372,3 +402,10 @@ class SshHostDriver(HostReader):
         """Finish the bookkeeping, then close the SSH connection (network I/O)."""
         await self.settle()
         await self.conn.close()
+
+
+def underway_of(mark: intent.ActionMark | None) -> Underway | None:
+    """The action a host's marker says is under way, if it names one the planner knows (pure)."""
+    if mark is None or mark.kind not in set(ActionKind):
+        return None
+    return Underway(ActionKind(mark.kind), mark.version, mark.previous_release)

@@ -1,7 +1,10 @@
 """Where the Release status lives between steps: a local file for the CLI, the resource for the operator.
 
-The recorder keeps the status in memory, applies host events to it, and saves it coalesced (at most
-about once per second) except at phase transitions, which are saved at once (Rule 7).
+The recorder keeps the status in memory, applies host events to it, and saves it coalesced: at most
+one save per `min_interval` (1 s) per Release, whatever happens in between, plus the final save a run
+makes when it ends (done, stalled, paused or stopped). A save takes a copy of the status as it is
+when it starts, so what changes while it is in flight goes into the next one. Nothing the engine does
+on a host waits for a save: the intent of an action is written on the host itself (hosts/intent.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -73,11 +76,15 @@ class StatusRecorder:
         status: ReleaseStatus,
         clock: Callable[[], datetime],
         min_interval: float = 1.0,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.status = status
         self.clock = clock
         self.min_interval = min_interval
+        self._sleep = sleep
+        self._changed = asyncio.Event()
+        self._after_save: list[Callable[[], None]] = []
         self._last_save: datetime | None = None
         self._dirty = False
         self._saved: dict[str, object] | None = None
@@ -86,10 +93,15 @@ class StatusRecorder:
         self._saving = asyncio.Lock()
         self._inflight: asyncio.Future[None] | None = None
 
-    async def replace(self, status: ReleaseStatus) -> None:
-        """Take a whole new status (from the planner) and save it now (writes)."""
+    def replace(self, status: ReleaseStatus) -> None:
+        """Take a whole new status (from the planner), saved with the next coalesced save (changes the status)."""
         self.status = status
-        await self.flush()
+        self._mark()
+
+    def _mark(self) -> None:
+        """Note an unsaved change and wake the saver (changes recorder state)."""
+        self._dirty = True
+        self._changed.set()
 
     def apply(self, event: HostEvent) -> bool:
         """Apply a host event to the in-memory status; True when the host's phase changed (changes the status)."""
@@ -108,13 +120,32 @@ class StatusRecorder:
         if event.outcome is not None:
             host = apply_outcome(host, event.outcome)
         self.status.hosts[index] = host
-        self._dirty = True
+        self._mark()
         return changed
+
+    def due_in(self) -> float:
+        """Seconds until the next save may start: min_interval after the last one (reads the clock)."""
+        if self._last_save is None:
+            return 0.0
+        return max(0.0, self.min_interval - (self.clock() - self._last_save).total_seconds())
 
     async def maybe_flush(self) -> None:
         """Save if there are unsaved changes and the last save is old enough (writes)."""
-        now = self.clock()
-        if self._dirty and (self._last_save is None or (now - self._last_save).total_seconds() >= self.min_interval):
+        if self._dirty and self.due_in() <= 0:
+            await self.flush()
+
+    async def keep_saving(self) -> None:
+        """Save changes as they come, never two saves within min_interval; runs until cancelled (writes).
+
+        A change after a quiet spell is saved at once; changes that follow within min_interval wait
+        for one save that takes them all.
+        """
+        while True:
+            await self._changed.wait()
+            wait = self.due_in()
+            if wait > 0:
+                await self._sleep(wait)
+            self._changed.clear()
             await self.flush()
 
     async def flush(self) -> None:
@@ -132,12 +163,30 @@ class StatusRecorder:
                     await asyncio.shield(self._inflight)
             wire = self.status.wire()
             self._dirty = False  # before the await: an event applied meanwhile marks it dirty again
+            covered, self._after_save = self._after_save, []
             if wire == self._saved:
                 self.skipped += 1
+                self._run(covered)  # what was saved last is this very status
                 return
-            self._inflight = asyncio.ensure_future(self.store.save(self.status.model_copy(deep=True)))
-            await asyncio.shield(self._inflight)
+            try:
+                self._inflight = asyncio.ensure_future(self.store.save(self.status.model_copy(deep=True)))
+                await asyncio.shield(self._inflight)
+            except BaseException:
+                self._after_save[:0] = covered  # not known to have landed: the next save covers them
+                raise
             self._inflight = None
             self._saved = wire
             self.saves += 1
             self._last_save = self.clock()
+            self._run(covered)
+
+    def after_next_save(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once a save of the status as it is now (or newer) has landed (changes recorder state)."""
+        self._after_save.append(callback)
+        self._changed.set()
+
+    @staticmethod
+    def _run(callbacks: list[Callable[[], None]]) -> None:
+        """Call each callback (side effects: theirs)."""
+        for callback in callbacks:
+            callback()

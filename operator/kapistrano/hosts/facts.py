@@ -1,4 +1,5 @@
-"""What one look at a host finds, in ONE remote script: current, release markers, services records, pid files.
+"""What one look at a host finds, in ONE remote script: current, release markers, services records, the action
+marker, pid files.
 
 Reading a host used to take a round trip (an sshd session) per fact; here a pure `read_command()`
 builds one script that prints every fact in its own section, and a pure `parse_facts()` reads its
@@ -12,6 +13,7 @@ import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kapistrano.hosts.intent import ActionMark, marker_path, parse_mark
 from kapistrano.hosts.layout import (
     _CURRENT,
     _MARKERS,
@@ -46,6 +48,8 @@ class HostFacts:
     markers: tuple[ReleaseInfo, ...] = ()
     records: Mapping[str, str] = field(default_factory=dict)
     pids: Mapping[str, PidFact] = field(default_factory=dict)
+    #: The action marker (hosts/intent.py): an action under way on the host, if any.
+    action: ActionMark | None = None
 
     def covers(self, pidfiles: Iterable[str]) -> bool:
         """True when every pid file given was read (pure)."""
@@ -70,6 +74,7 @@ def read_lines(deploy_to: str, pidfiles: Sequence[str]) -> list[str]:
         f"echo {SECTION} resolved; readlink -e {quote(paths.current)} 2>/dev/null",
         *section("markers", _MARKERS, paths.releases),
         *section("records", _RECORDS, paths.releases),
+        f"echo {SECTION} action; cat -- {quote(marker_path(deploy_to))} 2>/dev/null",
         *pid_lines(pidfiles),
         "true",
     ]
@@ -104,6 +109,7 @@ def parse_facts(output: str, pidfiles: Sequence[str]) -> HostFacts:
         markers=tuple(parse_release_markers(sections.get("markers", ""))),
         records=parse_services_records(sections.get("records", "")),
         pids=parse_pids(sections.get("pids", ""), pidfiles),
+        action=parse_mark(sections.get("action", "")),
     )
 
 

@@ -1,7 +1,9 @@
 """Kubernetes Events on a Release for host transitions and failures.
 
-Only phase changes and failures become Events (progress messages go to the status), so a rollout of
-n hosts posts a handful of Events per host. Messages pass through redact(): no key material or secret value leaves.
+Only phase changes and failures become Events (progress messages go to the status), each phase of a
+host once per action, so a rollout of n hosts posts a bounded handful of Events per host (about six:
+updating, updated, publishing, restarting, waiting ready, ready), however many services it restarts
+and however long it takes. Messages pass through redact(): no key material or secret value leaves.
 """
 
 from __future__ import annotations
@@ -53,15 +55,39 @@ def _kopf_post(body: Any, type_: str, reason: str, message: str) -> None:
     kopf.event(body, type=type_, reason=reason, message=message)
 
 
+#: Phases that end what is done to a host: the next phase begins another action, announced afresh.
+SETTLED_PHASES = frozenset({HostPhase.READY, HostPhase.ROLLED_BACK, HostPhase.FAILED, HostPhase.UNREACHABLE})
+
+
+def announced(posted: dict[str, list[HostPhase]], event: HostEvent) -> bool:
+    """Whether a host event's phase is to be announced; notes it when so (changes `posted`).
+
+    Each phase of a host is announced once per action, however many services go through it
+    (stopping and readiness alternate per service): `posted` holds, per host, the phases announced
+    since its last settled phase (Ready, RolledBack, Failed, Unreachable), which starts afresh.
+    Warnings are always announced.
+    """
+    if event.phase is None or event.warning:
+        return True
+    phase = HostPhase(event.phase)
+    seen = posted.setdefault(event.host, [])
+    if seen and seen[-1] == phase:
+        return False
+    if phase in SETTLED_PHASES:
+        seen.clear()
+    elif phase in seen:
+        return False
+    seen.append(phase)
+    return True
+
+
 def event_sink(body: Any, post: Poster = _kopf_post) -> EventSink:
-    """A HostEvent sink that posts Kubernetes Events on `body` (side effects: Events)."""
-    last_phase: dict[str, str] = {}
+    """A HostEvent sink posting Kubernetes Events on `body`, each host phase once per action (side effects: Events)."""
+    posted: dict[str, list[HostPhase]] = {}
 
     def emit(event: HostEvent) -> None:
-        if event.phase is not None and not event.warning:
-            if last_phase.get(event.host) == event.phase:
-                return
-            last_phase[event.host] = str(event.phase)
+        if not announced(posted, event):
+            return
         found = describe(event)
         if found is not None:
             post(body, *found)

@@ -98,7 +98,12 @@ class _Pool:
             self.down += c.ready and c.available  # a ready host not yet available is already counted
 
 
-def _pools(spec: ReleaseSpec, views: list[HostView], taken: frozenset[str]) -> list[_Pool]:
+def _holding(v: HostView, taken: frozenset[str], candidates: frozenset[str]) -> bool:
+    """The host holds a budget slot: its action runs, was just chosen, or was begun and is not resumed now (pure)."""
+    return v.busy or v.name in taken or (v.in_flight and v.name not in candidates)
+
+
+def _pools(spec: ReleaseSpec, views: list[HostView], taken: frozenset[str], candidates: frozenset[str]) -> list[_Pool]:
     """The Release's budget and one per role with a budget of its own (pure)."""
     groups = [(frozenset(v.name for v in views), spec.strategy.max_unavailable)]
     for role, strategy in spec.strategy.roles.items():
@@ -109,7 +114,7 @@ def _pools(spec: ReleaseSpec, views: list[HostView], taken: frozenset[str]) -> l
         _Pool(
             hosts,
             max_unavailable(value, len(hosts)),
-            sum(v.busy or v.name in taken for v in views if v.name in hosts),
+            sum(_holding(v, taken, candidates) for v in views if v.name in hosts),
             sum(v.unavailable or v.name in taken for v in views if v.name in hosts),
         )
         for hosts, value in groups
@@ -127,13 +132,15 @@ def within_budget(
     not ready is already unavailable, so it goes first (as Kubernetes replaces unhealthy pods first)
     and costs only its action slot. A ready host inside minReadySeconds does serve: taking it down
     needs room like any other. With StartFirst services a host keeps serving while it is replaced:
-    maxSurge alone bounds how many go at once.
+    maxSurge alone bounds how many go at once. A host whose action was begun and cut short (a run
+    killed) holds its slot until that action is resumed.
     """
     candidates = [c for c in candidates if not c.busy]  # its action runs: it has its slot
+    named = frozenset(c.name for c in candidates)
     if surges(spec):
-        room = max_unavailable(spec.strategy.max_surge, len(views)) - sum(v.busy or v.name in taken for v in views)
+        room = max_unavailable(spec.strategy.max_surge, len(views)) - sum(_holding(v, taken, named) for v in views)
         return candidates[: max(0, room)]
-    pools = _pools(spec, views, taken)
+    pools = _pools(spec, views, taken, named)
     chosen = []
     for c in sorted(candidates, key=lambda c: c.ready):  # stable: spec order within each group
         if all(pool.admits(c) for pool in pools):

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from kapistrano.api.spec import ReleaseSpec
 from kapistrano.api.status import HostPhase, HostStatus, Reason, ReleaseStatus, format_time, parse_time
 from kapistrano.plan.budget import surges
-from kapistrano.plan.model import ActionKind, HostObservation
-from kapistrano.plan.outcomes import stopped_note
+from kapistrano.plan.model import ActionKind, HostObservation, Underway
+from kapistrano.plan.outcomes import INTENT_PHASE, ActionStarted, apply_outcome, apply_progress, stopped_note
 
-#: Actions the engine records on a host before acting; seeing one on a fresh start means the action
-#: was interrupted and the host must be published again (Rule 2: intent is recorded before acting).
+#: Actions the engine records before acting (in the status, and on the host as its action marker);
+#: seeing one on a fresh start means the action was interrupted and the host must be published again.
 RESUMABLE_ACTIONS = frozenset({ActionKind.PUBLISH, ActionKind.RESTART, ActionKind.HEAL, ActionKind.REVIVE})
 FAILED_PHASES = frozenset({HostPhase.FAILED, HostPhase.ROLLED_BACK})
 #: Host errors that retrying will not fix; they stall the Release.
@@ -94,23 +94,30 @@ def view_host(
     busy: bool = False,
     keeps_serving: bool = False,
 ) -> HostView:
-    """Build the planner's view of one host; a busy one (an action runs on it) is not ready (pure).
+    """Build the planner's view of one host; one acted on (busy, or an action begun) is not ready (pure).
 
     Unless `keeps_serving`: a host whose new instances start beside the old ones (StartFirst) serves
-    all the while.
+    all the while. An action the host says is under way (its marker) counts as recorded, whatever
+    the status says: it was begun, so it is resumed, and the host holds a slot of the budget.
     """
+    # A busy host's action is the engine's own, which the status it passes in records as it goes.
+    underway = obs.underway if obs.reachable and not busy else None
+    if underway is not None:
+        prev = with_underway(prev, obs.name, underway, now)
+        same_rollout = same_rollout or underway.version == spec.version
     if not obs.reachable and prev is not None:
         # An unreachable host keeps what we last knew of it, but cannot count as ready.
         obs = HostObservation(
             name=obs.name, reachable=False, version=prev.version, release=prev.release, probe=prev.probe,
             ready=False, error_reason=obs.error_reason or Reason.UNREACHABLE, error_message=obs.error_message,
         )  # fmt: skip
-    if busy and not keeps_serving:
-        obs = replace(obs, ready=False)  # its last reading predates the action
     on_desired = obs.version == spec.version
     failed = same_rollout and prev is not None and prev.failed_version == spec.version
-    in_flight = same_rollout and prev is not None and prev.action in RESUMABLE_ACTIONS and not failed
+    recorded = same_rollout and prev is not None and prev.action in RESUMABLE_ACTIONS
+    in_flight = (recorded or underway is not None) and not failed
     rolling_back = failed and prev is not None and prev.action == ActionKind.ROLLBACK.value
+    if (busy or in_flight or rolling_back) and not keeps_serving:
+        obs = replace(obs, ready=False)  # its last reading predates the action, or the action was cut short
     phase = _phase(obs, prev, failed or in_flight, on_desired)
     ready = bool(obs.ready) and obs.reachable
     since = _ready_since(obs, prev, now) if ready else None
@@ -131,6 +138,25 @@ def view_host(
         rolling_back=rolling_back,
         busy=busy,
     )
+
+
+def with_underway(prev: HostStatus | None, name: str, underway: Underway, now: datetime) -> HostStatus:
+    """The host's last status with the action its marker says was begun, as if its intent had been saved (pure).
+
+    A rollback begun means the version failed on the host. A status that already records the action,
+    or the failure of its version on the host (a failed action leaves its marker), is kept as it is.
+    """
+    base = prev or HostStatus(name=name)
+    if base.action == underway.kind.value or base.failed_version == underway.version:
+        return base
+    message = f"{underway.kind.value.lower()} of {underway.version} was cut short"
+    host = apply_progress(base, message, INTENT_PHASE[underway.kind], now)
+    host = apply_outcome(host, ActionStarted(underway.kind, underway.version))
+    if underway.kind == ActionKind.ROLLBACK:
+        host = host.model_copy(update={"failed_version": underway.version})
+    if underway.previous_release and base.action is None:
+        host = host.model_copy(update={"previous_release": underway.previous_release})
+    return host
 
 
 def view_hosts(

@@ -43,6 +43,8 @@ class HostObservation:
     #: CamelCase reason of the last error on this host (Unreachable, HostKeyMismatch, Conflict...).
     error_reason: Reason | None = None
     error_message: str = ""
+    #: An action of this Release begun on the host and not ended (the host's action marker).
+    underway: Underway | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,21 @@ class ActionKind(StrEnum):
     RESTART = "Restart"  # rolling restart without a version change (restart request)
     HEAL = "Heal"  # restart dead services on the current release (drift)
     REVIVE = "Revive"  # restart the services of a host whose liveness check fails (alive but stuck)
+
+
+@dataclass(frozen=True)
+class Underway:
+    """An action of this Release that the host says was begun and has not ended (its action marker).
+
+    Written on the host before the action touches anything, so it is there even when the deployer
+    was killed before any status save said so.
+    """
+
+    kind: ActionKind
+    #: spec.version the action was carried out for.
+    version: str
+    #: The release `current` pointed at before the action, when known (the rollback target).
+    previous_release: str | None = None
 
 
 @dataclass(frozen=True)

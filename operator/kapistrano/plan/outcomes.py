@@ -14,7 +14,7 @@ from typing import TypedDict
 from kapistrano.api.status import HostPhase, HostStatus, format_time
 from kapistrano.plan.model import ActionKind
 
-#: The phase recorded before each disruptive action starts (Rule 2: intent before action).
+#: The phase recorded before each disruptive action starts (intent before action; the host's marker says it first).
 #: An update changes nothing the host serves, so it records no intent.
 INTENT_PHASE = {
     ActionKind.PUBLISH: HostPhase.PUBLISHING,

@@ -1,0 +1,38 @@
+"""The action marker's commands, run by a local shell: written whole, read back, cleared only by its own action."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from kapistrano.hosts import intent
+from kapistrano.hosts.intent import ActionMark
+
+
+def sh(command: str) -> str:
+    """Run a command line with sh; its stdout (runs a process)."""
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+
+
+def test_a_marker_is_read_back_as_written_and_cleared_only_by_the_action_it_names(tmp_path: Path) -> None:
+    deploy_to = str(tmp_path / "var www" / "app")
+    mark = ActionMark("uid-1", "Publish", "v2", "20261128020102", token="t1")
+    sh(intent.write_mark_command(deploy_to, mark))
+    assert intent.parse_mark(sh(intent.read_mark_command(deploy_to))) == mark
+    sh(intent.clear_mark_command(deploy_to, "uid-1", "t0"))  # an earlier action of the same owner
+    sh(intent.clear_mark_command(deploy_to, "uid-2", "t1"))  # another owner
+    assert intent.parse_mark(sh(intent.read_mark_command(deploy_to))) == mark
+    sh(intent.clear_mark_command(deploy_to, "uid-1", "t1"))
+    assert sh(intent.read_mark_command(deploy_to)) == ""
+    sh(intent.clear_mark_command(deploy_to, "uid-1", "t1"))  # clearing again, or where none is, is fine
+
+
+def test_values_that_are_not_one_line_are_refused() -> None:
+    with pytest.raises(ValueError, match="invalid action marker"):
+        intent.write_mark_command("/var/www/app", ActionMark("uid\n1", "Publish", "v2"))
+
+
+@pytest.mark.parametrize("text", ["", "uid-1\n", "uid-1\nPublish\n", "\nPublish\nv2\n"])
+def test_a_marker_cut_short_reads_as_none(text: str) -> None:
+    assert intent.parse_mark(text) is None
