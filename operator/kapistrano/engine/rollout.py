@@ -83,6 +83,10 @@ SpecSource = Callable[[], Awaitable[Desired]]
 
 #: During a rollout, hosts not acted on are re-read at least this often.
 FULL_OBSERVE_SECONDS = 5.0
+#: A host found done (on the spec's version, ready, nothing left to stop or resume) is re-read this
+#: often: it is not acted on again unless it breaks, and at hundreds of hosts re-reading finished
+#: hosts every FULL_OBSERVE_SECONDS was most of the operator's SSH work.
+SETTLED_OBSERVE_SECONDS = 15.0
 #: A host that could not be read is tried again after this long (not at every step: a dead host
 #: would make every step wait for its connect timeout).
 RETRY_OBSERVE_SECONDS = 1.0
@@ -244,8 +248,7 @@ class Rollout:
         seen = self._seen.get(name)
         if seen is None:
             return True
-        failed = not seen[1].reachable or seen[1].error_reason is not None
-        return now - seen[0] >= (RETRY_OBSERVE_SECONDS if failed else FULL_OBSERVE_SECONDS)
+        return now - seen[0] >= reading_period(seen[1], self._seen_spec)
 
     async def step(self, desired: Desired) -> Plan:
         """Observe, plan and take the planned status; the saver writes it (network I/O, changes status)."""
@@ -510,3 +513,13 @@ class Rollout:
 def lock_ttl(spec: ReleaseSpec) -> int:
     """How long a host lock lasts without refresh: longer than any single step may take (pure)."""
     return max(900, 2 * spec.progress_deadline_seconds)
+
+
+def reading_period(found: HostObservation, spec: ReleaseSpec | None) -> float:
+    """How long a host's reading stays fresh: short when it failed, long when the host is done (pure)."""
+    if not found.reachable or found.error_reason is not None:
+        return RETRY_OBSERVE_SECONDS
+    done = spec is not None and found.version == spec.version and found.ready is True
+    if done and found.services_running is not False and not found.orphans and found.underway is None:
+        return SETTLED_OBSERVE_SECONDS
+    return FULL_OBSERVE_SECONDS
