@@ -12,9 +12,8 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from kapistrano.api.spec import Host, ReleaseSpec
@@ -31,51 +30,27 @@ from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.notes import note_requests
+from kapistrano.engine.results import WAITS_FOR_HOSTS, Desired, Outcome, Result
 from kapistrano.engine.store import StatusRecorder, StatusStore
 from kapistrano.hosts.errors import HostError, as_host_error
 from kapistrano.hosts.lock import hold
 from kapistrano.hosts.takeover import ACTION_HEARTBEAT_SECONDS
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
 from kapistrano.plan.conditions import first_sight
-from kapistrano.plan.requests import Requests, aborting, effective, settle, take
+from kapistrano.plan.requests import aborting, effective, settle, take
 
-
-@dataclass(frozen=True)
-class Desired:
-    """The spec to reconcile toward, as last read."""
-
-    spec: ReleaseSpec
-    generation: int = 1
-    restart_token: str | None = None
-    retry_token: str | None = None
-    #: Pause, promote and abort requests (annotations) as last read.
-    requests: Requests = field(default_factory=Requests)
-    #: The spec as written, when `spec` is what the requests in effect make of it.
-    asked: ReleaseSpec | None = None
-
-
-class Result(StrEnum):
-    """Why a run returned."""
-
-    READY = "Ready"
-    STALLED = "Stalled"
-    PAUSED = "Paused"
-    DEADLINE = Reason.PROGRESS_DEADLINE_EXCEEDED.value
-    DRIFTED = Reason.DRIFTED.value
-
-
-#: Stalled reasons that the hosts themselves may clear (unlike a failed version): checked again later.
-_WAITS_FOR_HOSTS = frozenset({Result.DEADLINE.value, Result.DRIFTED.value})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended, with the last status."""
-
-    result: Result
-    message: str
-    status: ReleaseStatus
-
+__all__ = [
+    "FULL_OBSERVE_SECONDS",
+    "Desired",
+    "DriverFactory",
+    "Outcome",
+    "Result",
+    "Rollout",
+    "SpecSource",
+    "lock_ttl",
+    "reading_period",
+    "utcnow",
+]
 
 DriverFactory = Callable[[ReleaseSpec, Host], HostDriver]
 SpecSource = Callable[[], Awaitable[Desired]]
@@ -367,7 +342,7 @@ class Rollout:
         if result.stalled_reason is not None:
             return Outcome(Result.STALLED, f"{result.stalled_reason}: {status.message}", status)
         stalled = status.condition(ConditionType.STALLED)
-        if stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason in _WAITS_FOR_HOSTS:
+        if stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason in WAITS_FOR_HOSTS:
             return Outcome(Result(stalled.reason), status.message, status)  # past the deadline, or drift left alone
         if status.phase == Phase.PAUSED:
             return Outcome(Result.PAUSED, status.message, status)
