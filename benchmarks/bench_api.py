@@ -6,7 +6,7 @@ user of manifests/. v1 is rolled to Ready, then spec.version is patched to v2 an
 counts every request the operator's user made from the patch until v2 is Ready, by verb and resource,
 and the status writes (PATCH releases/status) per minute of rollout.
 
-    python benchmarks/bench_api.py [--hosts 3 10] [--drain 1] [--boot 0.5]   (as root)
+    python -m benchmarks.bench_api [--hosts 3 10] [--drain 1] [--boot 0.5]   (as root)
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench_rolling import make_versions, manifest
 from kapistrano.api.release import GROUP, PLURAL, VERSION
 from kapistrano.cli.demo_operator import NAME, NAMESPACE, SECRET, OperatorProcess, Releases, is_ready, ssh_secret
 from kapistrano.lab import HostLab
 from kapistrano.lab.kubeserver import OPERATOR_USER, KubeServer, free_port, install
+
+from benchmarks.bench_rolling import make_versions, manifest
 
 
 def wait_ready(releases: Releases, timeout: float = 600) -> None:

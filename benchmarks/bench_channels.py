@@ -6,7 +6,7 @@ counts the exec channels and direct-tcpip channels of the driver's connection fo
 the host, the publish of v2 (switch, restart, readiness, orphans, revisions.log and cleanup), and
 the observe after it. Every exec channel is one sshd session (fork + exec of a shell on the host).
 
-    python benchmarks/bench_channels.py      (as root)
+    python -m benchmarks.bench_channels      (as root)
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab
 from kapistrano.lab.sample_app import lab_release, worker_service
 
-try:
-    from benchmarks.bench_rolling import make_versions
-except ImportError:  # run as a script
-    from bench_rolling import make_versions  # type: ignore[no-redef,import-not-found]
+from benchmarks.bench_rolling import make_versions
 
 
 def _manifest(lab: HostLab, source: str, version: str) -> dict[str, object]:

@@ -10,8 +10,8 @@ With --instances, each host runs that many workers, each with its own drain draw
 sum over hosts of (slowest drain + S); StartFirst is measured against N*S + the slowest drain, and
 its ready instances are counted every 50 ms from the workers' events (see benchmarks/multi.py).
 
-    python benchmarks/bench_rolling.py [--hosts 3 10] [--drain 2] [--boot 1]   (as root)
-    python benchmarks/bench_rolling.py --hosts 3 10 --instances 2 4 --drain-range 3.5 6 --boot 1 --seed 11
+    python -m benchmarks.bench_rolling [--hosts 3 10] [--drain 2] [--boot 1]   (as root)
+    python -m benchmarks.bench_rolling --hosts 3 10 --instances 2 4 --drain-range 3.5 6 --boot 1 --seed 11
 """
 
 from __future__ import annotations
@@ -33,28 +33,16 @@ from kapistrano.engine.store import FileStatusStore
 from kapistrano.lab import HostLab, sample_worker
 from kapistrano.lab.sample_app import lab_release, worker_service
 
-try:
-    from benchmarks.multi import (
-        SHIM,
-        Drains,
-        capacity,
-        multi_service,
-        phases,
-        started_lab,
-        wait_for_exits,
-        write_drains,
-    )
-except ImportError:  # run as a script: benchmarks/ is on sys.path, not the repository root
-    from multi import (  # type: ignore[no-redef,import-not-found]
-        SHIM,
-        Drains,
-        capacity,
-        multi_service,
-        phases,
-        started_lab,
-        wait_for_exits,
-        write_drains,
-    )
+from benchmarks.multi import (
+    SHIM,
+    Drains,
+    capacity,
+    multi_service,
+    phases,
+    started_lab,
+    wait_for_exits,
+    write_drains,
+)
 
 
 def make_versions(root: Path, versions: list[str], *, shim: bool = False) -> dict[str, str]:

@@ -23,8 +23,8 @@ patched to v2 at once, and the benchmark measures until every Release is Ready a
 - what a host costs: lab start time, processes and PSS per host with its worker and the operator's
   SSH connection, MemAvailable taken by the lab.
 
-    .venv/bin/python benchmarks/bench_scale.py --scenario 1x200 1x500 50x10   (as root)
-    .venv/bin/python benchmarks/bench_scale.py --scenario 1x200 --profile /tmp/prof   (py-spy, if installed)
+    .venv/bin/python -m benchmarks.bench_scale --scenario 1x200 1x500 50x10   (as root)
+    .venv/bin/python -m benchmarks.bench_scale --scenario 1x200 --profile /tmp/prof   (py-spy, if installed)
 """
 
 from __future__ import annotations
@@ -52,10 +52,7 @@ from kapistrano.k8s.credentials import OPT_IN_LABEL
 from kapistrano.lab import HostLab, procs
 from kapistrano.lab.kubeserver import KubeServer, free_port, install
 
-try:
-    from benchmarks import scale_measure as measure
-except ImportError:  # run as a script: benchmarks/ is on sys.path, not the repository root
-    import scale_measure as measure  # type: ignore[import-not-found,no-redef]
+from benchmarks import scale_measure as measure
 
 NAMESPACE = "scale"
 SECRET = "scale-ssh"
