@@ -9,7 +9,7 @@ import time
 import pytest
 from kapistrano.api.spec import Host, ReleaseSpec
 from kapistrano.api.status import HostPhase
-from kapistrano.engine import rollout as rollout_module
+from kapistrano.engine import freshness
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import Desired, DriverFactory, Outcome, Result, Rollout
@@ -111,7 +111,7 @@ async def test_a_slow_read_of_an_idle_host_does_not_hold_up_the_next_host(
     assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
     # Readings go stale after 1 s while each host takes 1.8 s to restart: the idle third host must be
     # re-read during every restart. Read in the step between two hosts, it would cost READ_DELAY there.
-    monkeypatch.setattr(rollout_module, "FULL_OBSERVE_SECONDS", 1.0)
+    monkeypatch.setattr(freshness, "FULL_OBSERVE_SECONDS", 1.0)
     reads: list[float] = []
     outcome, marks = await roll_with_slow_host(app, app.release("v2").spec, 2, reads, read_delay=READ_DELAY)
     assert outcome.result == Result.READY, outcome.message

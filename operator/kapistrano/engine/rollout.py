@@ -29,6 +29,11 @@ from kapistrano.api.status import (
 from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
+from kapistrano.engine.freshness import (
+    FULL_OBSERVE_SECONDS,
+    reading_period,
+    soon_hosts,
+)
 from kapistrano.engine.notes import note_requests
 from kapistrano.engine.results import WAITS_FOR_HOSTS, Desired, Outcome, Result
 from kapistrano.engine.store import StatusRecorder, StatusStore
@@ -56,15 +61,6 @@ DriverFactory = Callable[[ReleaseSpec, Host], HostDriver]
 SpecSource = Callable[[], Awaitable[Desired]]
 
 
-#: During a rollout, hosts not acted on are re-read at least this often.
-FULL_OBSERVE_SECONDS = 5.0
-#: A host found done (on the spec's version, ready, nothing left to stop or resume) is re-read this
-#: often: it is not acted on again unless it breaks, and at hundreds of hosts re-reading finished
-#: hosts every FULL_OBSERVE_SECONDS was most of the operator's SSH work.
-SETTLED_OBSERVE_SECONDS = 15.0
-#: A host that could not be read is tried again after this long (not at every step: a dead host
-#: would make every step wait for its connect timeout).
-RETRY_OBSERVE_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 #: Host locks last lock_ttl(); they are refreshed this often, far more often than they expire.
@@ -108,6 +104,8 @@ class Rollout:
         self.recorder: StatusRecorder | None = None
         self._seen: dict[str, tuple[float, HostObservation]] = {}
         self._seen_spec: ReleaseSpec | None = None
+        #: The hosts the plan may act on next (engine/freshness.py); None until the first step.
+        self._soon: frozenset[str] | None = None
         self._touched: set[str] = set()
         self._acting: set[str] = set()
         #: Hosts this run began an action on: their status entry is newer than their action marker.
@@ -223,12 +221,14 @@ class Rollout:
         seen = self._seen.get(name)
         if seen is None:
             return True
-        return now - seen[0] >= reading_period(seen[1], self._seen_spec)
+        soon = self._soon is None or name in self._soon
+        return now - seen[0] >= reading_period(seen[1], self._seen_spec, soon=soon)
 
     async def step(self, desired: Desired) -> Plan:
         """Observe, plan and take the planned status; the saver writes it (network I/O, changes status)."""
         assert self.recorder is not None
         observations = self._own_actions_known(await self.observe_due(desired.spec))
+        self._soon = soon_hosts(desired.spec, observations)
         result = plan(
             PlanInput(
                 spec=desired.spec,
@@ -488,13 +488,3 @@ class Rollout:
 def lock_ttl(spec: ReleaseSpec) -> int:
     """How long a host lock lasts without refresh: longer than any single step may take (pure)."""
     return max(900, 2 * spec.progress_deadline_seconds)
-
-
-def reading_period(found: HostObservation, spec: ReleaseSpec | None) -> float:
-    """How long a host's reading stays fresh: short when it failed, long when the host is done (pure)."""
-    if not found.reachable or found.error_reason is not None:
-        return RETRY_OBSERVE_SECONDS
-    done = spec is not None and found.version == spec.version and found.ready is True
-    if done and found.services_running is not False and not found.orphans and found.underway is None:
-        return SETTLED_OBSERVE_SECONDS
-    return FULL_OBSERVE_SECONDS
