@@ -6,6 +6,7 @@ Private key material never appears in logs or exceptions: an import error is nev
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,21 @@ class LocalSsh:
     port_from_config: bool = False
 
 
+# Every connect needs the key and the known_hosts, and a Secret's known_hosts names every host of the
+# Release: parsing them per connect made connecting to N hosts cost O(N^2). They are parsed once per
+# content (both are only read after parsing, so connections may share them).
+@functools.lru_cache(maxsize=64)
+def _imported_key(key: bytes | str, passphrase: str | None) -> asyncssh.SSHKey:
+    """The private key parsed from its text (pure; cached by content)."""
+    return asyncssh.import_private_key(key, passphrase)
+
+
+@functools.lru_cache(maxsize=64)
+def _imported_known_hosts(text: str) -> asyncssh.SSHKnownHosts:
+    """known_hosts parsed from its text (pure; cached by content)."""
+    return asyncssh.import_known_hosts(text)
+
+
 def load_client_key(target: SshTarget) -> asyncssh.SSHKey:
     """Parse the client private key (pure; reads the key file when given a path)."""
     key = target.client_key
@@ -45,7 +61,7 @@ def load_client_key(target: SshTarget) -> asyncssh.SSHKey:
     try:
         if isinstance(key, Path):
             return asyncssh.read_private_key(key, passphrase)
-        return asyncssh.import_private_key(key, passphrase)
+        return _imported_key(key, passphrase)
     except asyncssh.KeyEncryptionError:
         raise AuthFailed(target.name, "the passphrase of the client private key is wrong") from None
     except (asyncssh.KeyImportError, ValueError, OSError):
@@ -65,7 +81,7 @@ def known_hosts_arg(target: SshTarget) -> asyncssh.SSHKnownHosts | None:
         if isinstance(content, Path):
             return asyncssh.read_known_hosts(str(content))
         text = content.decode() if isinstance(content, bytes) else content
-        return asyncssh.import_known_hosts(text)
+        return _imported_known_hosts(text)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise HostKeyMismatch(target.name, f"known_hosts cannot be parsed: {exc}") from None
 
