@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +147,9 @@ def environ_of(pid: int) -> list[bytes]:
 
 
 def dead_pid() -> int:
-    """The pid of a process that has exited and been reaped (side effect: runs `true`)."""
-    finished = subprocess.Popen(["true"])
-    finished.wait()
-    return finished.pid
+    """A pid no process has: above the kernel's pid_max, so it cannot be reused meanwhile (reads /proc).
+
+    (The pid of an exited child can be handed out again within milliseconds when the machine forks
+    thousands of processes a second, as a big lab does.)
+    """
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1

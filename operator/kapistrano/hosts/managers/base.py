@@ -190,7 +190,9 @@ class RestartResult:
 # kill -0), `ident` prints what tells a process from a later one with the same pid (boot id and
 # start time in clock ticks), `readpid` prints the pid in a pid file if it holds one and it was not
 # reused (see ID_SUFFIX), and `wait_gone PID CS [PIDFILE]` polls on the host every $POLL seconds
-# until PID is gone or CS centiseconds passed, so a wait costs one round trip instead of one per poll.
+# until PID is gone or CS centiseconds passed, so a wait costs one round trip instead of one per poll;
+# after 50 turns it looks every $SLOW_POLL seconds and it reads the clock every 5th turn: `sleep` and
+# `$(now)` each fork, and a drain of several seconds at $POLL was hundreds of forks per second per host.
 # `grouped PIDFILE PID` says whether the identity file marks PID as the shell of a process group
 # kapistrano stops as a whole; `group_alive PGID` is `alive` for such a group; `running PIDFILE PID`,
 # `send SIG PID PIDFILE` and `wait_gone PID CS PIDFILE` act on the group when it is one (polling it
@@ -216,10 +218,12 @@ readpid() {
   echo "$_p"
 }
 wait_gone() {
-  _d=$(( $(now) + $2 )); _w=$POLL; _g=
+  _d=$(( $(now) + $2 )); _w=$POLL; _g=; _k=0
   [ -n "$3" ] && grouped "$3" "$1" && _g=1 && _w=$GROUP_POLL
   while if [ -n "$_g" ]; then group_alive "$1"; else alive "$1"; fi; do
-    [ "$(now)" -ge "$_d" ] && return 1; sleep "$_w"
+    _k=$((_k + 1)); [ "$_k" = 50 ] && [ -z "$_g" ] && _w=$SLOW_POLL
+    if [ $((_k % 5)) = 1 ]; then [ "$(now)" -ge "$_d" ] && return 1; fi
+    sleep "$_w"
   done
   return 0
 }
@@ -258,6 +262,9 @@ ID_SUFFIX = ".kapistrano"
 GROUP_MARK = "group"
 #: How often a process group is looked at while waiting for it to exit.
 GROUP_POLL_SECONDS = 0.1
+#: How often a process still running after 50 looks (a long drain) is looked at: exit is then seen
+#: within this long, at a fifth of the forks.
+SLOW_POLL_SECONDS = 0.05
 
 
 def centis(seconds: float) -> int:
@@ -270,7 +277,8 @@ def remote_script(ctx: ServiceContext, lines: list[str]) -> str:
 
     Scripts run under `sh -c` whatever the login shell is, so they behave the same everywhere.
     """
-    poll = f"POLL={quote(f'{ctx.poll_interval:g}')}; GROUP_POLL={GROUP_POLL_SECONDS:g}"
+    slow = max(ctx.poll_interval, SLOW_POLL_SECONDS)
+    poll = f"POLL={quote(f'{ctx.poll_interval:g}')}; SLOW_POLL={slow:g}; GROUP_POLL={GROUP_POLL_SECONDS:g}"
     body = "\n".join([poll, SHELL_FUNCTIONS, *lines])
     return cmd("sh", "-c", body)
 
