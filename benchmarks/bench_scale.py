@@ -300,7 +300,7 @@ def measured_rollout(stage: Stage) -> dict[str, Any]:
     server, operator, args = stage.server, stage.operator, stage.args
     text = server.metrics()
     before, busy = measure.request_counts(text), measure.request_seconds(text)
-    cpu = measure.cpu_seconds(operator.pid)
+    cpu, opened = measure.cpu_seconds(operator.pid), measure.ssh_opened(operator.metrics_port)
     patched: dict[str, float] = {}
     epoch, load = time.time(), os.getloadavg()[0]
     with profiled(operator.pid, args.profile) as profile:
@@ -309,6 +309,7 @@ def measured_rollout(stage: Stage) -> dict[str, Any]:
             stage.cluster.patch_release(name, "v2", stage.sources["v2"])
         seen = wait_ready(stage, "v2")
         cpu = measure.cpu_seconds(operator.pid) - cpu
+    opened = measure.ssh_opened(operator.metrics_port) - opened
     text = server.metrics()
     requests = measure.request_counts(text)
     requests.subtract(before)
@@ -321,6 +322,7 @@ def measured_rollout(stage: Stage) -> dict[str, Any]:
         "span_s": span,
         "workers_done_s": worker.last_ready - epoch,
         "operator_cpu_s": cpu,
+        "ssh_opened": dict(opened),
         "load_average": (load, os.getloadavg()[0]),
         "hosts_restarted": worker.hosts_restarted,
         "most_down": worker.most_down,
@@ -391,6 +393,8 @@ def target_rows(row: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
          f"{v2['mean_down']:.1f}", "", ""),
         ("operator CPU s over the rollout", f"{v2['operator_cpu_s']:.1f}", "", ""),
         ("operator CPU ms per host restarted", f"{cpu_ms:.1f}", "<= 50", verdict(cpu_ms, 50)),
+        ("SSH opened per host restarted: sessions (exec) / streams (tcp) / connects",
+         " / ".join(f"{v2['ssh_opened'].get(k, 0) / restarted:.1f}" for k in ("exec", "tcp", "connect")), "", ""),
         ("operator peak RSS MiB (VmHWM)", f"{v2['operator_hwm_mib']:.0f}", "<= 200",
          verdict(v2["operator_hwm_mib"], 200)),
         ("status writes (API server, PATCH releases/status)", f"{v2['status_writes']}", "", ""),

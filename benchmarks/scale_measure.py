@@ -11,10 +11,13 @@ import math
 import os
 import random
 import re
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 #: The scale worker (POSIX sh, two processes: itself and a sleep): ready READY_SECONDS after it
 #: starts, it keeps `tmp/pids/ready.<pid>` while ready and exits its host's drain (drains.txt) after
@@ -163,6 +166,23 @@ def request_counts(metrics: str) -> Counter[str]:
 def request_seconds(metrics: str) -> dict[str, float]:
     """Seconds the API server spent serving each 'VERB resource[/subresource]' (pure, from /metrics text)."""
     return _request_samples(metrics, "apiserver_request_duration_seconds_sum")
+
+
+def ssh_opened_counts(metrics: str) -> Counter[str]:
+    """kapistrano_ssh_opened_total by kind (connect, exec, tcp) (pure, from the operator's /metrics text)."""
+    found: Counter[str] = Counter()
+    for family in text_string_to_metric_families(metrics):
+        if family.name == "kapistrano_ssh_opened":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[sample.labels["kind"]] += int(sample.value)
+    return found
+
+
+def ssh_opened(port: int) -> Counter[str]:
+    """The operator's SSH opens so far, by kind, from its /metrics on localhost:`port` (network I/O)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return ssh_opened_counts(response.read().decode())
 
 
 def cpu_seconds(pid: int) -> float:

@@ -22,6 +22,7 @@ from kapistrano.hosts.errors import (
 )
 from kapistrano.hosts.ssh import SshConnection, SshPool
 from kapistrano.lab import HostLab, LabHost
+from prometheus_client import REGISTRY
 
 from tests.integration.hostkit import target_for, wait_until
 
@@ -78,18 +79,35 @@ async def test_a_slow_command_raises_command_timeout_promptly(lab: HostLab) -> N
         await conn.close()
 
 
+def opened(kind: str) -> float:
+    """kapistrano_ssh_opened_total{kind} of this process so far (reads the metrics registry)."""
+    return REGISTRY.get_sample_value("kapistrano_ssh_opened_total", {"kind": kind}) or 0.0
+
+
 async def test_many_commands_share_one_tcp_connection(lab: HostLab) -> None:
     host = lab.hosts[0]
     conn = SshConnection(target_for(lab, host, max_sessions=8))
+    before = {kind: opened(kind) for kind in ("exec", "connect")}
     try:
         for i in range(10):
             assert (await conn.run(f"echo {i}")).stdout == f"{i}\n"
+        assert {kind: opened(kind) - before[kind] for kind in before} == {"exec": 10, "connect": 1}
         first = conn.connection
         results = await asyncio.gather(*(conn.run(f"sleep 0.2; echo {i}") for i in range(40)))
         assert [r.stdout for r in results] == [f"{i}\n" for i in range(40)]
         assert conn.connection is first
         assert conn.connects == 1
         assert len(established_ssh_sessions(host)) == 1
+    finally:
+        await conn.close()
+
+
+async def test_aes_gcm_is_negotiated_with_openssh_first(lab: HostLab) -> None:
+    conn = SshConnection(target_for(lab, lab.hosts[0]))
+    try:
+        opened = await conn.connect()
+        assert opened.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
+        assert opened.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"
     finally:
         await conn.close()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from kapistrano.api.spec import Host, ReleaseSpec
@@ -36,6 +37,14 @@ from kapistrano.hosts.ssh_options import LocalSsh, connect_options
 from kapistrano.hosts.tcp import open_stream
 
 log = logging.getLogger(__name__)
+
+#: Operator-wide SSH work: each `exec` is one sshd session (a fork and a shell on the host), each
+#: `connect` one key exchange; what a deploy costs the hosts, and most of the operator's CPU per host.
+SSH_OPENED = Counter(
+    "kapistrano_ssh_opened_total",
+    "SSH connections (connect), exec sessions (exec) and direct-tcpip streams (tcp) opened.",
+    ["kind"],
+)
 
 #: OpenSSH's default MaxSessions: channels one connection may have open at once.
 DEFAULT_MAX_SESSIONS = 10
@@ -249,6 +258,7 @@ class SshConnection:
                 raise classify(exc, self.target) from None
             self.failed_connects = 0
             self.connects += 1
+            SSH_OPENED.labels("connect").inc()
             log.debug("connected to %s (%s)", self.target.name, self.target.endpoint)
             return self._conn
 
@@ -365,6 +375,7 @@ class SshConnection:
             conn = await self.connect()
             try:
                 self.exec_channels += 1
+                SSH_OPENED.labels("exec").inc()
                 return await conn.create_process(command, input=stdin, encoding="utf-8", errors="replace")
             except (asyncssh.ChannelOpenError, asyncssh.DisconnectError, OSError) as exc:
                 if attempt == 2 or not conn.is_closed():
@@ -383,6 +394,7 @@ class SshConnection:
             conn = await self.connect()
             try:
                 self.tcp_channels += 1
+                SSH_OPENED.labels("tcp").inc()
                 return await open_stream(conn, host, port)
             except asyncssh.ChannelOpenError as exc:
                 if conn.is_closed() and attempt == 1:
