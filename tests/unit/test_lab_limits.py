@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+from kapistrano.hosts.hub import FILES_HEADROOM, connections_fit, fit_connections, soft_files_limit
 from kapistrano.lab import limits
 
 STOCK = {"gc_thresh1": 128, "gc_thresh2": 512, "gc_thresh3": 1024}
@@ -37,3 +38,20 @@ def test_raise_limits_writes_the_raised_thresholds_and_keeps_the_others(tmp_path
     changed = limits.raise_limits(500, directory=tmp_path)
     assert limits.read_thresholds(tmp_path) == {"gc_thresh1": 128, "gc_thresh2": 1256, "gc_thresh3": 2512}
     assert {k: v for k, v in changed.items() if k.startswith("gc_")} == {"gc_thresh2": 1256, "gc_thresh3": 2512}
+
+
+def test_the_operator_raises_its_open_files_for_its_connections_and_keeps_what_fits() -> None:
+    assert soft_files_limit(1256, soft=1024, hard=4096) == 1256
+    assert soft_files_limit(1256, soft=2048, hard=4096) is None
+    assert connections_fit(1000, soft=1024, hard=4096) == (1000 + FILES_HEADROOM, 1000)
+    assert connections_fit(1000, soft=1024, hard=1100) == (1100, 1100 - FILES_HEADROOM), "what the hard limit leaves"
+    assert connections_fit(1000, soft=4096, hard=4096) == (None, 1000)
+    assert connections_fit(10, soft=100, hard=100) == (None, 1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        expected = connections_fit(1000, 1024, hard)
+        assert fit_connections(1000) == expected[1]
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == (expected[0] or 1024)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

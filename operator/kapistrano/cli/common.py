@@ -13,7 +13,7 @@ import asyncssh
 
 from kapistrano.api.release import Release, ReleaseFileError, load_releases
 from kapistrano.api.spec import Hooks
-from kapistrano.hosts.hub import DEFAULT_MAX_CONNECTIONS, DEFAULT_SLOTS, SshHub
+from kapistrano.hosts.hub import DEFAULT_MAX_CONNECTIONS, DEFAULT_SLOTS, SshHub, fit_connections
 from kapistrano.hosts.scheduler import SLOT_LEASE_SECONDS
 from kapistrano.hosts.ssh_options import LocalSsh
 
@@ -72,9 +72,8 @@ def add_ssh_bounds(parser: argparse.ArgumentParser) -> None:
 
 def ssh_hub_of(args: argparse.Namespace) -> SshHub:
     """The hub for this process from the command line's bounds (made in the running loop)."""
-    return SshHub(
-        getattr(args, "max_ssh_connections", DEFAULT_MAX_CONNECTIONS), getattr(args, "ssh_concurrency", DEFAULT_SLOTS)
-    )
+    connections = fit_connections(getattr(args, "max_ssh_connections", DEFAULT_MAX_CONNECTIONS))
+    return SshHub(connections, getattr(args, "ssh_concurrency", DEFAULT_SLOTS))
 
 
 def pick_release(path: Path, name: str | None) -> Release:

@@ -21,6 +21,7 @@ import kopf
 
 from kapistrano.cli.common import add_ssh_bounds
 from kapistrano.hosts import lock
+from kapistrano.hosts.hub import fit_connections
 from kapistrano.k8s import metrics, peers
 from kapistrano.k8s.settings import OPTIONS, configure
 from kapistrano.k8s.sharding import Placement, ordinal_of, placement_of
@@ -90,7 +91,7 @@ async def operate(args: argparse.Namespace, stop: asyncio.Event | None = None) -
     OPTIONS.forbid_insecure_host_keys = args.forbid_insecure_host_keys
     OPTIONS.placement = placement_from(args)
     OPTIONS.peering = args.peering is not None
-    OPTIONS.max_ssh_connections = args.max_ssh_connections
+    OPTIONS.max_ssh_connections = fit_connections(args.max_ssh_connections)
     OPTIONS.ssh_concurrency = args.ssh_concurrency
     settings = kopf.OperatorSettings()
     configure(settings)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -25,7 +26,11 @@ from kapistrano.hosts.scheduler import SLOT_LEASE_SECONDS, Admitted, FairSchedul
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONNECTIONS = 256
+#: asyncssh keeps ~21 KiB per idle connection (benchmarks/README.md): a thousand cost ~20 MiB,
+#: while a bound below the hosts read in turn makes every reading a new handshake (LRU thrashes).
+DEFAULT_MAX_CONNECTIONS = 1000
+#: Open files kept free of SSH connections (API clients, the metrics server, logs).
+FILES_HEADROOM = 256
 DEFAULT_SLOTS = 64
 DEFAULT_IDLE_SECONDS = 60.0
 #: A connection used this recently is not closed for another (a probe's TCP stream may still be open on it).
@@ -193,3 +198,30 @@ def process_hub(max_connections: int = DEFAULT_MAX_CONNECTIONS, slots: int = DEF
         found = (loop, SshHub(max_connections, slots))
         _PROCESS_HUBS[id(loop)] = found
     return found[1]
+
+
+def soft_files_limit(wanted: int, soft: int, hard: int) -> int | None:
+    """The soft RLIMIT_NOFILE to set for `wanted` open files, never above `hard`; None when `soft` is enough (pure)."""
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    return wanted if wanted > soft else None
+
+
+def connections_fit(requested: int, soft: int, hard: int) -> tuple[int | None, int]:
+    """The soft open-files limit to set (None: keep it) and how many connections then fit (pure)."""
+    raised = soft_files_limit(requested + FILES_HEADROOM, soft, hard)
+    return raised, max(1, min(requested, (raised or soft) - FILES_HEADROOM))
+
+
+def fit_connections(requested: int) -> int:
+    """Raise the soft open-files limit for `requested` connections; the count that fits (side effect: rlimit).
+
+    A container's soft limit is often 1024: without this the thousandth connect fails with EMFILE.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raised, fits = connections_fit(requested, soft, hard)
+    if raised is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if fits < requested:
+        log.warning("only %d SSH connections fit the open-files limit (asked for %d)", fits, requested)
+    return fits

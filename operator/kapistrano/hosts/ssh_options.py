@@ -86,6 +86,18 @@ def known_hosts_arg(target: SshTarget) -> asyncssh.SSHKnownHosts | None:
         raise HostKeyMismatch(target.name, f"known_hosts cannot be parsed: {exc}") from None
 
 
+#: AES-GCM first: one AEAD call per packet, a third less client CPU per session than asyncssh's
+#: default ChaCha20-Poly1305 (benchmarks/README.md); every cipher here is one OpenSSH offers.
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+
+
 def connect_options(target: SshTarget) -> dict[str, Any]:
     """asyncssh.connect keyword arguments for a target: key auth only, no user config (side effect: logs)."""
     if target.local is not None:
@@ -97,6 +109,7 @@ def connect_options(target: SshTarget) -> dict[str, Any]:
         "keepalive_interval": target.keepalive_interval,
         "keepalive_count_max": target.keepalive_count_max,
         "connect_timeout": target.connect_timeout,
+        "encryption_algs": CIPHERS,
         "preferred_auth": "publickey",
         "agent_path": None,
         "password": None,

@@ -26,6 +26,8 @@ import resource
 from collections.abc import Mapping
 from pathlib import Path
 
+from kapistrano.hosts.hub import soft_files_limit
+
 NEIGH_DIR = Path("/proc/sys/net/ipv4/neigh/default")
 #: Neighbour entries per lab host: the root side's entry for the host, the host's for its gateway.
 ENTRIES_PER_HOST = 2
@@ -45,10 +47,7 @@ def neighbour_thresholds(lab_hosts: int, current: Mapping[str, int]) -> dict[str
 
 def open_files_limit(lab_hosts: int, soft: int, hard: int) -> int | None:
     """The soft RLIMIT_NOFILE to set for `lab_hosts` hosts, None when `soft` is enough (pure)."""
-    wanted = FILES_PER_HOST * lab_hosts + FILES_BASE
-    if hard != resource.RLIM_INFINITY:
-        wanted = min(wanted, hard)
-    return wanted if wanted > soft else None
+    return soft_files_limit(FILES_PER_HOST * lab_hosts + FILES_BASE, soft, hard)
 
 
 def read_thresholds(directory: Path = NEIGH_DIR) -> dict[str, int]:
