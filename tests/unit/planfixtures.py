@@ -21,7 +21,7 @@ def make_spec(n: int = 3, version: str = "v2", names: list[str] | None = None, *
     """A valid spec with n hosts named host-1..host-n (or `names`), plus overrides."""
     strategy = spec.pop("strategy", {})
     hosts = [
-        {"name": name, "address": f"10.0.0.{i + 1}"}
+        {"name": name, "address": f"10.0.{i // 250}.{i % 250 + 1}"}
         for i, name in enumerate(names or [f"host-{i + 1}" for i in range(n)])
     ]
     return ReleaseSpec.model_validate(

@@ -30,6 +30,7 @@ from kapistrano.engine.actions import UPDATE_CONCURRENCY, ActionRunner
 from kapistrano.engine.driver import HostDriver
 from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.freshness import (
+    FLEET,
     FULL_OBSERVE_SECONDS,
     reading_period,
     soon_hosts,
@@ -180,6 +181,7 @@ class Rollout:
         if spec != self._seen_spec:
             self._seen.clear()
             self._seen_spec = spec
+            FLEET.join(self, len(spec.hosts))
         due = [h for h in spec.hosts if self._must_read(h.name, now)]
         late = [t for name, (of, t) in self._reading.items() if of == spec and self._must_wait(name, now)]
         for name, found in (await self.observe_all(spec, hosts=due)).items():
@@ -195,7 +197,11 @@ class Rollout:
 
     def _must_read(self, name: str, now: float) -> bool:
         """Whether a step has to read a host itself before planning (pure)."""
-        if name in self._touched or name not in self._seen:
+        if name not in self._seen:
+            return True
+        if name in self._acting:
+            return False  # its action says what it finds when it ends; a reading now would be stale then
+        if name in self._touched:
             return True
         if not self._up(name):
             return False  # the background reader retries it: a dead host's connect timeout holds no step
@@ -222,7 +228,7 @@ class Rollout:
         if seen is None:
             return True
         soon = self._soon is None or name in self._soon
-        return now - seen[0] >= reading_period(seen[1], self._seen_spec, soon=soon)
+        return now - seen[0] >= reading_period(seen[1], self._seen_spec, soon=soon, fleet=FLEET.hosts)
 
     async def step(self, desired: Desired) -> Plan:
         """Observe, plan and take the planned status; the saver writes it (network I/O, changes status)."""
@@ -281,6 +287,7 @@ class Rollout:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self._reading.clear()
+            FLEET.leave(self)
             await self.recorder.flush()
 
     async def _loop(self, desired: Desired) -> Outcome:
@@ -373,7 +380,6 @@ class Rollout:
             self._running[action.host] = (task, runner, action.kind)
             self._acting.add(action.host)
             self._acted.add(action.host)
-            self._touched.add(action.host)
 
     async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
         """One action under its host lock, confirmed first and stopped once lost; fetches gated (network I/O)."""
@@ -415,6 +421,8 @@ class Rollout:
         if found is not None:
             self._remember(spec, name, asyncio.get_running_loop().time(), found)
             self._touched.discard(name)
+            return
+        self._touched.add(name)  # failed, or changed what its reading said: the next step reads it
         if name in runner.updated:
             seen = self._seen.get(name)
             if seen is not None and spec == self._seen_spec and name not in self._reading:
