@@ -185,7 +185,9 @@ class SshHostDriver(HostReader):
         async def hooks(release_dir: str) -> None:
             await self._hooks(spec, spec.hooks.after_update, release_dir, emit, run_once=True)
 
-        result = await fetch.update_host(self.conn, fetch.UpdateInputs.from_spec(spec), before_complete=hooks)
+        here = any(self._runs(spec, h, run_once=True) for h in spec.hooks.after_update)
+        inputs = fetch.UpdateInputs.from_spec(spec)
+        result = await fetch.update_host(self.conn, inputs, before_complete=hooks if here else None)
         assert result.release is not None
         if result.reused:
             emit(HostEvent(self.name, f"reusing release {result.release}"))

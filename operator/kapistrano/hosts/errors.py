@@ -31,6 +31,8 @@ class HostError(Exception):
     #: The host answered in time; False when it could not be reached or a command hung, so that
     #: nothing is known of its state.
     reachable = True
+    #: Which of several steps run as one command failed (hosts/steps.py), None otherwise.
+    step: str | None = None
 
     def __init__(self, host: str, message: str) -> None:
         message = redact(message)  # it may quote command output: a secret never reaches status or Events

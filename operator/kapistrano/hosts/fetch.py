@@ -20,7 +20,8 @@ from kapistrano.api.spec import ReleaseSpec, Source
 from kapistrano.hosts import layout
 from kapistrano.hosts.errors import CommandFailed, HostError, SourceError
 from kapistrano.hosts.runner import CommandResult, Runner
-from kapistrano.hosts.shell import cmd
+from kapistrano.hosts.shell import SECTION, cmd, split_sections
+from kapistrano.hosts.steps import Step, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +145,20 @@ def parse_download_failure(host: str, url: str, expected: str, result: CommandRe
     return CommandFailed(host, f"fetch {url}", status, result.stderr)
 
 
+def archive_step(deploy_to: str, url: str, sha256: str, release_dir: str, *, strip_components: int = 0) -> Step:
+    """Download, verify and unpack an archive into the release (pure)."""
+
+    def failure(host: str, result: CommandResult) -> HostError:
+        return parse_download_failure(host, url, sha256, result)
+
+    return Step("fetch " + url, download_command(deploy_to, url, sha256, release_dir, strip_components), failure)
+
+
 async def fetch_archive(
     runner: Runner, deploy_to: str, url: str, sha256: str, release_dir: str, *, strip_components: int = 0
 ) -> str:
     """Download, verify and unpack an archive; returns its sha256 as the revision (side effects)."""
-    result = await runner.run(download_command(deploy_to, url, sha256, release_dir, strip_components), check=False)
-    if not result.ok:
-        raise parse_download_failure(runner.name, url, sha256, result)
+    await run_steps(runner, [archive_step(deploy_to, url, sha256, release_dir, strip_components=strip_components)])
     return sha256.lower()
 
 
@@ -167,13 +175,20 @@ def copy_command(source_dir: str, release_dir: str) -> str:
     return _sh(_COPY, source_dir, release_dir)
 
 
+def path_step(source_dir: str, release_dir: str) -> Step:
+    """Copy a host directory into the release (pure)."""
+
+    def failure(host: str, result: CommandResult) -> HostError | None:
+        if result.exit_status == EXIT_NO_PATH:
+            return SourceError(host, f"source directory {source_dir} does not exist on the host")
+        return None
+
+    return Step(f"copy {source_dir}", copy_command(source_dir, release_dir), failure)
+
+
 async def fetch_path(runner: Runner, source_dir: str, release_dir: str) -> None:
     """Copy a host directory into the release (side effects: files)."""
-    result = await runner.run(copy_command(source_dir, release_dir), check=False)
-    if result.exit_status == EXIT_NO_PATH:
-        raise SourceError(runner.name, f"source directory {source_dir} does not exist on the host")
-    if not result.ok:
-        raise CommandFailed(runner.name, f"copy {source_dir}", result.exit_status, result.stderr)
+    await run_steps(runner, [path_step(source_dir, release_dir)])
 
 
 # -- the updating phase ------------------------------------------------------------------------------
@@ -220,26 +235,62 @@ class HostUpdate:
         return self.error is None and self.release is not None
 
 
-async def fetch_source(runner: Runner, inputs: UpdateInputs, release_dir: str) -> str:
-    """Fetch the release's files into release_dir; returns the revision (side effects)."""
+def fetch_step(inputs: UpdateInputs, release_dir: str) -> tuple[Step, str] | None:
+    """The step fetching a path or archive source with the revision it gives; None for git (pure)."""
     source = inputs.source
-    if source.git is not None:
-        ref = inputs.git_ref or source.git.ref or inputs.version
-        return await fetch_git(runner, inputs.deploy_to, source.git.url, ref, release_dir)
     if source.archive is not None:
         archive = source.archive
-        return await fetch_archive(
-            runner,
-            inputs.deploy_to,
-            archive.url,
-            archive.sha256,
-            release_dir,
-            strip_components=archive.strip_components,
+        step = archive_step(
+            inputs.deploy_to, archive.url, archive.sha256, release_dir, strip_components=archive.strip_components
         )
+        return step, archive.sha256.lower()
     if source.path is not None:
-        await fetch_path(runner, source.path, release_dir)
-        return inputs.version
-    raise SourceError(runner.name, "the release has no source (git, archive or path)")
+        return path_step(source.path, release_dir), inputs.version
+    return None
+
+
+async def fetch_source(runner: Runner, inputs: UpdateInputs, release_dir: str) -> str:
+    """Fetch the release's files into release_dir; returns the revision (side effects)."""
+    fetched = fetch_step(inputs, release_dir)
+    if fetched is not None:
+        await run_steps(runner, [fetched[0]])
+        return fetched[1]
+    return await _fetch_git(runner, inputs, release_dir)
+
+
+async def _fetch_git(runner: Runner, inputs: UpdateInputs, release_dir: str) -> str:
+    """Fetch a git source into release_dir; returns the commit (side effects)."""
+    git = inputs.source.git
+    if git is None:
+        raise SourceError(runner.name, "the release has no source (git, archive or path)")
+    return await fetch_git(runner, inputs.deploy_to, git.url, inputs.git_ref or git.ref or inputs.version, release_dir)
+
+
+def survey_steps(inputs: UpdateInputs) -> list[Step]:
+    """Prepare deployTo, then list the complete releases and every release directory (pure)."""
+
+    def failure(host: str, result: CommandResult) -> HostError | None:
+        return layout.parse_prepare_failure(host, result.exit_status, result.stderr)
+
+    deploy_to = inputs.deploy_to
+    prepare = layout.prepare_command(deploy_to, inputs.linked_dirs, inputs.linked_files)
+    markers = f"echo {SECTION} markers\n" + layout.release_markers_command(deploy_to)
+    names = f"echo {SECTION} releases\n" + layout.list_releases_command(deploy_to)
+    return [Step("prepare " + deploy_to, prepare, failure), Step("read releases", markers), Step("list", names)]
+
+
+async def survey(runner: Runner, inputs: UpdateInputs) -> tuple[layout.ReleaseInfo | None, list[str]]:
+    """Prepare deployTo; the complete release of the version, if any, and every release name (side effects)."""
+    sections = split_sections((await run_steps(runner, survey_steps(inputs))).stdout)
+    infos = layout.parse_release_markers(sections.get("markers", ""))
+    return layout.pick_release_for_version(infos, inputs.version), layout.parse_releases(sections.get("releases", ""))
+
+
+def build_steps(inputs: UpdateInputs, release_dir: str, revision: str, *, complete: bool) -> list[Step]:
+    """Link shared/ into a fetched release and write its REVISION, then (if `complete`) its version (pure)."""
+    steps = [*layout.link_steps(inputs.deploy_to, release_dir, inputs.linked_dirs, inputs.linked_files)]
+    steps.append(layout.revision_step(release_dir, revision))
+    return [*steps, layout.complete_step(release_dir, inputs.version)] if complete else steps
 
 
 async def update_host(
@@ -254,29 +305,43 @@ async def update_host(
     Takes no lock: the caller holds the host lock. A release is complete once its version marker
     exists, written after `before_complete` (the afterUpdate hooks) ran on the release directory;
     a failed or interrupted build removes its directory, and one killed outright has no marker, so a
-    half-made release is never reused.
+    half-made release is never reused. Steps that follow one another share one remote command: a
+    path or archive release without hooks is built in two (the survey, then the build).
     """
     started = time.monotonic()
-    deploy_to = inputs.deploy_to
-    await layout.prepare(runner, deploy_to, inputs.linked_dirs, inputs.linked_files)
-    found = await layout.find_release_for_version(runner, deploy_to, inputs.version)
+    found, existing = await survey(runner, inputs)
     if found is not None:
         elapsed = time.monotonic() - started
         return HostUpdate(runner.name, found.name, found.revision, reused=True, seconds=elapsed)
-    existing = await layout.list_releases(runner, deploy_to)
     name = layout.new_release_name(now or datetime.now(UTC), existing)
-    release_dir = await layout.create_release(runner, deploy_to, name)
+    release_dir = layout.Paths(inputs.deploy_to).release(name)
     try:
-        revision = await fetch_source(runner, inputs, release_dir)
-        await layout.link_shared(runner, deploy_to, release_dir, inputs.linked_dirs, inputs.linked_files)
-        await layout.write_revision(runner, release_dir, revision)
+        revision = await _build(runner, inputs, release_dir, complete=before_complete is None)
         if before_complete is not None:
             await before_complete(release_dir)
-        await layout.mark_complete(runner, release_dir, inputs.version)
+            await run_steps(runner, [layout.complete_step(release_dir, inputs.version)])
+    except HostError as failed:
+        if failed.step != "create":  # a directory that was there already is not ours to remove
+            await _discard(runner, inputs.deploy_to, name)
+        raise
     except BaseException:
-        await _discard(runner, deploy_to, name)
+        await _discard(runner, inputs.deploy_to, name)
         raise
     return HostUpdate(runner.name, name, revision, reused=False, seconds=time.monotonic() - started)
+
+
+async def _build(runner: Runner, inputs: UpdateInputs, release_dir: str, *, complete: bool) -> str:
+    """Create the release directory, fetch into it, link and mark it; returns the revision (side effects)."""
+    create = layout.create_step(release_dir)
+    fetched = fetch_step(inputs, release_dir)
+    if fetched is None:  # git: the commit is known once the mirror resolved the ref
+        await run_steps(runner, [create])
+        revision = await _fetch_git(runner, inputs, release_dir)
+        await run_steps(runner, build_steps(inputs, release_dir, revision, complete=complete))
+        return revision
+    step, revision = fetched
+    await run_steps(runner, [create, step, *build_steps(inputs, release_dir, revision, complete=complete)])
+    return revision
 
 
 async def _discard(runner: Runner, deploy_to: str, name: str) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import posixpath
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 
-from kapistrano.hosts.errors import CommandFailed, HostError, UnsafeLinkedPath
+from kapistrano.hosts.errors import CommandFailed
+from kapistrano.hosts.linking import EXIT_UNSAFE_LINK, link_shared, link_shared_command, link_steps, parse_link_failure
 from kapistrano.hosts.lock import LockOutcome, acquire_lock, release_lock
 from kapistrano.hosts.prepare import (
     EXIT_LINKED_FILE_MISSING,
@@ -27,12 +28,18 @@ from kapistrano.hosts.prepare import (
 )
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import cmd, quote, section, split_sections
+from kapistrano.hosts.steps import Step, run_steps
 
 __all__ = [
     "EXIT_LINKED_FILE_MISSING",
     "EXIT_NOT_WRITABLE",
+    "EXIT_UNSAFE_LINK",
     "LockOutcome",
     "acquire_lock",
+    "link_shared",
+    "link_shared_command",
+    "link_steps",
+    "parse_link_failure",
     "parse_prepare_failure",
     "prepare",
     "prepare_command",
@@ -44,7 +51,6 @@ RELEASE_NAME = re.compile(r"^\d{14}$")
 VERSION_MARKER = ".kapistrano-version"
 REVISION_FILE = "REVISION"
 EXIT_NO_SUCH_RELEASE = 75
-EXIT_UNSAFE_LINK = 76
 #: rm -rf takes this many release directories per command line, as Capistrano does.
 REMOVE_BATCH = 100
 
@@ -132,10 +138,15 @@ async def list_releases(runner: Runner, deploy_to: str) -> list[str]:
     return parse_releases((await runner.run(list_releases_command(deploy_to))).stdout)
 
 
+def create_step(release_dir: str) -> Step:
+    """Create a release directory, which must not exist yet (pure)."""
+    return Step("create", cmd("mkdir", "--", release_dir))
+
+
 async def create_release(runner: Runner, deploy_to: str, name: str) -> str:
     """Create releases/<name> (must not exist yet) and return its path (side effect: a directory)."""
     path = Paths(deploy_to).release(name)
-    await runner.run(cmd("mkdir", "--", path))
+    await run_steps(runner, [create_step(path)])
     return path
 
 
@@ -145,67 +156,6 @@ async def remove_release(runner: Runner, deploy_to: str, name: str) -> None:
 
 
 # -- linking and markers -----------------------------------------------------------------------------
-
-
-_LINK = r"""
-release=$1 shared=$2
-shift 2
-unsafe() { printf 'unsafe\t%s\t%s\n' "$1" "$2" >&2; exit 76; }
-real=$(cd -P -- "$release" && pwd)
-for item in "$@"; do
-  parent=${item%/*}
-  [ "$parent" = "$item" ] && parent=""
-  walk=$release rest=$parent
-  while [ -n "$rest" ]; do
-    walk="$walk/${rest%%/*}"
-    [ -L "$walk" ] && unsafe "$item" "$walk is a symlink"
-    case $rest in */*) rest=${rest#*/} ;; *) rest="" ;; esac
-  done
-  dir=$release${parent:+/$parent}
-  mkdir -p -- "$dir"
-  got=$(cd -P -- "$dir" && pwd)
-  [ "$got" = "$real${parent:+/$parent}" ] || unsafe "$item" "$dir resolves to $got, outside the release"
-  target=$release/$item source=$shared/$item
-  [ -L "$target" ] && [ "$(readlink -- "$target")" = "$source" ] && continue
-  rm -rf -- "$target"
-  ln -s -- "$source" "$target"
-done
-"""
-
-
-def link_shared_command(
-    deploy_to: str, release_dir: str, linked_dirs: Sequence[str], linked_files: Sequence[str]
-) -> str:
-    """Symlink shared/<x> into the release, replacing what the source put there (pure).
-
-    Like Capistrano, parents are created and anything else at the target is removed first; unlike
-    it, a target whose parent is a symlink (an earlier linked dir, or one shipped by the source) or
-    resolves outside the release is refused (exit 76), so no shared or outside file is ever removed.
-    """
-    body = "set -e" + _LINK
-    return _sh(body, release_dir, Paths(deploy_to).shared, *linked_dirs, *linked_files)
-
-
-def parse_link_failure(host: str, exit_status: int, stderr: str) -> HostError | None:
-    """The UnsafeLinkedPath a refused link reported, None for another failure (pure)."""
-    for line in stderr.splitlines():
-        kind, _, rest = line.partition("\t")
-        if kind == "unsafe" and exit_status == EXIT_UNSAFE_LINK:
-            item, _, why = rest.partition("\t")
-            return UnsafeLinkedPath(host, f"linked path {item} refused: {why}")
-    return None
-
-
-async def link_shared(
-    runner: Runner, deploy_to: str, release_dir: str, linked_dirs: Sequence[str], linked_files: Sequence[str]
-) -> None:
-    """Link linkedDirs and linkedFiles from shared/ into a release (side effects: symlinks)."""
-    if not linked_dirs and not linked_files:
-        return
-    result = await runner.run(link_shared_command(deploy_to, release_dir, linked_dirs, linked_files), check=False)
-    if not result.ok:
-        error = parse_link_failure(runner.name, result.exit_status, result.stderr)
-        raise error or _fail(result.exit_status, result.stderr, runner.name, "link shared into " + release_dir)
 
 
 def write_revision_command(release_dir: str, revision: str) -> str:
@@ -218,14 +168,24 @@ def mark_complete_command(release_dir: str, version: str) -> str:
     return _sh('printf "%s\\n" "$2" > "$1/.kapistrano-version"', release_dir, version)
 
 
+def revision_step(release_dir: str, revision: str) -> Step:
+    """Record the release's revision, as Capistrano does before its `deploy:updated` hooks (pure)."""
+    return Step("write REVISION", write_revision_command(release_dir, revision))
+
+
+def complete_step(release_dir: str, version: str) -> Step:
+    """Record the release's version; written last, so this marker means complete (pure)."""
+    return Step("mark complete", mark_complete_command(release_dir, version))
+
+
 async def write_revision(runner: Runner, release_dir: str, revision: str) -> None:
-    """Record the release's revision, as Capistrano does before its `deploy:updated` hooks (side effect)."""
-    await runner.run(write_revision_command(release_dir, revision))
+    """Record the release's revision (side effect: a file)."""
+    await run_steps(runner, [revision_step(release_dir, revision)])
 
 
 async def mark_complete(runner: Runner, release_dir: str, version: str) -> None:
-    """Record the release's version; written last, so this marker means complete (side effect)."""
-    await runner.run(mark_complete_command(release_dir, version))
+    """Record the release's version, which makes it complete (side effect: a file)."""
+    await run_steps(runner, [complete_step(release_dir, version)])
 
 
 # -- reading releases --------------------------------------------------------------------------------
