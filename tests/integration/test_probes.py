@@ -7,8 +7,10 @@ itself cannot reach: only the SSH connection's direct-tcpip channel can.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -238,3 +240,36 @@ async def test_plain_http_to_a_tls_port_fails(tls_web: App) -> None:
     _, seen = await failing(tls_web, probe(httpGet=action, failureThreshold=1))
     assert not seen[0].ok
     assert "HTTP 200" not in seen[0].message
+
+
+async def test_an_exec_probe_waits_in_one_session_and_says_what_each_attempt_said(app: App) -> None:
+    counter = "n=$(cat attempts 2>/dev/null || echo 0); n=$((n + 1)); echo $n > attempts; echo try $n >&2; [ $n -ge 3 ]"
+    before = app.runner.exec_channels
+    outcome, seen = await run(app, probe(exec={"command": counter}, periodSeconds=0.2, failureThreshold=5))
+    assert outcome.ready
+    assert app.runner.exec_channels - before == 1, "every attempt ran in the one looping session"
+    assert [a.message for a in seen] == ["exit 1: try 1", "exit 1: try 2", "exit 0: try 3"]
+    error, failed = await failing(app, probe(exec={"command": "exit 3"}, periodSeconds=0.2, failureThreshold=2))
+    assert [a.message for a in failed] == ["exit 3", "exit 3"]
+    assert "2 failed attempts in a row: exit 3" in str(error)
+
+
+async def test_the_looping_probe_keeps_to_the_period_grid_and_skips_the_slots_an_attempt_overran(app: App) -> None:
+    slow = "read -r up _ < /proc/uptime; echo $up >> starts; sleep 1.3; false"
+    await failing(app, probe(exec={"command": slow}, periodSeconds=1, timeoutSeconds=5, failureThreshold=3))
+    starts = [float(x) for x in app.host.path(f"{RELEASE}/starts").read_text().split()]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(starts) == 3
+    assert all(gap >= 1.3 for gap in gaps), gaps
+    assert all(abs(gap - round(gap)) <= 0.3 for gap in gaps), f"attempts off the 1 s grid: {gaps}"
+
+
+async def test_a_host_without_timeout_is_probed_one_command_per_attempt(app: App) -> None:
+    tools = f"{RELEASE}/bin"
+    app.host.exec(f"mkdir -p {tools} && for t in sh sleep cat tail tr; do ln -s $(command -v $t) {tools}/$t; done")
+    app.write(f"{RELEASE}/ready.flag", "")
+    plain = replace(app.ctx, env={**app.ctx.env, "PATH": tools})
+    before = app.runner.exec_channels
+    outcome = await wait_ready(app.runner, plain, probe(exec={"command": "test -f ready.flag"}))
+    assert outcome.ready
+    assert app.runner.exec_channels - before == 2, "the loop gave up at once, then one attempt ran on its own"

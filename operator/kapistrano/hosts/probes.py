@@ -21,9 +21,10 @@ from typing import Protocol
 import h11
 
 from kapistrano.api.spec import ExecAction, HttpGetAction, Probe, TcpSocketAction
-from kapistrano.hosts.errors import CommandTimeout, NotReady, TcpConnectFailed
+from kapistrano.hosts.errors import CommandFailed, CommandTimeout, NotReady, TcpConnectFailed
 from kapistrano.hosts.httpget import DEFAULT_HOST, get_status
 from kapistrano.hosts.managers.base import ServiceContext
+from kapistrano.hosts.probe_loop import EXIT_NO_TIMEOUT, Streamer, loop_command, parse_attempt, silence_limit, watch
 from kapistrano.hosts.runner import Runner
 from kapistrano.hosts.shell import user_command
 
@@ -203,8 +204,13 @@ async def wait_ready(
     """Probe until successThreshold successes in a row; raise NotReady after failureThreshold failures (side effects).
 
     Attempts start at start + initialDelaySeconds + k * periodSeconds on the clock, never at
-    "period after the previous attempt", so slow attempts do not make the schedule drift.
+    "period after the previous attempt", so slow attempts do not make the schedule drift. An exec
+    probe loops on the host in one session (hosts/probe_loop.py) unless a clock is given.
     """
+    if clock is None and probe.exec is not None and isinstance(runner, Streamer):
+        streamed = await _wait_streamed(runner, ctx, probe, on_attempt)
+        if streamed is not None:
+            return _ended(runner.name, *streamed)
     clock = clock or LoopClock()
     tracker = ProbeTracker(probe.success_threshold, probe.failure_threshold)
     start = clock.time()
@@ -218,9 +224,55 @@ async def wait_ready(
         if verdict is not Verdict.CONTINUE:
             break
         slot = next_index(first, probe.period_seconds, slot, clock.time())
-    outcome = ProbeOutcome(verdict is Verdict.READY, tracker.attempts, clock.time() - start, last)
+    return _ended(
+        runner.name, tracker, ProbeOutcome(verdict is Verdict.READY, tracker.attempts, clock.time() - start, last)
+    )
+
+
+def _ended(host: str, tracker: ProbeTracker, outcome: ProbeOutcome) -> ProbeOutcome:
+    """The outcome of a wait that reached its verdict; raises NotReady when it is a failure (pure)."""
     if not outcome.ready:
-        error = NotReady(runner.name, f"not ready after {tracker.failures} failed attempts in a row: {last.message}")
+        last = outcome.last.message if outcome.last else "no attempt"
+        error = NotReady(host, f"not ready after {tracker.failures} failed attempts in a row: {last}")
         error.outcome = outcome
         raise error
     return outcome
+
+
+async def _wait_streamed(
+    runner: Streamer, ctx: ServiceContext, probe: Probe, on_attempt: AttemptSink
+) -> tuple[ProbeTracker, ProbeOutcome] | None:
+    """An exec probe's wait in one session; None when the host cannot loop (no `timeout`) (side effects)."""
+    loop = asyncio.get_running_loop()
+    tracker = ProbeTracker(probe.success_threshold, probe.failure_threshold)
+    decided = asyncio.Event()
+    start = loop.time()
+    heard = [start]
+    seen: list[Attempt] = []
+
+    def on_line(line: str) -> None:
+        parsed = parse_attempt(line, probe.timeout_seconds)
+        if parsed is None or decided.is_set():
+            return
+        heard[0] = loop.time()
+        seen.append(Attempt(*parsed))
+        verdict = tracker.feed(seen[-1].ok)
+        on_attempt(tracker.attempts, seen[-1], verdict)
+        if verdict is not Verdict.CONTINUE:
+            decided.set()
+
+    command = loop_command(ctx, probe)
+    task = asyncio.create_task(runner.stream(command, on_line, timeout=math.inf, stop_on_cancel=True))
+    try:
+        await watch(task, decided, heard, silence_limit(probe), runner.name)
+    finally:
+        if not task.done():
+            task.cancel()  # the session closes; the loop ends at its next line
+        await asyncio.gather(task, return_exceptions=True)
+    if not decided.is_set():
+        status = task.result()  # a lost connection raises here
+        if status == EXIT_NO_TIMEOUT and not seen:
+            return None
+        raise CommandFailed(runner.name, "readiness loop", status, seen[-1].message if seen else "")
+    outcome = ProbeOutcome(tracker.verdict is Verdict.READY, tracker.attempts, loop.time() - start, seen[-1])
+    return tracker, outcome
