@@ -130,18 +130,43 @@ def unlock_instance(reason: kopf.DaemonStoppingReason | None) -> str | None:
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep, plain copy of kopf's live body (pure)."""
-    return {key: copy.deepcopy(body[key]) for key in body}
+    """A deep, plain copy of kopf's live body without its status (pure): 1000 hosts' status is big."""
+    return {key: copy.deepcopy(body[key]) for key in body if key != "status"}
 
 
 def read_release(body: Mapping[str, Any]) -> Release:
     """The Release as it is now, without its status (pure); raises SpecInvalid."""
-    raw = plain(body)
-    raw.pop("status", None)
     try:
-        return parse_release(raw)
+        return parse_release(plain(body))
     except ReleaseFileError as exc:
         raise SpecInvalid(exc.problems) from None
+
+
+def release_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the Release read from a body depends on, short of its spec, whose changes bump the generation (pure)."""
+    meta = body.get("metadata") or {}
+    labels, annotations = dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})
+    head = (body.get("apiVersion"), body.get("kind"), meta.get("name"), meta.get("namespace"), meta.get("uid"))
+    return (*head, meta.get("generation"), labels, annotations)
+
+
+@dataclass
+class ReleaseReader:
+    """read_release that keeps the last Release while its key is unchanged (kopf updates the body in place).
+
+    The engine reads the Release before every step: parsing a 500-host spec each time was a good part
+    of the operator's CPU, and an unchanged spec is then the same object, compared at no cost.
+    """
+
+    key: tuple[Any, ...] | None = None
+    release: Release | None = None
+
+    def __call__(self, body: Mapping[str, Any]) -> Release:
+        """The Release of a body, parsed again only when its key changed (raises SpecInvalid)."""
+        key = release_key(body)
+        if self.release is None or key != self.key:
+            self.release, self.key = read_release(body), key
+        return self.release
 
 
 #: What makes a finished Release run again: its generation, its restart, retry and other requests.
@@ -171,6 +196,7 @@ class ReleaseTask:
         self.log = logs.release_logger(logging.getLogger(f"kapistrano.release.{self.namespace}.{self.name}"), self.body)
         self._last_warning: tuple[str, str] | None = None
         self.ledger = metrics.RolloutLedger()
+        self.reader = ReleaseReader()
 
     async def run_forever(self) -> None:
         """Run the engine whenever there is a reason to, until cancelled (network I/O, writes status)."""
@@ -194,7 +220,7 @@ class ReleaseTask:
         """One reconcile: check spec and Secret, run the engine, then wait for the next reason (network I/O)."""
         trigger = trigger_of(self.body)
         try:
-            release = read_release(self.body)
+            release = self.reader(self.body)
         except SpecInvalid as exc:
             await self.stall("InvalidSpec", "invalid spec: " + "; ".join(exc.problems), trigger[0])
             await self.wait_for(trigger, timeout=None)
@@ -236,7 +262,7 @@ class ReleaseTask:
         await peers.sync()  # a standby just resumed: its gone peer's host locks are then taken over
 
         async def desired() -> Desired:
-            latest = read_release(self.body)
+            latest = self.reader(self.body)
             generation, token, retry, _ = trigger_of(self.body)
             asked = requests_of(self.body)
             return Desired(latest.spec, generation=generation, restart_token=token, retry_token=retry, requests=asked)

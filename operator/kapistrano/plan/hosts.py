@@ -174,9 +174,10 @@ def view_hosts(
     same_rollout = status.version == spec.version
     serving = surges(spec)
     views = []
+    entries = {h.name: h for h in reversed(status.hosts)}  # as status.host(), which per host is quadratic
     for host in spec.hosts:
         obs = observations.get(host.name) or HostObservation(name=host.name, reachable=False)
-        prev = status.host(host.name)
+        prev = entries.get(host.name)
         view = view_host(spec, obs, prev, same_rollout, now, busy=host.name in busy, keeps_serving=serving)
         views.append(replace(view, roles=tuple(host.roles)))
     return views
