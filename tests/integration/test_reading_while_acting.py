@@ -31,9 +31,9 @@ class RecordingDriver(SshHostDriver):
     calls: Calls
     published_flag: str
 
-    async def observe(self, spec: ReleaseSpec) -> HostObservation:
+    async def observe(self, spec: ReleaseSpec, *, lock_for: tuple[str, int] | None = None) -> HostObservation:
         self.calls.observes.setdefault(self.name, []).append(asyncio.get_running_loop().time())
-        return await super().observe(spec)
+        return await super().observe(spec, lock_for=lock_for)
 
     async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> HostObservation:
         began = asyncio.get_running_loop().time()

@@ -39,10 +39,10 @@ class SlowHost:
         self.read_delay = read_delay
         self.publish_delay = publish_delay
 
-    async def observe(self, spec: ReleaseSpec) -> HostObservation:
+    async def observe(self, spec: ReleaseSpec, *, lock_for: tuple[str, int] | None = None) -> HostObservation:
         self.reads.append(time.monotonic())
         await asyncio.sleep(self.read_delay)
-        return await self.inner.observe(spec)
+        return await self.inner.observe(spec, lock_for=lock_for)
 
     async def lock(self, owner: str, ttl_seconds: int) -> None:
         await self.inner.lock(owner, ttl_seconds)

@@ -15,8 +15,11 @@ class HostDriver(Protocol):
 
     name: str
 
-    async def observe(self, spec: ReleaseSpec) -> HostObservation:
-        """Read the host: where `current` points, which releases exist, whether services run and are ready."""
+    async def observe(self, spec: ReleaseSpec, *, lock_for: tuple[str, int] | None = None) -> HostObservation:
+        """Read the host: where `current` points, which releases exist, whether services run and are ready.
+
+        With `lock_for` (owner, ttl seconds) the host lock is taken or refreshed in the same round
+        trip; LockConflict is raised when another owner holds it."""
         ...
 
     async def lock(self, owner: str, ttl_seconds: int) -> None:

@@ -145,8 +145,9 @@ class Rollout:
         try:
             now = asyncio.get_running_loop().time()
             if lock and now - self._locked_at.get(host.name, -LOCK_REFRESH_SECONDS) >= LOCK_REFRESH_SECONDS:
-                await driver.lock(self.owner, self.lock_ttl_seconds or lock_ttl(spec))
+                found = await driver.observe(spec, lock_for=(self.owner, self.lock_ttl_seconds or lock_ttl(spec)))
                 self._locked_at[host.name] = now
+                return found
             return await driver.observe(spec)
         except Exception as failure:  # one host's unexpected error is its observation, not a crash
             exc = as_host_error(host.name, failure)

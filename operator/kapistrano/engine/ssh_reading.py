@@ -40,10 +40,13 @@ class HostReader:
     #: The services records last read, by release: their pid files are read with the next look.
     _records_seen: dict[str, list[Service]]
 
-    async def _read(self, spec: ReleaseSpec) -> facts.HostFacts:
-        """Read the host in one script, with the pid files the spec and the records seen last name (network I/O)."""
+    async def _read(self, spec: ReleaseSpec, first: Sequence[str] = ()) -> facts.HostFacts:
+        """Read the host in one script, with the pid files the spec and the records seen last name (network I/O).
+
+        `first` are script lines run before the reading (a lock refresh), their output in its sections.
+        """
         ctx = self._base(spec)
-        return await facts.read(self.conn, ctx, self._watched(spec, ctx))
+        return await facts.read(self.conn, ctx, self._watched(spec, ctx), first=first)
 
     def _watched(self, spec: ReleaseSpec, ctx: ServiceContext) -> list[str]:
         """The pid files a look at the host reads: those the spec and the records seen last name (pure)."""

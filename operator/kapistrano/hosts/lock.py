@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from kapistrano.hosts.errors import CommandFailed, HostError, LockConflict
 from kapistrano.hosts.runner import Runner
-from kapistrano.hosts.shell import cmd
+from kapistrano.hosts.shell import SECTION, cmd
 from kapistrano.hosts.takeover import DEPARTED, TAKEOVER_POLL_SECONDS, grace_wait_limit, takeover_grace
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,11 @@ def acquire_lock_command(
     return _under_flock(deploy_to, _ACQUIRE, *args)
 
 
+def refresh_lines(deploy_to: str, owner: str, ttl_seconds: int) -> list[str]:
+    """Script lines making a first try at the lock inside another script, its output as section `lock` (pure)."""
+    return [f"echo {SECTION} lock", acquire_lock_command(deploy_to, owner, ttl_seconds) + " || exit $?"]
+
+
 def _int_or_none(text: str) -> int | None:
     """An int, None when blank or malformed (pure)."""
     try:
@@ -244,15 +249,23 @@ async def acquire_lock(
     instance: str = INSTANCE,
     stale_seconds: int = STALE_SECONDS,
     message: str = "",
+    tried: str | None = None,
 ) -> LockOutcome:
     """Take or refresh the host lock for `owner` from this process; raises LockConflict (side effect: the lock file).
 
     A lock of the same owner left by a dead process of this machine is taken over at once, one of a
     process the peering names gone once its grace has run (waiting for it), one not refreshed for
-    stale_seconds too. `message` is kept in the lock file.
+    stale_seconds too. `message` is kept in the lock file. `tried` is the output of a first try
+    already made (refresh_lines run with a read of the host): then no command runs unless a
+    takeover needs one.
     """
-    first = acquire_lock_command(deploy_to, owner, ttl_seconds, instance, stale_seconds=stale_seconds, message=message)
-    outcome = await _try_acquire(runner, first, deploy_to, owner)
+    if tried is None:
+        command = acquire_lock_command(
+            deploy_to, owner, ttl_seconds, instance, stale_seconds=stale_seconds, message=message
+        )
+        outcome = await _try_acquire(runner, command, deploy_to, owner)
+    else:
+        outcome = parse_acquire(tried, owner)
     grace = takeover_grace(dead_here=is_dead_here(outcome.instance), departed=outcome.instance in DEPARTED)
     if outcome.sibling and grace is not None:
         command = acquire_lock_command(
