@@ -20,6 +20,8 @@ from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.engine.store import FileStatusStore
 from kapistrano.hosts.intent import MARKER_FILE
 from kapistrano.lab import HostLab
+from kapistrano.plan import ActionKind
+from kapistrano.plan.model import Underway
 
 from .appkit import App
 from .hung_run import OWNER
@@ -126,3 +128,22 @@ async def test_killed_after_a_restart_before_any_status_save_the_next_run_restar
     assert outcome.status.restarted_at == "r1"
     assert monitor.most_down <= 1, f"more than one host down at once: {monitor.worst()}"
     assert starts_of(app.read_events()[before:], "v1") == dict.fromkeys(HOSTS, 1), "a host was restarted twice"
+
+
+async def test_a_restart_request_cut_short_before_it_replaced_a_hosts_worker_is_made_there_on_resume(app: App) -> None:
+    assert (await app.apply("v1", **spec_of(app))).result == Result.READY
+    before = len(app.read_events())
+    spec = app.release("v1", **spec_of(app)).spec
+    driver = app.driver(spec, 1)
+    try:  # a run killed right after it marked host2 for the restart request, before it signalled anything
+        await driver.begin_action(OWNER, Underway(ActionKind.RESTART, "v1"))
+    finally:
+        await driver.close()
+    assert marked(app) == ["host2"]
+    with Monitor(app) as monitor:
+        outcome = await resume(app, "v1", restart="r1")
+    assert outcome.result == Result.READY, outcome.message
+    assert [h.restarted_for for h in outcome.status.hosts] == ["r1"] * 3
+    assert monitor.most_down <= 1, f"more than one host down at once: {monitor.worst()}"
+    assert starts_of(app.read_events()[before:], "v1") == dict.fromkeys(HOSTS, 1), "host2 kept its old worker"
+    assert marked(app) == []

@@ -65,6 +65,9 @@ def test_one_reading_finds_current_markers_records_and_live_pids(tmp_path: Path)
     assert records.parse_services_record(found.records["20260102000000"]) == [WORKER]
     assert found.pids[files[0]] == facts.PidFact(os.getpid(), True, os.getcwd())
     assert found.pids[files[1]] == facts.PidFact(999999999, False, None)
+    ticks = int(Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    assert found.pids[files[0]].started == ticks / os.sysconf("SC_CLK_TCK"), "when it started, in s since boot"
+    assert found.pids[files[1]].started is None
     state = services.status_from_pids(ctx, WORKER, found.pids)
     assert state is not None
     assert [i.alive for i in state.instances] == [True, False]

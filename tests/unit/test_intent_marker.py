@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from kapistrano.hosts import intent
 from kapistrano.hosts.intent import ActionMark
+
+
+def uptime() -> float:
+    """This machine's uptime in seconds, as /proc/uptime says (reads /proc)."""
+    return float(Path("/proc/uptime").read_text().split()[0])
 
 
 def sh(command: str) -> str:
@@ -18,8 +24,18 @@ def sh(command: str) -> str:
 def test_a_marker_is_read_back_as_written_and_cleared_only_by_the_action_it_names(tmp_path: Path) -> None:
     deploy_to = str(tmp_path / "var www" / "app")
     mark = ActionMark("uid-1", "Publish", "v2", "20261128020102", token="t1")
+    before = uptime()
     sh(intent.write_mark_command(deploy_to, mark))
-    assert intent.parse_mark(sh(intent.read_mark_command(deploy_to))) == mark
+    read = intent.parse_mark(sh(intent.read_mark_command(deploy_to)))
+    assert read is not None
+    assert read.uptime is not None
+    assert before <= read.uptime <= uptime(), "the host's uptime when it was written"
+    mark = replace(mark, uptime=read.uptime)
+    assert read == mark
+    assert mark.started_after(read.uptime + 0.01)
+    assert not mark.started_after(read.uptime - 5)
+    assert not mark.started_after(None)
+    assert not replace(mark, uptime=None).started_after(read.uptime)
     sh(intent.clear_mark_command(deploy_to, "uid-1", "t0"))  # an earlier action of the same owner
     sh(intent.clear_mark_command(deploy_to, "uid-2", "t1"))  # another owner
     assert intent.parse_mark(sh(intent.read_mark_command(deploy_to))) == mark
@@ -36,3 +52,8 @@ def test_values_that_are_not_one_line_are_refused() -> None:
 @pytest.mark.parametrize("text", ["", "uid-1\n", "uid-1\nPublish\n", "\nPublish\nv2\n"])
 def test_a_marker_cut_short_reads_as_none(text: str) -> None:
     assert intent.parse_mark(text) is None
+
+
+def test_a_marker_of_five_lines_has_no_uptime() -> None:
+    old = intent.parse_mark("uid-1\nRestart\nv2\n\nt1\n")
+    assert old == ActionMark("uid-1", "Restart", "v2", None, "t1", None)

@@ -139,3 +139,20 @@ def test_marked_hosts_hold_the_budget_and_are_never_restarted_afresh(
     assert not any(h.ready for h in result.status.hosts if h.name in marked)
     if len(marked) <= limit:
         assert_within_budget(result, spec)
+
+
+@pytest.mark.parametrize(
+    ("restarted", "kind"),
+    [(True, ActionKind.PUBLISH), (None, ActionKind.PUBLISH), (False, ActionKind.RESTART)],
+    ids=["replaced-kept", "unknown-kept", "not-replaced-restarted"],
+)
+def test_a_restart_cut_short_is_made_again_only_where_it_had_not_replaced_the_processes(
+    restarted: bool | None, kind: ActionKind
+) -> None:
+    spec = make_spec(3, strategy={"maxUnavailable": 1})
+    on_v2 = {f"host-{i}": {"phase": "Ready", "version": "v2", "ready": True} for i in (1, 2, 3)}
+    marked = observe("host-2", "v2", underway=Underway(ActionKind.RESTART, "v2"), restarted_since_mark=restarted)
+    observed = [observe("host-1", "v2"), marked, observe("host-3", "v2")]
+    result = plan(make_input(spec, observed, prev_status("v2", hosts=on_v2), token="r1"))
+    assert result.actions == [Action(kind, "host-2", "resume")]
+    assert_within_budget(result, spec)

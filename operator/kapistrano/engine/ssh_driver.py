@@ -32,6 +32,10 @@ NO_GRACE_SECONDS = 0.02
 HOLD_CHECK_SECONDS = 1.0
 
 
+#: Whose lock a reading takes or refreshes, and for how long: (owner, ttl seconds).
+LockFor = tuple[str, int]
+
+
 def driver_factory(
     private_key: bytes | Path | None,
     known_hosts: bytes | str | Path | None,
@@ -68,16 +72,21 @@ class SshHostDriver(HostReader):
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def observe(self, spec: ReleaseSpec) -> HostObservation:
+    async def observe(self, spec: ReleaseSpec, *, lock_for: LockFor | None = None) -> HostObservation:
         """Where current points, whether the release for spec.version exists, whether services are ready.
 
         A host is judged by the services (status and readiness) its release was published with, so
         a new probe applies to a host only once it runs the release that brought it. One remote
-        script reads it all (a second one only when a record names pid files not read yet); probes
-        and the status commands of systemd/command services run on their own (network I/O).
+        script reads it all (a second one only when a record names pid files not read yet), after
+        taking or refreshing the host lock when `lock_for` (owner, ttl) asks (a LockConflict is
+        raised after the read); probes and the status commands of systemd/command services run on
+        their own (network I/O).
         """
         await self.settle()
-        found = await self._read(spec)
+        first = lock.refresh_lines(self.deploy_to, *lock_for) if lock_for else []
+        found = await self._read(spec, first)
+        if lock_for is not None:
+            await lock.acquire_lock(self.conn, self.deploy_to, *lock_for, tried=found.lock)
         current = found.current
         desired = layout.pick_release_for_version(found.markers, spec.version)
         underway = underway_of(found.action)
@@ -90,7 +99,8 @@ class SshHostDriver(HostReader):
         recorded = by_release.get(current.release)
         judged_by = spec.services_for(self.name) if recorded is None else recorded
         named = orphans.candidates(ctx, by_release, judged_by)
-        pids = await self._pids(ctx, found.pids, [*judged_pidfiles(ctx, judged_by), *(c.pidfile for c in named)])
+        judged = judged_pidfiles(ctx, judged_by)
+        pids = await self._pids(ctx, found.pids, [*judged, *(c.pidfile for c in named)])
         reading = await self._services_ready(judged_by, ctx, known=(pids, found.current_dir))
         return HostObservation(
             name=self.name,
@@ -104,6 +114,7 @@ class SshHostDriver(HostReader):
             probe=probe_note(judged_by, None if recorded is None else current.release),
             orphans=tuple(str(o) for o in orphans.from_pids(named, pids)),
             underway=underway,
+            restarted_since_mark=restarted_since(found.action, [pids[f] for f in judged if f in pids]),
         )
 
     async def _record_services(self, spec: ReleaseSpec, release_dir: str) -> None:
@@ -411,3 +422,11 @@ def underway_of(mark: intent.ActionMark | None) -> Underway | None:
     if mark is None or mark.kind not in set(ActionKind):
         return None
     return Underway(ActionKind(mark.kind), mark.version, mark.previous_release)
+
+
+def restarted_since(mark: intent.ActionMark | None, found: Sequence[facts.PidFact]) -> bool | None:
+    """Whether every live process started after the marker was written; None when unknown (pure)."""
+    alive = [f for f in found if f.alive]
+    if mark is None or mark.uptime is None or not alive:
+        return None
+    return all(mark.started_after(f.started) for f in alive)

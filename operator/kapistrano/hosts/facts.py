@@ -36,6 +36,8 @@ class PidFact:
     pid: int | None
     alive: bool
     cwd: str | None = None
+    #: When the process started, in seconds since the host booted (None: not running, or unknown).
+    started: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class HostFacts:
     pids: Mapping[str, PidFact] = field(default_factory=dict)
     #: The action marker (hosts/intent.py): an action under way on the host, if any.
     action: ActionMark | None = None
+    #: What a lock refresh made by the same script printed (hosts/lock.py), None when none was asked.
+    lock: str | None = None
 
     def covers(self, pidfiles: Iterable[str]) -> bool:
         """True when every pid file given was read (pure)."""
@@ -57,12 +61,16 @@ class HostFacts:
 
 
 def pid_lines(pidfiles: Sequence[str]) -> list[str]:
-    """Script lines printing `pid\\t<n>\\t<pid|->\\t<alive 1|0>\\t<cwd|->` per pid file (pure)."""
-    lines = [f"echo {SECTION} pids"]
+    """Script lines printing `pid\\t<n>\\t<pid|->\\t<alive 1|0>\\t<start|->\\t<cwd|->` per pid file (pure).
+
+    <start> is when the process started in clock ticks since boot; the section's first line gives
+    the ticks per second.
+    """
+    lines = [f"echo {SECTION} pids", "printf 'hz\\t%s\\n' \"$(getconf CLK_TCK 2>/dev/null)\""]
     for n, path in enumerate(pidfiles):
-        lines.append(f'p=$(readpid {quote(path)}); a=0; w=; [ -n "$p" ] && running {quote(path)} "$p" && a=1')
-        lines.append('[ "$a" = 1 ] && w=$(readlink -e "/proc/$p/cwd" 2>/dev/null)')
-        lines.append(f'printf \'pid\\t%s\\t%s\\t%s\\t%s\\n\' {n} "${{p:--}}" "$a" "${{w:--}}"')
+        lines.append(f'p=$(readpid {quote(path)}); a=0; w=; t=; [ -n "$p" ] && running {quote(path)} "$p" && a=1')
+        lines.append('[ "$a" = 1 ] && w=$(readlink -e "/proc/$p/cwd" 2>/dev/null) && t=$(started "$p")')
+        lines.append(f'printf \'pid\\t%s\\t%s\\t%s\\t%s\\t%s\\n\' {n} "${{p:--}}" "$a" "${{t:--}}" "${{w:--}}"')
     return lines
 
 
@@ -88,14 +96,18 @@ def read_command(ctx: ServiceContext, pidfiles: Sequence[str]) -> str:
 def parse_pids(text: str, pidfiles: Sequence[str]) -> dict[str, PidFact]:
     """Pid file -> PidFact from pid_lines output; a pid file without a line names no pid (pure)."""
     found = {path: PidFact(None, False) for path in pidfiles}
+    hz = 0
     for line in text.splitlines():
-        row = line.split("\t", 4)
-        if len(row) != 5 or row[0] != "pid" or not row[1].isdigit() or int(row[1]) >= len(pidfiles):
+        row = line.split("\t", 5)
+        if row[0] == "hz" and len(row) == 2 and row[1].isdigit():
+            hz = int(row[1])
+        if len(row) != 6 or row[0] != "pid" or not row[1].isdigit() or int(row[1]) >= len(pidfiles):
             continue
         pid = int(row[2]) if row[2].isdigit() else None
         alive = pid is not None and row[3] == "1"
-        cwd = row[4] if alive and row[4] not in ("", "-") else None
-        found[pidfiles[int(row[1])]] = PidFact(pid, alive, cwd)
+        started = int(row[4]) / hz if alive and hz and row[4].isdigit() else None
+        cwd = row[5] if alive and row[5] not in ("", "-") else None
+        found[pidfiles[int(row[1])]] = PidFact(pid, alive, cwd, started)
     return found
 
 
@@ -110,13 +122,14 @@ def parse_facts(output: str, pidfiles: Sequence[str]) -> HostFacts:
         records=parse_services_records(sections.get("records", "")),
         pids=parse_pids(sections.get("pids", ""), pidfiles),
         action=parse_mark(sections.get("action", "")),
+        lock=sections.get("lock"),
     )
 
 
-async def read(runner: Runner, ctx: ServiceContext, pidfiles: Iterable[str]) -> HostFacts:
-    """Read a host in one round trip (side effects: none on the host)."""
+async def read(runner: Runner, ctx: ServiceContext, pidfiles: Iterable[str], *, first: Sequence[str] = ()) -> HostFacts:
+    """Read a host in one round trip, after the script lines `first` (a lock refresh) (side effects: theirs only)."""
     wanted = list(dict.fromkeys(pidfiles))
-    result = await run_script(runner, ctx, "host", read_lines(ctx.deploy_to, wanted))
+    result = await run_script(runner, ctx, "host", [*first, *read_lines(ctx.deploy_to, wanted)])
     return parse_facts(result.stdout, wanted)
 
 

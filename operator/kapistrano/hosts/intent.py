@@ -2,13 +2,16 @@
 
 Written before an action does anything to the host's processes, removed once it has ended well, so
 the host itself says what was being done to it when its deployer was killed (Rule 1: hosts are the
-source of truth), whenever the Release status was last saved. The file holds five lines: the owner
+source of truth), whenever the Release status was last saved. The file holds six lines: the owner
 (Release uid), the action kind (Publish, Rollback, Restart, Heal, Revive), the version it is carried
-out for, the release `current` pointed at before (empty when unknown) and a token naming this one
-action. It is replaced with a rename, so a reader never sees half of it. It is removed only once a
-status save recording the action's end has landed, and only when it still names that action: until
-then a run started after a kill resumes the action (which finds the host done and keeps it as it is)
-instead of starting it afresh. An action that fails leaves it, and the next run resumes.
+out for, the release `current` pointed at before (empty when unknown), a token naming this one
+action and the host's uptime when it was written (so a resumed restart tells the processes it
+already replaced, started later, from those it had not reached). It is replaced with a rename, so
+a reader never sees half of it. It is removed only once a status save recording the action's end
+has landed, and only when it still names that action: until then a run started after a kill
+resumes the action (which finds the host done and keeps it as it is, or, for a restart request,
+makes it again where it had not replaced the processes yet) instead of starting it afresh. An
+action that fails leaves it, and the next run resumes.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ class ActionMark:
     previous_release: str | None = None
     #: Names this one action, so that clearing a finished action never removes the next one's marker.
     token: str = ""
+    #: The host's uptime in seconds when the marker was written; None in a marker without it.
+    uptime: float | None = None
+
+    def started_after(self, started: float | None) -> bool:
+        """Whether a process that started `started` s after boot started after this marker was written (pure)."""
+        return started is not None and self.uptime is not None and started > self.uptime
 
 
 def marker_path(deploy_to: str) -> str:
@@ -51,7 +60,8 @@ def write_mark_command(deploy_to: str, mark: ActionMark) -> str:
     """Write the marker atomically (a temporary file renamed over it) (pure)."""
     path = marker_path(deploy_to)
     tmp = f"{path}.tmp"
-    body = cmd("printf", "%s\\n%s\\n%s\\n%s\\n%s\\n", *_fields(mark))
+    uptime = '"$(cut -d " " -f 1 /proc/uptime 2>/dev/null)"'
+    body = cmd("printf", "%s\\n%s\\n%s\\n%s\\n%s\\n%s\\n", *_fields(mark)) + " " + uptime
     return f"{cmd('mkdir', '-p', '--', deploy_to)} && {body} > {cmd(tmp)} && {cmd('mv', '-f', '--', tmp, path)}"
 
 
@@ -73,7 +83,16 @@ def parse_mark(text: str) -> ActionMark | None:
     if len(lines) < 3 or not all(lines[:3]):
         return None
     previous = lines[3] if len(lines) > 3 and lines[3] else None
-    return ActionMark(lines[0], lines[1], lines[2], previous, lines[4] if len(lines) > 4 else "")
+    token = lines[4] if len(lines) > 4 else ""
+    return ActionMark(lines[0], lines[1], lines[2], previous, token, _float(lines[5]) if len(lines) > 5 else None)
+
+
+def _float(text: str) -> float | None:
+    """A float, None when blank or malformed (pure)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 async def write_mark(runner: Runner, deploy_to: str, mark: ActionMark) -> None:

@@ -168,7 +168,14 @@ def publishes(
         # The migrations run on the primary host, before any other host restarts.
         fresh = [v for v in fresh if v.name == spec.primary_host]
     chosen = within_budget(spec, views, interrupted + fresh, taken)
-    return [Action(ActionKind.PUBLISH, v.name, "resume" if v.in_flight else "publish") for v in chosen]
+    return [Action(_resumed_as(v), v.name, "resume" if v.in_flight else "publish") for v in chosen]
+
+
+def _resumed_as(v: HostView) -> ActionKind:
+    """How a host's action is carried on: a restart cut short before it replaced every process it
+    judges is made again (a resume keeps what runs from the release); anything else is published (pure)."""
+    restart = v.in_flight and v.prev is not None and v.prev.action == ActionKind.RESTART.value
+    return ActionKind.RESTART if restart and v.obs.restarted_since_mark is False else ActionKind.PUBLISH
 
 
 def heals(spec: ReleaseSpec, views: list[HostView], busy: set[str], taken: frozenset[str]) -> list[Action]:

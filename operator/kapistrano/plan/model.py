@@ -45,6 +45,9 @@ class HostObservation:
     error_message: str = ""
     #: An action of this Release begun on the host and not ended (the host's action marker).
     underway: Underway | None = None
+    #: With an action marker that says when it was written: whether every live process the host is
+    #: judged by started after it (a restart that got that far); None when unknown.
+    restarted_since_mark: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -204,11 +204,15 @@ alive() {
   _s=; { read -r _s < "/proc/$1/stat"; } 2>/dev/null; _s=${_s##*) }; _s=${_s%% *}
   [ "$_s" != Z ] && [ "$_s" != X ]
 }
-ident() {
+started() {
   _s=; { read -r _s < "/proc/$1/stat"; } 2>/dev/null || return 1
   _s=${_s##*) }; set -- $_s; shift 19
+  echo "$1"
+}
+ident() {
+  _t=$(started "$1") || return 1
   _b=-; { read -r _b < /proc/sys/kernel/random/boot_id; } 2>/dev/null
-  echo "$_b:$1"
+  echo "$_b:$_t"
 }
 readpid() {
   _p=; [ -f "$1" ] && { read -r _p < "$1"; } 2>/dev/null
