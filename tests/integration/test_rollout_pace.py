@@ -50,8 +50,8 @@ class SlowHost:
     async def unlock(self, owner: str) -> None:
         await self.inner.unlock(owner)
 
-    async def begin_action(self, owner: str, underway: Underway) -> str:
-        return await self.inner.begin_action(owner, underway)
+    async def begin_action(self, owner: str, underway: Underway, *, lock_ttl: int | None = None) -> str:
+        return await self.inner.begin_action(owner, underway, lock_ttl=lock_ttl)
 
     def end_action(self, owner: str, token: str) -> None:
         self.inner.end_action(owner, token)

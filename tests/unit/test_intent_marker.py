@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from kapistrano.hosts import intent
+from kapistrano.hosts import intent, lock
 from kapistrano.hosts.intent import ActionMark
 
 
@@ -57,3 +57,17 @@ def test_a_marker_cut_short_reads_as_none(text: str) -> None:
 def test_a_marker_of_five_lines_has_no_uptime() -> None:
     old = intent.parse_mark("uid-1\nRestart\nv2\n\nt1\n")
     assert old == ActionMark("uid-1", "Restart", "v2", None, "t1", None)
+
+
+def test_the_marker_is_written_with_the_lock_only_when_the_lock_is_ours(tmp_path: Path) -> None:
+    deploy_to = str(tmp_path / "app")
+    mark = ActionMark("uid-1", "Publish", "v2", token="t1")
+    write = intent.write_mark_command(deploy_to, mark)
+    assert sh(lock.then_command(deploy_to, "uid-2", 60, write)).startswith("acquired")
+    assert intent.parse_mark(sh(intent.read_mark_command(deploy_to))) is not None
+    sh(intent.clear_mark_command(deploy_to, "uid-1", "t1"))
+    refused = sh(lock.then_command(deploy_to, "uid-1", 60, write))  # uid-2 holds it now
+    outcome = lock.parse_acquire(refused, "uid-1")
+    assert not outcome.acquired
+    assert outcome.holder == "uid-2"
+    assert sh(intent.read_mark_command(deploy_to)) == "", "no marker where the lock is another's"

@@ -83,19 +83,24 @@ class ActionRunner:
         primary = self.spec.primary_host
         return next((a for a in actions if a.kind == ActionKind.PUBLISH and a.host == primary), None)
 
-    async def run_one(self, action: Action, driver: HostDriver, *, run_once_hooks: bool = False) -> None:
-        """Run one action and record its outcome; host errors are recorded, not raised (network I/O)."""
+    async def run_one(
+        self, action: Action, driver: HostDriver, *, run_once_hooks: bool = False, began: str | None = None
+    ) -> None:
+        """Run one action and record its outcome; host errors are recorded, not raised (network I/O).
+
+        `began` is the token of the action marker already written (with the lock's confirmation).
+        """
         try:
-            await self._dispatch(action, driver, run_once_hooks)
+            await self._dispatch(action, driver, run_once_hooks, began)
         except Exception as exc:  # one host's unexpected error fails that host, not the rollout
             self._failed(action, as_host_error(action.host, exc))
 
-    async def _dispatch(self, action: Action, driver: HostDriver, run_once_hooks: bool) -> None:
+    async def _dispatch(self, action: Action, driver: HostDriver, run_once_hooks: bool, began: str | None) -> None:
         """Mark the action on its host, call the driver method for it and record success (network I/O)."""
         if action.kind not in INTENT_PHASE:
             await self._act(action, driver, run_once_hooks)
             return
-        token = await driver.begin_action(self.owner, self.underway(action))
+        token = began if began is not None else await driver.begin_action(self.owner, self.underway(action))
         await self._act(action, driver, run_once_hooks)
         # The host's marker goes once the status recording this success is saved: in between, a run
         # started after a kill resumes the action, which finds the host done, rather than redo it.

@@ -30,8 +30,11 @@ class HostDriver(Protocol):
         """Release the host lock if we hold it."""
         ...
 
-    async def begin_action(self, owner: str, underway: Underway) -> str:
-        """Write on the host that an action is under way, before it touches anything; returns its token."""
+    async def begin_action(self, owner: str, underway: Underway, *, lock_ttl: int | None = None) -> str:
+        """Write on the host that an action is under way, before it touches anything; returns its token.
+
+        With `lock_ttl` the host lock is confirmed (taken or refreshed) first, in the same round trip;
+        LockConflict is raised, and nothing written, when it is not ours."""
         ...
 
     def end_action(self, owner: str, token: str) -> None:

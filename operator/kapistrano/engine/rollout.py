@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -43,6 +42,7 @@ from kapistrano.hosts.lock import hold
 from kapistrano.hosts.takeover import ACTION_HEARTBEAT_SECONDS
 from kapistrano.plan import Action, ActionKind, HostObservation, Plan, PlanInput, plan
 from kapistrano.plan.conditions import first_sight
+from kapistrano.plan.outcomes import INTENT_PHASE
 from kapistrano.plan.requests import aborting, effective, settle, take
 
 __all__ = [
@@ -383,22 +383,40 @@ class Rollout:
             self._acted.add(action.host)
 
     async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
-        """One action under its host lock, confirmed first and stopped once lost; fetches gated (network I/O)."""
+        """One action under its host lock, confirmed first and stopped once lost; fetches gated (network I/O).
+
+        An action that marks its host confirms the lock and writes the marker in one round trip.
+        """
         ttl = self.lock_ttl_seconds or lock_ttl(runner.spec)
-        act = functools.partial(runner.run_one, action, driver, run_once_hooks=once)
+        began: list[str] = []
+
+        async def confirm_and_mark() -> None:
+            began.append(await driver.begin_action(self.owner, runner.underway(action), lock_ttl=ttl))
+
+        async def act() -> None:
+            await runner.run_one(action, driver, run_once_hooks=once, began=began[0] if began else None)
+
+        confirm = confirm_and_mark if action.kind in INTENT_PHASE else None
         try:
             if action.kind == ActionKind.UPDATE:
                 async with self._update_gate:
                     await self._locked(driver, ttl, act)
             else:
-                await self._locked(driver, ttl, act)
+                await self._locked(driver, ttl, act, confirm)
         except HostError as lost:  # the lock is another's, or could not be confirmed: no action without it
             log.warning("not acting on %s: %s", action.host, lost.message)
             self._locked_at.pop(action.host, None)  # the next reading tries the lock and says why
 
-    async def _locked(self, driver: HostDriver, ttl: int, act: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run `act` while the host lock is ours, refreshed every few seconds (network I/O)."""
-        await hold(lambda: driver.lock(self.owner, ttl), min(ttl / 3, ACTION_HEARTBEAT_SECONDS), act)
+    async def _locked(
+        self,
+        driver: HostDriver,
+        ttl: int,
+        act: Callable[[], Coroutine[Any, Any, None]],
+        confirm: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Run `act` while the host lock is ours, confirmed by `confirm` (if given), refreshed every few seconds."""
+        period = min(ttl / 3, ACTION_HEARTBEAT_SECONDS)
+        await hold(lambda: driver.lock(self.owner, ttl), period, act, confirm=confirm)
 
     async def _wait_running(self, *, every: bool, timeout: float | None = None) -> None:
         """Wait until a running action ends (all of them when `every` or while fetching), then learn from it."""

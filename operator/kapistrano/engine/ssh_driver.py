@@ -15,7 +15,7 @@ from kapistrano.engine.events import EventSink, HostEvent
 from kapistrano.engine.rollout import DriverFactory
 from kapistrano.engine.ssh_reading import HostReader, judged_pidfiles, probe_note
 from kapistrano.hosts import facts, fetch, hooks, intent, layout, lock, orphans, probes, records, services, switch
-from kapistrano.hosts.errors import HostError, NotReady, SourceError
+from kapistrano.hosts.errors import CommandFailed, HostError, NotReady, SourceError
 from kapistrano.hosts.hub import SshHub
 from kapistrano.hosts.services import ServiceContext, ServiceEvent
 from kapistrano.hosts.ssh import SshConnection, target_for_host
@@ -161,12 +161,25 @@ class SshHostDriver(HostReader):
 
     # -- action marker ---------------------------------------------------------------------------
 
-    async def begin_action(self, owner: str, underway: Underway) -> str:
-        """Write the action marker, once the last bookkeeping is done; returns its token (network I/O)."""
+    async def begin_action(self, owner: str, underway: Underway, *, lock_ttl: int | None = None) -> str:
+        """Write the action marker, once the last bookkeeping is done; returns its token (network I/O).
+
+        With `lock_ttl` the host lock is confirmed first, in the same session: the marker is written
+        only once the lock is ours (LockConflict is raised, and nothing written, when it is not).
+        """
         await self.settle()
         token = secrets.token_hex(8)
         mark = intent.ActionMark(owner, underway.kind.value, underway.version, underway.previous_release, token)
-        await intent.write_mark(self.conn, self.deploy_to, mark)
+        write = intent.write_mark_command(self.deploy_to, mark)
+        if lock_ttl is None:
+            await self.conn.run(write)
+            return token
+        result = await self.conn.run(lock.then_command(self.deploy_to, owner, lock_ttl, write), check=False)
+        if not result.stdout.startswith("acquired"):  # not ours yet: a takeover, or a conflict raised
+            await lock.acquire_lock(self.conn, self.deploy_to, owner, lock_ttl, tried=result.stdout or None)
+            await self.conn.run(write)
+        elif not result.ok:
+            raise CommandFailed(self.name, "write the action marker", result.exit_status, result.stderr)
         return token
 
     def end_action(self, owner: str, token: str) -> None:

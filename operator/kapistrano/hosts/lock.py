@@ -195,6 +195,12 @@ def acquire_lock_command(
     return _under_flock(deploy_to, _ACQUIRE, *args)
 
 
+def then_command(deploy_to: str, owner: str, ttl_seconds: int, then: str) -> str:
+    """A first try at the lock, then `then` only when it was acquired; prints the lock's answer (pure)."""
+    first = acquire_lock_command(deploy_to, owner, ttl_seconds)
+    return f'out=$({first}) || exit $?; printf "%s\\n" "$out"; case $out in acquired*) {then} ;; esac'
+
+
 def refresh_lines(deploy_to: str, owner: str, ttl_seconds: int) -> list[str]:
     """Script lines making a first try at the lock inside another script, its output as section `lock` (pure)."""
     return [f"echo {SECTION} lock", acquire_lock_command(deploy_to, owner, ttl_seconds) + " || exit $?"]
@@ -362,16 +368,21 @@ class LockLost(LockConflict):
 
 
 async def hold(
-    refresh: Callable[[], Awaitable[object]], period: float, work: Callable[[], Coroutine[Any, Any, T]]
+    refresh: Callable[[], Awaitable[object]],
+    period: float,
+    work: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    confirm: Callable[[], Awaitable[object]] | None = None,
 ) -> T:
     """Confirm the lock, then run `work` while refreshing it every `period` s (side effects: refresh's, work's).
 
-    Raises the first refresh's error (LockConflict when the lock is not ours) before `work` starts;
+    Raises the confirmation's error (LockConflict when the lock is not ours) before `work` starts;
     stops `work` and raises LockLost when a later refresh finds it taken over (a peer judged us
     gone). A later refresh failing otherwise is logged and tried again at the next beat: the action
-    itself reports real trouble.
+    itself reports real trouble. `confirm` (a refresh that does more in the same round trip) is
+    the confirmation, else `refresh`.
     """
-    await refresh()
+    await (confirm or refresh)()
     action = asyncio.create_task(work())
     beat = asyncio.create_task(_beat(refresh, period))
     try:
