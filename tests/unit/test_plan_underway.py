@@ -156,3 +156,13 @@ def test_a_restart_cut_short_is_made_again_only_where_it_had_not_replaced_the_pr
     result = plan(make_input(spec, observed, prev_status("v2", hosts=on_v2), token="r1"))
     assert result.actions == [Action(kind, "host-2", "resume")]
     assert_within_budget(result, spec)
+
+
+def test_a_restart_cut_short_before_a_new_version_was_pushed_is_a_publish_of_that_version() -> None:
+    spec = make_spec(3, strategy={"maxUnavailable": 1})  # v2, pushed while a restart of v1 was under way
+    on_v1 = {f"host-{i}": {"phase": "Ready", "version": "v1", "ready": True} for i in (1, 2, 3)}
+    marked = observe("host-2", "v1", has=True, underway=Underway(ActionKind.RESTART, "v1"), restarted_since_mark=False)
+    observed = [observe("host-1", "v1", has=True), marked, observe("host-3", "v1", has=True)]
+    result = plan(make_input(spec, observed, prev_status("v1", hosts=on_v1), token="r1"))
+    assert [a.kind for a in result.actions] == [ActionKind.PUBLISH], "one restart for both"
+    assert_within_budget(result, spec)

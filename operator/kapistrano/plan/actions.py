@@ -174,7 +174,8 @@ def publishes(
 def _resumed_as(v: HostView) -> ActionKind:
     """How a host's action is carried on: a restart cut short before it replaced every process it
     judges is made again (a resume keeps what runs from the release); anything else is published (pure)."""
-    restart = v.in_flight and v.prev is not None and v.prev.action == ActionKind.RESTART.value
+    restart = v.in_flight and v.on_desired and v.prev is not None and v.prev.action == ActionKind.RESTART.value
+    # A host not on the spec's version is published to it: that restarts it once, for both.
     return ActionKind.RESTART if restart and v.obs.restarted_since_mark is False else ActionKind.PUBLISH
 
 
