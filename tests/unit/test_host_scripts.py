@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kapistrano.api.spec import Service
-from kapistrano.hosts import facts, layout, records, services, switch
-from kapistrano.hosts.managers.base import ServiceContext
+from kapistrano.hosts import facts, layout, lock, records, services, switch
+from kapistrano.hosts.managers.base import ServiceContext, remote_script
 from kapistrano.hosts.shell import split_sections
 
 WORKER = Service.model_validate(
@@ -131,3 +132,69 @@ def test_processes_run_from_a_release_are_told_apart_from_others() -> None:
     assert facts.judge_cwds(here, ["/"]) is None
     assert facts.judge_cwds(None, [here]) is None
     assert facts.judge_cwds(here, [None]) is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(values.filter(lambda v: "\t" not in v))  # a tab is refused (tab-separated answer)
+def test_a_held_lock_is_read_back_whole_by_the_next_try(message: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        deploy_to, holder = str(Path(tmp) / "app"), "uid-1"
+        sh(lock.acquire_lock_command(deploy_to, holder, 60, "here/1/1", message=message))
+        outcome = lock.parse_acquire(
+            sh(lock.acquire_lock_command(deploy_to, "uid-other", 60, "there/2/2")), "uid-other"
+        )
+        assert (outcome.acquired, outcome.holder, outcome.instance) == (False, holder, "here/1/1")
+        assert outcome.message == message
+        again = lock.parse_acquire(sh(lock.acquire_lock_command(deploy_to, holder, 60, "here/1/1")), holder)
+        assert again.acquired
+        assert again.previous_owner == holder
+        assert "released" in sh(lock.release_lock_command(deploy_to, holder, "here/1/1"))
+
+
+def counting_path(tmp: Path, **fakes: str) -> dict[str, str]:
+    """An environment whose PATH first has a `sleep` that counts its calls in tmp/sleeps, and `fakes`."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    scripts = {"sleep": f'echo x >> {tmp}/sleeps; exec /bin/sleep "$@"', **fakes}
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def wait_for(start: str, centis: int, env: dict[str, str]) -> str:
+    """Run `start` (which sets $p to a pid) and wait_gone for $p with a deadline; the shell's answer."""
+    lines = [start, f"if wait_gone $p {centis}; then echo gone; else echo left; fi; kill $p $q 2>/dev/null; true"]
+    script = remote_script(ServiceContext(deploy_to="/"), lines)
+    return subprocess.run(["sh", "-c", script], capture_output=True, check=True, text=True, env=env).stdout.strip()
+
+
+def sleeps(tmp: Path) -> int:
+    """How many times the counting `sleep` ran."""
+    return (tmp / "sleeps").read_text().count("x") if (tmp / "sleeps").exists() else 0
+
+
+def test_a_wait_for_an_exit_forks_no_sleep_per_poll(tmp_path: Path) -> None:
+    assert wait_for("/bin/sleep 0.6 & p=$!", 3000, counting_path(tmp_path)) == "gone"
+    assert sleeps(tmp_path) <= 1, f"{sleeps(tmp_path)} sleep commands for one wait of 0.6 s (one per 10 ms poll before)"
+
+
+def test_a_zombie_left_unreaped_by_its_parent_counts_as_gone(tmp_path: Path) -> None:
+    # The child exits after 1 s, during the wait, and its parent leaves it unreaped for 60 s; the wait has 20 s.
+    parent = "perl -e '$|=1; my $c = fork(); unless ($c) { sleep 1; exit 0 } print \"$c\\n\"; sleep 60'"
+    start = (
+        f"{parent} > {tmp_path}/z & q=$!; while [ ! -s {tmp_path}/z ]; do /bin/sleep 0.01; done; p=$(cat {tmp_path}/z)"
+    )
+    began = time.monotonic()
+    assert wait_for(start, 2000, counting_path(tmp_path)) == "gone"
+    assert time.monotonic() - began < 10, "seen gone when it exited, not at the deadline (20 s)"
+
+
+def test_a_wait_for_an_exit_polls_with_sleep_where_perl_lacks(tmp_path: Path) -> None:
+    env = counting_path(tmp_path, perl="exit 127")
+    assert wait_for("/bin/sleep 0.3 & p=$!", 3000, env) == "gone"
+    assert sleeps(tmp_path) >= 2, "the fallback polls"
+
+
+def test_a_wait_for_an_exit_ends_at_its_deadline_when_the_process_stays(tmp_path: Path) -> None:
+    assert wait_for("/bin/sleep 30 & p=$!", 30, counting_path(tmp_path)) == "left"
