@@ -53,6 +53,9 @@ class SlowHost:
     async def begin_action(self, owner: str, underway: Underway, *, lock_ttl: int | None = None) -> str:
         return await self.inner.begin_action(owner, underway, lock_ttl=lock_ttl)
 
+    async def begin_update(self, spec: ReleaseSpec, owner: str, lock_ttl: int) -> None:
+        await self.inner.begin_update(spec, owner, lock_ttl)
+
     def end_action(self, owner: str, token: str) -> None:
         self.inner.end_action(owner, token)
 

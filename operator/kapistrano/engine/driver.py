@@ -37,6 +37,11 @@ class HostDriver(Protocol):
         LockConflict is raised, and nothing written, when it is not ours."""
         ...
 
+    async def begin_update(self, spec: ReleaseSpec, owner: str, lock_ttl: int) -> None:
+        """Confirm the host lock before an update (LockConflict when it is not ours); the driver may
+        survey the host for the update in the same round trip."""
+        ...
+
     def end_action(self, owner: str, token: str) -> None:
         """Clear the marker of action `token` in the background (once the status says it ended); never raises."""
         ...

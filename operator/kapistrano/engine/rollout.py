@@ -385,7 +385,8 @@ class Rollout:
     async def _run_action(self, runner: ActionRunner, action: Action, driver: HostDriver, *, once: bool) -> None:
         """One action under its host lock, confirmed first and stopped once lost; fetches gated (network I/O).
 
-        An action that marks its host confirms the lock and writes the marker in one round trip.
+        An action that marks its host confirms the lock and writes the marker in one round trip; an
+        update confirms it with the survey of the host.
         """
         ttl = self.lock_ttl_seconds or lock_ttl(runner.spec)
         began: list[str] = []
@@ -396,11 +397,14 @@ class Rollout:
         async def act() -> None:
             await runner.run_one(action, driver, run_once_hooks=once, began=began[0] if began else None)
 
+        async def confirm_and_survey() -> None:
+            await driver.begin_update(runner.spec, self.owner, ttl)
+
         confirm = confirm_and_mark if action.kind in INTENT_PHASE else None
         try:
             if action.kind == ActionKind.UPDATE:
                 async with self._update_gate:
-                    await self._locked(driver, ttl, act)
+                    await self._locked(driver, ttl, act, confirm_and_survey)
             else:
                 await self._locked(driver, ttl, act, confirm)
         except HostError as lost:  # the lock is another's, or could not be confirmed: no action without it

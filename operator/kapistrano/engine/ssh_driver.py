@@ -69,6 +69,8 @@ class SshHostDriver(HostReader):
         #: The last publish's bookkeeping (revisions.log, cleanup), finished off the critical path.
         self._bookkeeping: asyncio.Task[None] | None = None
         self._records_seen = {}
+        #: A survey made with the lock confirmation (begin_update), for the update that follows it.
+        self._surveyed: tuple[fetch.UpdateInputs, fetch.Surveyed] | None = None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -182,6 +184,23 @@ class SshHostDriver(HostReader):
             raise CommandFailed(self.name, "write the action marker", result.exit_status, result.stderr)
         return token
 
+    async def begin_update(self, spec: ReleaseSpec, owner: str, lock_ttl: int) -> None:
+        """Confirm the host lock and, in the same session, survey the host for the update that follows.
+
+        Raises LockConflict (nothing surveyed) when the lock is not ours. A survey that failed is
+        left for update() to make again and report, as the host's failure (network I/O).
+        """
+        await self.settle()
+        self._surveyed = None
+        inputs = fetch.UpdateInputs.from_spec(spec)
+        script = lock.then_command(self.deploy_to, owner, lock_ttl, fetch.survey_command(inputs))
+        result = await self.conn.run(script, check=False)
+        answer, _, rest = result.stdout.partition("\n")
+        if not answer.startswith("acquired"):  # not ours yet: a takeover, or a conflict raised
+            await lock.acquire_lock(self.conn, self.deploy_to, owner, lock_ttl, tried=result.stdout or None)
+        elif result.ok:
+            self._surveyed = (inputs, fetch.parse_survey(rest, inputs))
+
     def end_action(self, owner: str, token: str) -> None:
         """Clear the marker in the background, after the bookkeeping; every later call waits for it (no I/O here)."""
         before = self._bookkeeping
@@ -211,7 +230,9 @@ class SshHostDriver(HostReader):
 
         here = any(self._runs(spec, h, run_once=True) for h in spec.hooks.after_update)
         inputs = fetch.UpdateInputs.from_spec(spec)
-        result = await fetch.update_host(self.conn, inputs, before_complete=hooks if here else None)
+        made, self._surveyed = self._surveyed, None
+        surveyed = made[1] if made is not None and made[0] == inputs else None
+        result = await fetch.update_host(self.conn, inputs, before_complete=hooks if here else None, surveyed=surveyed)
         assert result.release is not None
         if result.reused:
             emit(HostEvent(self.name, f"reusing release {result.release}"))

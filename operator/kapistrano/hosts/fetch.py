@@ -21,7 +21,7 @@ from kapistrano.hosts import layout
 from kapistrano.hosts.errors import CommandFailed, HostError, SourceError
 from kapistrano.hosts.runner import CommandResult, Runner
 from kapistrano.hosts.shell import SECTION, cmd, split_sections
-from kapistrano.hosts.steps import Step, run_steps
+from kapistrano.hosts.steps import Step, run_steps, steps_command
 
 log = logging.getLogger(__name__)
 
@@ -279,11 +279,25 @@ def survey_steps(inputs: UpdateInputs) -> list[Step]:
     return [Step("prepare " + deploy_to, prepare, failure), Step("read releases", markers), Step("list", names)]
 
 
-async def survey(runner: Runner, inputs: UpdateInputs) -> tuple[layout.ReleaseInfo | None, list[str]]:
-    """Prepare deployTo; the complete release of the version, if any, and every release name (side effects)."""
-    sections = split_sections((await run_steps(runner, survey_steps(inputs))).stdout)
+#: What a survey found: the complete release of the version, if any, and every release name.
+Surveyed = tuple[layout.ReleaseInfo | None, list[str]]
+
+
+def survey_command(inputs: UpdateInputs) -> str:
+    """The survey's steps as one command line, to run after another script (a lock) (pure)."""
+    return steps_command(survey_steps(inputs))
+
+
+def parse_survey(stdout: str, inputs: UpdateInputs) -> Surveyed:
+    """What a survey's output says (pure)."""
+    sections = split_sections(stdout)
     infos = layout.parse_release_markers(sections.get("markers", ""))
     return layout.pick_release_for_version(infos, inputs.version), layout.parse_releases(sections.get("releases", ""))
+
+
+async def survey(runner: Runner, inputs: UpdateInputs) -> Surveyed:
+    """Prepare deployTo; the complete release of the version, if any, and every release name (side effects)."""
+    return parse_survey((await run_steps(runner, survey_steps(inputs))).stdout, inputs)
 
 
 def build_steps(inputs: UpdateInputs, release_dir: str, revision: str, *, complete: bool) -> list[Step]:
@@ -299,6 +313,7 @@ async def update_host(
     now: datetime | None = None,
     *,
     before_complete: Callable[[str], Awaitable[None]] | None = None,
+    surveyed: Surveyed | None = None,
 ) -> HostUpdate:
     """Prepare, then reuse or build the release for inputs.version (side effects); raises HostError.
 
@@ -306,10 +321,11 @@ async def update_host(
     exists, written after `before_complete` (the afterUpdate hooks) ran on the release directory;
     a failed or interrupted build removes its directory, and one killed outright has no marker, so a
     half-made release is never reused. Steps that follow one another share one remote command: a
-    path or archive release without hooks is built in two (the survey, then the build).
+    path or archive release without hooks is built in two (the survey, then the build); `surveyed`
+    is a survey made already (with the lock confirmation), which leaves the build.
     """
     started = time.monotonic()
-    found, existing = await survey(runner, inputs)
+    found, existing = surveyed if surveyed is not None else await survey(runner, inputs)
     if found is not None:
         elapsed = time.monotonic() - started
         return HostUpdate(runner.name, found.name, found.revision, reused=True, seconds=elapsed)

@@ -204,9 +204,10 @@ _MARKERS = r"""
 cd -- "$1" 2>/dev/null || exit 0
 for d in */; do
   [ -f "$d.kapistrano-version" ] || continue
-  rev=""
-  [ -f "${d}REVISION" ] && rev=$(head -n 1 -- "${d}REVISION")
-  printf '%s\t%s\t%s\n' "${d%/}" "$(head -n 1 -- "$d.kapistrano-version")" "$rev"
+  rev="" ver=""
+  [ -f "${d}REVISION" ] && { IFS= read -r rev || :; } < "${d}REVISION"
+  { IFS= read -r ver || :; } < "$d.kapistrano-version"
+  printf '%s\t%s\t%s\n' "${d%/}" "$ver" "$rev"
 done
 exit 0
 """
@@ -256,8 +257,9 @@ _CURRENT = r"""
 [ -L "$1" ] || exit 0
 printf 'target\t%s\n' "$(readlink -- "$1")"
 [ -d "$1" ] && printf 'exists\tyes\n'
-[ -f "$1/.kapistrano-version" ] && printf 'version\t%s\n' "$(head -n 1 -- "$1/.kapistrano-version")"
-[ -f "$1/REVISION" ] && printf 'revision\t%s\n' "$(head -n 1 -- "$1/REVISION")"
+first() { l=; [ -f "$1" ] && { IFS= read -r l || :; } < "$1"; }
+first "$1/.kapistrano-version" && printf 'version\t%s\n' "$l"
+first "$1/REVISION" && printf 'revision\t%s\n' "$l"
 exit 0
 """
 

@@ -38,12 +38,12 @@ for item in "$@"; do
     case $rest in */*) rest=${rest#*/} ;; *) rest="" ;; esac
   done
   dir=$release${parent:+/$parent}
-  mkdir -p -- "$dir"
+  [ -d "$dir" ] || mkdir -p -- "$dir"
   got=$(cd -P -- "$dir" && pwd)
   [ "$got" = "$real${parent:+/$parent}" ] || unsafe "$item" "$dir resolves to $got, outside the release"
   target=$release/$item source=$shared/$item
   [ -L "$target" ] && [ "$(readlink -- "$target")" = "$source" ] && continue
-  rm -rf -- "$target"
+  if [ -e "$target" ] || [ -L "$target" ]; then rm -rf -- "$target"; fi
   ln -s -- "$source" "$target"
 done
 """

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from kapistrano.hosts.errors import CommandFailed, HostError, LockConflict
 from kapistrano.hosts.runner import Runner
-from kapistrano.hosts.shell import SECTION, cmd
+from kapistrano.hosts.shell import SECTION, cmd, quote
 from kapistrano.hosts.takeover import DEPARTED, TAKEOVER_POLL_SECONDS, grace_wait_limit, takeover_grace
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,9 @@ lock=$1 owner=$2 instance=$3 ttl=$4 takeover=$5 stale=$6 message=$7 grace=${8:-0
 now=$(date +%s)
 prev_owner="" prev_expires="" prev_instance="" prev_refreshed=0 prev_message="" since=$now
 if [ -f "$lock" ]; then
-  prev_owner=$(sed -n 1p -- "$lock")
-  prev_expires=$(sed -n 2p -- "$lock")
-  prev_instance=$(sed -n 3p -- "$lock")
-  prev_refreshed=$(sed -n 4p -- "$lock")
-  prev_message=$(sed -n 5p -- "$lock")
-  prev_since=$(sed -n 6p -- "$lock")
+  # Builtin reads, not a `sed` per line: the lock is refreshed on every reading of every host.
+  { IFS= read -r prev_owner; IFS= read -r prev_expires; IFS= read -r prev_instance; IFS= read -r prev_refreshed
+    IFS= read -r prev_message; IFS= read -r prev_since; } < "$lock" || :
   [ "$prev_refreshed" -ge 0 ] 2>/dev/null || prev_refreshed=0
   # A named takeover waits until the lock is `grace` seconds old: its holder may still be acting.
   [ "$prev_instance" = "$takeover" ] && [ $((now - prev_refreshed)) -lt "$grace" ] && takeover=""
@@ -85,8 +82,8 @@ _RELEASE = r"""
 set -e
 lock=$1 owner=$2 instance=$3
 [ -f "$lock" ] || { echo absent; exit 0; }
-holder=$(sed -n 1p -- "$lock")
-held_by=$(sed -n 3p -- "$lock")
+holder= held_by=
+{ IFS= read -r holder; IFS= read -r _; IFS= read -r held_by; } < "$lock" || :
 if [ "$holder" = "$owner" ] && { [ -z "$instance" ] || [ "$held_by" = "$instance" ] || [ -z "$held_by" ]; }; then
   rm -f -- "$lock"; echo released
 else
@@ -166,7 +163,7 @@ def _check_owner(owner: str) -> None:
 def _under_flock(deploy_to: str, body: str, *args: str | int) -> str:
     """Run a script while holding flock on deployTo, creating deployTo first (pure)."""
     inner = cmd("flock", "-w", FLOCK_WAIT_SECONDS, deploy_to, "sh", "-c", body, "sh", *args)
-    return f"{cmd('mkdir', '-p', '--', deploy_to)} && {inner}"
+    return f"{{ [ -d {quote(deploy_to)} ] || {cmd('mkdir', '-p', '--', deploy_to)}; }} && {inner}"
 
 
 def acquire_lock_command(
@@ -216,7 +213,7 @@ def _int_or_none(text: str) -> int | None:
 
 def parse_acquire(stdout: str, owner: str) -> LockOutcome:
     """The LockOutcome printed by the acquire script (pure); raises ValueError on unknown output."""
-    for line in stdout.splitlines():
+    for line in stdout.split("\n"):  # not splitlines(): a message may hold \x1c-\x1e, \x85, \u2028
         state, _, rest = line.partition("\t")
         expires_text, _, rest = rest.partition("\t")
         who, _, rest = rest.partition("\t")

@@ -17,18 +17,20 @@ EXIT_NOT_WRITABLE = 73
 EXIT_LINKED_FILE_MISSING = 74
 
 _PREPARE = r"""
-nw() { printf 'not-writable\t%s\t%s\n' "$1" "$2" >&2; exit 73; }
+nw() { printf 'not-writable\t%s\t%s\n' "$1" "$2" >&2; clean; exit 73; }
+t=.kapistrano-write-check.$$
+clean() { rm -f -- "$DEPLOY/$t" "$DEPLOY/releases/$t" "$DEPLOY/shared/$t"; }
 for d in "$@"; do
   case $d in
     --files) break ;;
   esac
+  [ -d "$d" ] && continue
   err=$(mkdir -p -- "$d" 2>&1) || nw "$d" "$err"
 done
 for d in "$DEPLOY" "$DEPLOY/releases" "$DEPLOY/shared"; do
-  t="$d/.kapistrano-write-check.$$"
-  err=$( { true > "$t"; } 2>&1) || nw "$d" "$err"
-  rm -f -- "$t"
+  err=$( { true > "$d/$t"; } 2>&1) || nw "$d" "$err"
 done
+clean
 files=no
 for f in "$@"; do
   if [ "$files" = yes ] && [ ! -e "$f" ]; then printf 'missing\t%s\n' "$f" >&2; exit 74; fi

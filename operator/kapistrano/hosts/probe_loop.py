@@ -37,6 +37,7 @@ while :; do
   [ "$left" -gt 0 ] && sleep "$(printf '%d.%02d' $((left / 100)) $((left % 100)))"
   out=$(timeout -k 2 "$limit" sh -c "$probe" 2>&1 </dev/null); rc=$?
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then echo timeout
+  elif [ -z "$out" ]; then printf 'exit\t%s\t\n' "$rc"
   else printf 'exit\t%s\t%s\n' "$rc" "$(printf '%s' "$out" | tail -c 200 | tr '\n\t' '  ')"; fi
   late=$(( $(now) - first )) k=$((k + 1))
   [ "$late" -gt $((k * period)) ] && k=$(( (late + period - 1) / period ))

@@ -51,7 +51,8 @@ async def write_services_record(runner: Runner, release_dir: str, record: str) -
 _RECORDS = r"""
 cd -- "$1" 2>/dev/null || exit 0
 for d in */; do
-  [ -f "$d.kapistrano-services.json" ] && printf '%s\t%s\n' "${d%/}" "$(head -n 1 -- "$d.kapistrano-services.json")"
+  r=; [ -f "$d.kapistrano-services.json" ] || continue
+  { IFS= read -r r || :; } < "$d.kapistrano-services.json" && printf '%s\t%s\n' "${d%/}" "$r"
 done
 exit 0
 """
