@@ -32,12 +32,21 @@ def app(lab: HostLab, app_factory: AppFactory) -> App:
 class SlowHost:
     """A real SSH driver on a slow host: its reads take `read_delay` longer, its publishes `publish_delay`."""
 
-    def __init__(self, inner: HostDriver, reads: list[float], *, read_delay: float = 0.0, publish_delay: float = 0.0):
+    def __init__(
+        self,
+        inner: HostDriver,
+        reads: list[float],
+        *,
+        read_delay: float = 0.0,
+        publish_delay: float = 0.0,
+        update_delay: float = 0.0,
+    ):
         self.inner = inner
         self.name = inner.name
         self.reads = reads
         self.read_delay = read_delay
         self.publish_delay = publish_delay
+        self.update_delay = update_delay
 
     async def observe(self, spec: ReleaseSpec, *, lock_for: tuple[str, int] | None = None) -> HostObservation:
         self.reads.append(time.monotonic())
@@ -60,7 +69,9 @@ class SlowHost:
         self.inner.end_action(owner, token)
 
     async def update(self, spec: ReleaseSpec, emit: EventSink) -> str:
-        return await self.inner.update(spec, emit)
+        release = await self.inner.update(spec, emit)
+        await asyncio.sleep(self.update_delay)
+        return release
 
     async def publish(self, spec: ReleaseSpec, emit: EventSink, *, run_once_hooks: bool) -> HostObservation:
         found = await self.inner.publish(spec, emit, run_once_hooks=run_once_hooks)
@@ -84,12 +95,20 @@ async def roll_with_slow_host(
     app: App, spec: ReleaseSpec, slow: int, reads: list[float], **delays: float
 ) -> tuple[Outcome, list[tuple[float, HostEvent]]]:
     """Run the engine to the end with lab host number `slow` made slow; returns the outcome and timed events."""
+    return await roll_with_slow_hosts(app, spec, {slow: delays}, reads)
+
+
+async def roll_with_slow_hosts(
+    app: App, spec: ReleaseSpec, slow: dict[int, dict[str, float]], reads: list[float]
+) -> tuple[Outcome, list[tuple[float, HostEvent]]]:
+    """Run the engine to the end with lab hosts made slow (number -> delays); the outcome and timed events."""
     real: DriverFactory = driver_factory(app.lab.client_key, app.lab.known_hosts)
-    slow_name = app.lab.hosts[slow].name
+    slow_names = {app.lab.hosts[n].name: delays for n, delays in slow.items()}
 
     def drivers(spec: ReleaseSpec, host: Host) -> HostDriver:
         driver = real(spec, host)
-        return SlowHost(driver, reads, **delays) if host.name == slow_name else driver
+        delays = slow_names.get(host.name)
+        return SlowHost(driver, reads, **delays) if delays is not None else driver
 
     async def desired() -> Desired:
         return Desired(spec)
@@ -160,3 +179,22 @@ async def test_with_a_budget_of_two_a_slow_host_holds_up_its_own_slot_only(app: 
     assert published[2] == names[2]
     # host3 takes host2's slot as soon as host2 is done, while the slow host1 still holds the other.
     assert ready == [names[1], names[2], names[0]], ready
+
+
+async def test_hosts_updated_early_are_kept_fresh_while_a_slow_update_goes_on(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
+    # The first host's reading goes stale (after 1 s) while the third host's update takes 2.5 s more.
+    # Refreshed in the background once its own update ended, it is not read (READ_DELAY) by the
+    # first step after the updating phase, which would delay its publish.
+    monkeypatch.setattr(freshness, "FULL_OBSERVE_SECONDS", 1.0)
+    reads: list[float] = []
+    slow = {0: {"read_delay": READ_DELAY}, 2: {"update_delay": 2.5}}
+    outcome, marks = await roll_with_slow_hosts(app, app.release("v2").spec, slow, reads)
+    assert outcome.result == Result.READY, outcome.message
+    updated = max(t for t, e in marks if e.phase == HostPhase.UPDATED)
+    first = app.lab.hosts[0].name
+    publish = min(t for t, e in marks if e.phase == HostPhase.PUBLISHING and e.host == first)
+    assert publish - updated < READ_DELAY * 2 / 3, f"the first publish waited {publish - updated:.2f}s for a read"
+    assert any(t < updated for t in reads[1:]), "the first host was re-read while the slow update went on"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -111,6 +112,8 @@ class Rollout:
         self._acting: set[str] = set()
         #: Hosts this run began an action on: their status entry is newer than their action marker.
         self._acted: set[str] = set()
+        #: Hosts whose finished update was learned from already (_updated), not yet taken off _running.
+        self._learned: set[str] = set()
         #: Background reads in flight: host -> (the spec it is read for, the task).
         self._reading: dict[str, tuple[ReleaseSpec, asyncio.Task[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -378,6 +381,8 @@ class Rollout:
         for action in actions:
             driver = self.driver(desired.spec, hosts[action.host])
             task = asyncio.create_task(self._run_action(runner, action, driver, once=action is once))
+            if action.kind == ActionKind.UPDATE:
+                task.add_done_callback(functools.partial(self._updated, runner, action.host))
             self._running[action.host] = (task, runner, action.kind)
             self._acting.add(action.host)
             self._acted.add(action.host)
@@ -435,8 +440,23 @@ class Rollout:
                 del self._running[name]
                 self._acting.discard(name)
                 task.result()  # a bug surfaces here; host errors were recorded in the status
-                self._learn(spec, runner, name)
+                if name not in self._learned:
+                    self._learn(spec, runner, name)
+                self._learned.discard(name)
         # No save here: the saver writes what the action changed, with the next step's plan.
+
+    def _updated(self, runner: ActionRunner, name: str, task: asyncio.Task[None]) -> None:
+        """Learn from an update as soon as it ends, while the others still run (changes the cache).
+
+        The host is no longer being acted on, so the background reader keeps its reading fresh
+        while the updating phase goes on: the first step after it need not read the hosts it may
+        act on next (a step waits for every update to end).
+        """
+        if task.cancelled() or task.exception() is not None or self._running_spec is None:
+            return  # left to _wait_running, which raises a bug
+        self._acting.discard(name)
+        self._learn(self._running_spec, runner, name)
+        self._learned.add(name)
 
     def _learn(self, spec: ReleaseSpec, runner: ActionRunner, name: str) -> None:
         """Take what a finished action proved about its host, so the next step need not re-read it."""
