@@ -80,6 +80,23 @@ def exec_channels(driver: SshHostDriver) -> int:
     return driver.conn.exec_channels
 
 
+async def test_observe_makes_an_exec_readiness_attempt_in_its_one_session(app: App) -> None:
+    # The instance's pid and its release reach the attempt, as when it runs on its own.
+    probe = {"httpGet": None, "exec": {"command": 'kill -0 "$KAPISTRANO_PID" && test -e VERSION && test ! -e NOTREADY'}}
+    assert (await app.apply("v1", readiness=probe, strategy={"maxUnavailable": "100%"})).result == Result.READY
+    spec = app.release("v1", readiness=probe).spec
+    driver = app.driver(spec, 0)
+    try:
+        found = await driver.observe(spec)
+        assert (found.version, found.ready, exec_channels(driver)) == ("v1", True, 1)
+        assert found.release is not None
+        app.lab.hosts[0].path(f"{spec.deploy_path}/releases/{found.release}/NOTREADY").write_text("")
+        found = await driver.observe(spec)
+        assert (found.ready, exec_channels(driver)) == (False, 2)
+    finally:
+        await driver.close()
+
+
 async def test_observe_takes_one_session_and_publish_one_per_step(app: App) -> None:
     assert (await app.apply("v1", strategy={"maxUnavailable": "100%"})).result == Result.READY
     spec = app.release("v2").spec

@@ -198,3 +198,25 @@ def test_a_wait_for_an_exit_polls_with_sleep_where_perl_lacks(tmp_path: Path) ->
 
 def test_a_wait_for_an_exit_ends_at_its_deadline_when_the_process_stays(tmp_path: Path) -> None:
     assert wait_for("/bin/sleep 30 & p=$!", 30, counting_path(tmp_path)) == "left"
+
+
+def test_a_reading_makes_the_readiness_attempts_of_running_instances_in_their_release(tmp_path: Path) -> None:
+    deploy = tmp_path / "app"
+    new = release(deploy, "20260102000000", "v2", "bbb")
+    (deploy / "current").symlink_to(new)
+    ctx = ServiceContext(deploy_to=str(deploy))
+    files = services.pidfiles_of(ctx, WORKER)
+    Path(files[0]).parent.mkdir(parents=True)
+    Path(files[0]).write_text(f"{os.getpid()}\n")
+    Path(files[1]).write_text("999999999\n")  # not running: no attempt
+    passes = 'test "$KAPISTRANO_PID" = "$PPID_WANTED" && test -f REVISION && test "$KAPISTRANO_INSTANCE" = 0'
+    passes = passes.replace("$PPID_WANTED", str(os.getpid()))
+    probes = [
+        facts.FoldedProbe(files[0], 0, passes, 1),
+        facts.FoldedProbe(files[0], 0, "exit 3", 1),
+        facts.FoldedProbe(files[0], 0, "no-such-command-here", 1),  # 127: left to an attempt of its own
+        facts.FoldedProbe(files[1], 1, "true", 1),
+    ]
+    script = remote_script(ctx, facts.read_lines(str(deploy), files, probes))
+    found = facts.parse_facts(sh(script), files, probes)
+    assert found.probed == {(files[0], passes, os.getpid()): True, (files[0], "exit 3", os.getpid()): False}

@@ -103,7 +103,7 @@ class SshHostDriver(HostReader):
         named = orphans.candidates(ctx, by_release, judged_by)
         judged = judged_pidfiles(ctx, judged_by)
         pids = await self._pids(ctx, found.pids, [*judged, *(c.pidfile for c in named)])
-        reading = await self._services_ready(judged_by, ctx, known=(pids, found.current_dir))
+        reading = await self._services_ready(judged_by, ctx, known=(pids, found.current_dir), probed=found.probed)
         return HostObservation(
             name=self.name,
             version=current.version,

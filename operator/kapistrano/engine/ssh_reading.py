@@ -46,7 +46,8 @@ class HostReader:
         `first` are script lines run before the reading (a lock refresh), their output in its sections.
         """
         ctx = self._base(spec)
-        return await facts.read(self.conn, ctx, self._watched(spec, ctx), first=first)
+        probes = folded_probes(ctx, spec.services_for(self.name))
+        return await facts.read(self.conn, ctx, self._watched(spec, ctx), first=first, probes=probes)
 
     def _watched(self, spec: ReleaseSpec, ctx: ServiceContext) -> list[str]:
         """The pid files a look at the host reads: those the spec and the records seen last name (pure)."""
@@ -81,10 +82,12 @@ class HostReader:
         *,
         with_liveness: bool = True,
         known: tuple[Mapping[str, facts.PidFact], str | None] | None = None,
+        probed: Mapping[tuple[str, str, int], bool] | None = None,
     ) -> Reading:
         """Whether every process is alive, passes one readiness attempt, runs from current, is live (network I/O).
 
         `known` holds pid files already read and current resolved; the rest is read in one script.
+        `probed` holds readiness attempts the reading made (facts.FoldedProbe): those are not made again.
         """
         if not judged_by:
             return Reading(None, True, None)
@@ -92,12 +95,12 @@ class HostReader:
         if not all(state.running is not False for state in states):
             return Reading(False, False, None)
         attempts = [
-            probes.attempt(self.conn, where, s.readiness)
+            _attempt(self.conn, where, s.readiness, probed or {})
             for s, state in zip(judged_by, states, strict=True)
             if s.readiness is not None
             for where in _probe_contexts(ctx, s, state)
         ]
-        ready = all(a.ok for a in await asyncio.gather(*attempts))
+        ready = all(await asyncio.gather(*attempts))
         running = True if all(state.running for state in states) else None
 
         async def live() -> bool | None:
@@ -175,6 +178,31 @@ class HostReader:
             current_dir=paths.release(release),
             command_timeout=float(spec.ssh.command_timeout_seconds),
         )
+
+
+async def _attempt(
+    conn: SshConnection, where: ServiceContext, probe: Probe, probed: Mapping[tuple[str, str, int], bool]
+) -> bool:
+    """Whether one readiness attempt passes: the reading's own, else one made now (network I/O)."""
+    pidfile, pid = where.env.get("KAPISTRANO_PIDFILE"), where.env.get("KAPISTRANO_PID", "")
+    if probe.exec is not None and pidfile is not None and pid.isdigit():
+        made = probed.get((pidfile, probe.exec.command, int(pid)))
+        if made is not None:
+            return made
+    return (await probes.attempt(conn, where, probe)).ok
+
+
+def folded_probes(ctx: ServiceContext, services: Sequence[Service]) -> list[facts.FoldedProbe]:
+    """The exec readiness attempts a reading makes itself: one per pidfile instance of the services (pure).
+
+    They are the spec's; a host whose current release recorded another probe is probed on its own.
+    """
+    return [
+        facts.FoldedProbe(path, n, s.readiness.exec.command, s.readiness.timeout_seconds)
+        for s in services
+        if s.manager == Manager.PIDFILE and s.readiness is not None and s.readiness.exec is not None
+        for n, path in enumerate(pidfile.pidfiles(ctx, s))
+    ]
 
 
 def probe_note(judged_by: Sequence[Service], release: str | None) -> str:

@@ -9,6 +9,7 @@ name); a record naming others is answered by the caller with one more read of ju
 
 from __future__ import annotations
 
+import math
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,10 @@ from kapistrano.hosts.layout import (
     parse_current,
     parse_release_markers,
 )
-from kapistrano.hosts.managers.base import ServiceContext, remote_script, run_script
+from kapistrano.hosts.managers.base import ServiceContext, instance_env, remote_script, run_script
 from kapistrano.hosts.records import _RECORDS, parse_services_records
 from kapistrano.hosts.runner import Runner
-from kapistrano.hosts.shell import SECTION, quote, section, split_sections
+from kapistrano.hosts.shell import SECTION, cmd, quote, section, split_sections
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,39 @@ class HostFacts:
     action: ActionMark | None = None
     #: What a lock refresh made by the same script printed (hosts/lock.py), None when none was asked.
     lock: str | None = None
+    #: Readiness attempts made by the reading itself: (pid file, command, pid) -> passed.
+    probed: Mapping[tuple[str, str, int], bool] = field(default_factory=dict)
 
     def covers(self, pidfiles: Iterable[str]) -> bool:
         """True when every pid file given was read (pure)."""
         return all(path in self.pids for path in pidfiles)
 
 
-def pid_lines(pidfiles: Sequence[str]) -> list[str]:
+@dataclass(frozen=True)
+class FoldedProbe:
+    """An exec readiness attempt the reading makes for one pidfile instance, when its process runs."""
+
+    pidfile: str
+    instance: int
+    command: str
+    timeout_seconds: float
+
+    def line(self, number: int, current: str) -> str:
+        """The script line running it in `current` (resolved), printing `probe\\t<number>\\t<pid>\\t<status>` (pure).
+
+        It runs as exec_attempt runs it (the instance named in the environment), bounded by
+        coreutils `timeout`; a status of 127 (no such command) leaves the attempt to a session of its own.
+        """
+        names = instance_env(self.instance, self.pidfile, 0)
+        names.pop("KAPISTRANO_PID")
+        limit = f"{max(1, math.ceil(self.timeout_seconds))}s"
+        probe = cmd("timeout", "-k", "2", limit, "sh", "-c", self.command)
+        env = " ".join(f"{k}={quote(v)}" for k, v in names.items())
+        run = f'(cd -P {quote(current)} && exec env {env} KAPISTRANO_PID="$p" {probe}) </dev/null >/dev/null 2>&1'
+        return f'[ "$a" = 1 ] && {{ {run}; printf \'probe\\t%s\\t%s\\t%s\\n\' {number} "$p" "$?"; }}'
+
+
+def pid_lines(pidfiles: Sequence[str], probes: Sequence[FoldedProbe] = (), current: str = "") -> list[str]:
     """Script lines printing `pid\\t<n>\\t<pid|->\\t<alive 1|0>\\t<start|->\\t<cwd|->` per pid file (pure).
 
     <start> is when the process started in clock ticks since boot; the section's first line gives
@@ -71,11 +98,13 @@ def pid_lines(pidfiles: Sequence[str]) -> list[str]:
         lines.append(f'p=$(readpid {quote(path)}); a=0; w=; t=; [ -n "$p" ] && running {quote(path)} "$p" && a=1')
         lines.append('[ "$a" = 1 ] && w=$(readlink -e "/proc/$p/cwd" 2>/dev/null) && t=$(started "$p")')
         lines.append(f'printf \'pid\\t%s\\t%s\\t%s\\t%s\\t%s\\n\' {n} "${{p:--}}" "$a" "${{t:--}}" "${{w:--}}"')
+        lines += [probe.line(j, current) for j, probe in enumerate(probes) if probe.pidfile == path]
     return lines
 
 
-def read_lines(deploy_to: str, pidfiles: Sequence[str]) -> list[str]:
-    """Script lines reading current, the release markers, the services records and the pid files (pure)."""
+def read_lines(deploy_to: str, pidfiles: Sequence[str], probes: Sequence[FoldedProbe] = ()) -> list[str]:
+    """Script lines reading current, the release markers, the services records and the pid files,
+    with the readiness attempts `probes` of the instances that run (pure)."""
     paths = Paths(deploy_to)
     return [
         *section("current", _CURRENT, paths.current),
@@ -83,9 +112,22 @@ def read_lines(deploy_to: str, pidfiles: Sequence[str]) -> list[str]:
         *section("markers", _MARKERS, paths.releases),
         *section("records", _RECORDS, paths.releases),
         f"echo {SECTION} action; cat -- {quote(marker_path(deploy_to))} 2>/dev/null",
-        *pid_lines(pidfiles),
+        *pid_lines(pidfiles, probes, paths.current),
         "true",
     ]
+
+
+def parse_probed(text: str, probes: Sequence[FoldedProbe]) -> dict[tuple[str, str, int], bool]:
+    """(pid file, command, pid) -> passed, from the pids section's probe lines; 127 is left out (pure)."""
+    found = {}
+    for line in text.splitlines():
+        row = line.split("\t")
+        if len(row) != 4 or row[0] != "probe" or not all(x.isdigit() for x in row[1:]) or int(row[1]) >= len(probes):
+            continue
+        probe = probes[int(row[1])]
+        if row[3] != "127":
+            found[(probe.pidfile, probe.command, int(row[2]))] = row[3] == "0"
+    return found
 
 
 def read_command(ctx: ServiceContext, pidfiles: Sequence[str]) -> str:
@@ -111,7 +153,7 @@ def parse_pids(text: str, pidfiles: Sequence[str]) -> dict[str, PidFact]:
     return found
 
 
-def parse_facts(output: str, pidfiles: Sequence[str]) -> HostFacts:
+def parse_facts(output: str, pidfiles: Sequence[str], probes: Sequence[FoldedProbe] = ()) -> HostFacts:
     """The HostFacts read_command's output describes (pure)."""
     sections = split_sections(output)
     resolved = sections.get("resolved", "").strip()
@@ -123,14 +165,24 @@ def parse_facts(output: str, pidfiles: Sequence[str]) -> HostFacts:
         pids=parse_pids(sections.get("pids", ""), pidfiles),
         action=parse_mark(sections.get("action", "")),
         lock=sections.get("lock"),
+        probed=parse_probed(sections.get("pids", ""), probes),
     )
 
 
-async def read(runner: Runner, ctx: ServiceContext, pidfiles: Iterable[str], *, first: Sequence[str] = ()) -> HostFacts:
-    """Read a host in one round trip, after the script lines `first` (a lock refresh) (side effects: theirs only)."""
+async def read(
+    runner: Runner,
+    ctx: ServiceContext,
+    pidfiles: Iterable[str],
+    *,
+    first: Sequence[str] = (),
+    probes: Sequence[FoldedProbe] = (),
+) -> HostFacts:
+    """Read a host in one round trip, after the script lines `first` (a lock refresh), making the
+    readiness attempts `probes` of running instances on the way (side effects: theirs only)."""
     wanted = list(dict.fromkeys(pidfiles))
-    result = await run_script(runner, ctx, "host", [*first, *read_lines(ctx.deploy_to, wanted)])
-    return parse_facts(result.stdout, wanted)
+    wait = sum(p.timeout_seconds + 2 for p in probes)
+    result = await run_script(runner, ctx, "host", [*first, *read_lines(ctx.deploy_to, wanted, probes)], wait=wait)
+    return parse_facts(result.stdout, wanted, probes)
 
 
 async def read_pids(
