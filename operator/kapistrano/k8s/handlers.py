@@ -37,6 +37,7 @@ from kapistrano.api.release import (
 )
 from kapistrano.api.status import ReleaseStatus
 from kapistrano.engine.events import fan_out
+from kapistrano.engine.kept import KeptDrivers
 from kapistrano.engine.rollout import Desired, Outcome, Result, Rollout
 from kapistrano.engine.ssh_driver import driver_factory
 from kapistrano.hosts import lock
@@ -197,6 +198,8 @@ class ReleaseTask:
         self._last_warning: tuple[str, str] | None = None
         self.ledger = metrics.RolloutLedger()
         self.reader = ReleaseReader()
+        #: Host drivers, and their connections, kept from one engine run to the next.
+        self.drivers = KeptDrivers()
 
     async def run_forever(self) -> None:
         """Run the engine whenever there is a reason to, until cancelled (network I/O, writes status)."""
@@ -206,6 +209,8 @@ class ReleaseTask:
                 await self.once()
         except ReleaseGone:
             metrics.forget(self.namespace, self.name)
+        finally:
+            await self.drivers.close()
 
     async def first_sight(self) -> None:
         """Write Ready=Unknown / Reconciling=True at once for a Release without conditions (writes status)."""
@@ -269,7 +274,9 @@ class ReleaseTask:
 
         rollout = Rollout(
             source=desired,
-            drivers=driver_factory(creds.private_key, creds.known_hosts, hub=ssh_hub(), key=self.uid),
+            drivers=self.drivers.factory(
+                driver_factory(creds.private_key, creds.known_hosts, hub=ssh_hub(), key=self.uid), creds.fingerprint
+            ),
             store=_MeteredStore(self.store),
             owner=self.uid,
             emit=fan_out(
@@ -283,7 +290,7 @@ class ReleaseTask:
         try:
             outcome = await rollout.run()
         finally:
-            await rollout.close()
+            await self.drivers.close_unused()  # the others, and their connections, serve the next run
         self.report(outcome)
         return outcome
 
