@@ -327,7 +327,12 @@ def install(kubectl: str, kubeconfig: Path) -> None:
     ]
     for step in steps:
         command = [kubectl, "--kubeconfig", str(kubeconfig), *step]
+        deadline = time.monotonic() + 60
         done = subprocess.run(command, capture_output=True, text=True, check=False)
+        # A CRD just created may have no status.conditions yet: that kubectl wait fails at once.
+        while done.returncode != 0 and "accessor error" in done.stderr and time.monotonic() < deadline:
+            time.sleep(0.1)
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise KubeServerError(f"kubectl {step[0]} failed: {done.stderr}{done.stdout}")
 

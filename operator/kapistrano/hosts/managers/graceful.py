@@ -99,6 +99,10 @@ def retire_lines(
         "else echo retire lingering $(( $(now) - t0 )); fi",
     ]
     if pidfile is not None and restore is not None:
+        # The retired master is `restore`'s child: until `restore` has reaped it, unicorn takes the
+        # zombie for a re-exec still running and ignores the next reload signal: wait (3 s at most).
+        lines.append('k=0; while [ -e "/proc/$p" ] && ! alive "$p" && [ "$k" -lt 300 ]; do')
+        lines.append("  sleep 0.01; k=$((k + 1)); done")
         lines.append(f"pf={quote(pidfile)}; r={quote(restore)}")
         lines.append('[ "$(readpid "$pf")" = "$r" ] || { echo "$r" > "$pf"; rm -f "$pf.oldbin"; }')
     return lines
